@@ -1,0 +1,146 @@
+"""gRPC server bootstrap shared by every service.
+
+`serve()` builds a grpc.aio server with the standard health service (SERVING only while every dependency
+answers), reflection, and a SIGTERM/SIGINT sequence: health NOT_SERVING, drain, `server.stop(grace)`,
+close clients, flush telemetry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.common.logging import setup_logging
+from services.common.settings import ServiceSettings
+from services.common.telemetry import setup_telemetry
+
+log = logging.getLogger(__name__)
+
+Check = Callable[[], Awaitable[object]]
+
+
+@dataclass
+class Dependency:
+    """A thing the service cannot work without; `check` raises (or times out) when it is unreachable."""
+
+    name: str
+    check: Check
+    timeout_s: float = 2.0
+
+
+@dataclass
+class ServiceSpec:
+    """What a service contributes to the shared bootstrap."""
+
+    # Fully qualified gRPC service names, e.g. "sightline.ingest.v1.IngestService".
+    service_names: Sequence[str]
+    register: Callable[[grpc.aio.Server], None]
+    dependencies: Sequence[Dependency] = ()
+    # Run once after the server started (background consumers, sweepers); cancelled at shutdown.
+    background: Sequence[Callable[[], Awaitable[None]]] = ()
+    # Awaited at shutdown after the server stopped (close clients).
+    close: Sequence[Callable[[], Awaitable[object]]] = field(default_factory=list)
+
+
+class HealthReporter:
+    """Keeps the health service's status in step with the dependencies' state."""
+
+    def __init__(self, servicer: health.aio.HealthServicer, names: Iterable[str], deps: Sequence[Dependency]):
+        self._servicer = servicer
+        self._names = ["", *names]
+        self._deps = deps
+        self.serving: bool | None = None
+        self.shutting_down = False
+
+    async def check_once(self) -> bool:
+        ok = True
+        for dep in self._deps:
+            try:
+                await asyncio.wait_for(dep.check(), dep.timeout_s)
+            except Exception as exc:  # noqa: BLE001 - any failure means the dependency is not usable
+                ok = False
+                log.warning("dependency unavailable", extra={"dependency": dep.name, "error": repr(exc)[:300]})
+        await self._set(ok and not self.shutting_down)
+        return ok
+
+    async def _set(self, serving: bool) -> None:
+        if serving == self.serving:
+            return
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in self._names:
+            await self._servicer.set(name, status)
+        if self.serving is not None or not serving:
+            log.info("health changed", extra={"serving": serving})
+        self.serving = serving
+
+    async def run(self, interval_s: float) -> None:
+        while True:
+            await self.check_once()
+            await asyncio.sleep(interval_s)
+
+    async def enter_shutdown(self) -> None:
+        self.shutting_down = True
+        await self._servicer.enter_graceful_shutdown()
+        self.serving = False
+
+
+def build_server(settings: ServiceSettings) -> grpc.aio.Server:
+    opts = [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+    return grpc.aio.server(options=opts)
+
+
+async def serve(settings: ServiceSettings, make_spec: Callable[[], Awaitable[ServiceSpec]]) -> None:
+    """Run a service until SIGTERM/SIGINT. `make_spec` builds clients and servicers (after telemetry)."""
+    setup_logging(settings.service_name, settings.log_level)
+    provider = setup_telemetry(settings.service_name, settings.metrics_port)
+    spec = await make_spec()
+    server = build_server(settings)
+    spec.register(server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [*spec.service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        server,
+    )
+    address = f"{settings.grpc_host}:{settings.grpc_port}"
+    if server.add_insecure_port(address) == 0:
+        raise SystemExit(f"cannot bind {address}")
+    reporter = HealthReporter(health_servicer, spec.service_names, spec.dependencies)
+    await reporter.check_once()
+    await server.start()
+    log.info("serving", extra={"address": address, "services": list(spec.service_names)})
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    tasks = [asyncio.create_task(reporter.run(settings.health_interval_seconds))]
+    tasks += [asyncio.create_task(job()) for job in spec.background]
+    await stop.wait()
+
+    log.info("shutting down: not serving, draining")
+    await reporter.enter_shutdown()
+    await asyncio.sleep(settings.drain_seconds)
+    await server.stop(settings.shutdown_grace_seconds)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for close in spec.close:
+        await close()
+    provider.shutdown()
+    log.info("stopped")
+
+
+def run(settings: ServiceSettings, make_spec: Callable[[], Awaitable[ServiceSpec]]) -> None:
+    asyncio.run(serve(settings, make_spec))

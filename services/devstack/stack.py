@@ -1,0 +1,97 @@
+"""The whole local stack as one object: real mongod, Redis, Triton and the Sightline services.
+
+Tests start it (or parts of it) on free ports in a temporary folder; `python -m services.devstack up`
+starts it on the standard ports under `.local/`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from services.devstack.servers import Proc, free_port, port_open, spawn, start_mongo, start_redis, start_service
+from services.inference.launcher import REPO_ROOT, wait_ready
+
+SERVICES = {"ingest": "services.ingest", "search": "services.search"}
+
+
+@dataclass
+class Ports:
+    mongo: int = 27017
+    redis: int = 6379
+    triton_http: int = 8000
+    triton_grpc: int = 8001
+    triton_metrics: int = 8002
+    ingest: int = 50051
+    search: int = 50052
+
+    @classmethod
+    def free(cls) -> Ports:
+        return cls(**{name: free_port() for name in cls.__dataclass_fields__})
+
+
+@dataclass
+class LocalStack:
+    root: Path
+    ports: Ports = field(default_factory=Ports)
+    procs: dict[str, Proc] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    def start_mongo(self) -> None:
+        self.procs["mongod"], uri = start_mongo(self.root / "mongo", self.ports.mongo, self.logs)
+        self.env["SIGHTLINE_MONGO_URI"] = uri
+
+    def start_redis(self) -> None:
+        self.procs["redis"], url = start_redis(self.root / "redis", self.ports.redis, self.logs)
+        self.env["SIGHTLINE_REDIS_URL"] = url
+
+    def start_triton(self, timeout: float = 600) -> None:
+        venv = Path(os.environ.get("SIGHTLINE_TRITON_VENV", REPO_ROOT / ".venv-triton"))
+        env = {"SIGHTLINE_TRITON_VENV": str(venv), "SIGHTLINE_TRITON_HTTP_PORT": str(self.ports.triton_http),
+               "SIGHTLINE_TRITON_GRPC_PORT": str(self.ports.triton_grpc),
+               "SIGHTLINE_TRITON_METRICS_PORT": str(self.ports.triton_metrics)}
+        proc = spawn("triton", [sys.executable, "-m", "services.inference.launcher"], self.logs, env)
+        self.procs["triton"] = proc
+        url = f"127.0.0.1:{self.ports.triton_grpc}"
+        try:
+            asyncio.run(wait_ready(url, timeout, ("alpr",)))
+        except TimeoutError as exc:
+            raise RuntimeError(f"{exc}\n{proc.tail()}") from exc
+        self.env["SIGHTLINE_TRITON_URL"] = url
+
+    def start_service(self, name: str, **extra_env: str) -> Proc:
+        port = getattr(self.ports, name)
+        env = {**self.env, "SIGHTLINE_GRPC_PORT": str(port), "SIGHTLINE_GRPC_HOST": "127.0.0.1", **extra_env}
+        proc = start_service(SERVICES[name], env, self.logs, port)
+        self.procs[name] = proc
+        return proc
+
+    def restart(self, name: str, kill: bool = False) -> None:
+        proc = self.procs[name]
+        proc.kill() if kill else proc.stop()
+        if name in SERVICES:
+            self.start_service(name)
+        elif name == "mongod":
+            self.start_mongo()
+        elif name == "redis":
+            self.start_redis()
+        elif name == "triton":
+            self.start_triton()
+
+    def address(self, name: str) -> str:
+        return f"127.0.0.1:{getattr(self.ports, name)}"
+
+    def stop(self) -> None:
+        for proc in reversed(list(self.procs.values())):
+            proc.stop()
+        self.procs.clear()
+
+    def ports_in_use(self) -> list[int]:
+        return [p for p in vars(self.ports).values() if port_open(p)]

@@ -1,0 +1,142 @@
+"""Pure rules for accepting a frame and turning the pipeline's output into reads."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from io import BytesIO
+from typing import Any
+
+import grpc
+from PIL import Image, UnidentifiedImageError
+
+from services.common.reads import VEHICLE_TYPES, VEHICLE_VIEWS, set_box
+from sightline.common.v1 import read_pb2
+from sightline.ingest.v1 import ingest_pb2
+
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_READ_NAMESPACE = uuid.UUID("5b1c6a53-6d0e-4f0e-9d8a-1b7e3c2f9a10")
+
+
+class FrameRejected(Exception):
+    """A frame that cannot be stored; `code` is the gRPC status the gateway receives."""
+
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    @property
+    def retryable(self) -> bool:
+        return self.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+                             grpc.StatusCode.RESOURCE_EXHAUSTED)
+
+
+@dataclass(frozen=True)
+class FrameLimits:
+    max_bytes: int
+    max_pixels: int
+    max_clock_skew: timedelta
+
+
+def frame_key(camera_id: str, frame_id: str) -> str:
+    return f"{camera_id}/{frame_id}"
+
+
+def read_id(camera_id: str, frame_id: str, index: int) -> str:
+    """Stable per (camera, frame, position): a frame sent twice yields the same read ids."""
+    return str(uuid.uuid5(_READ_NAMESPACE, f"{camera_id}/{frame_id}/{index}"))
+
+
+def validate_frame(frame: ingest_pb2.Frame, limits: FrameLimits, now: datetime) -> tuple[int, int]:
+    """Check a frame before any work is spent on it; returns the JPEG's (width, height)."""
+    invalid = grpc.StatusCode.INVALID_ARGUMENT
+    if not _ID_RE.match(frame.camera_id):
+        raise FrameRejected(invalid, "camera_id must be 1-128 characters of A-Z a-z 0-9 . _ : -")
+    if not _ID_RE.match(frame.frame_id):
+        raise FrameRejected(invalid, "frame_id must be 1-128 characters of A-Z a-z 0-9 . _ : -")
+    if not frame.HasField("captured_at"):
+        raise FrameRejected(invalid, "captured_at is required")
+    if frame.captured_at.ToDatetime(tzinfo=now.tzinfo) > now + limits.max_clock_skew:
+        raise FrameRejected(invalid, "captured_at is in the future: check the camera's clock")
+    if not frame.jpeg:
+        raise FrameRejected(invalid, "frame has no image (jpeg is empty)")
+    if len(frame.jpeg) > limits.max_bytes:
+        raise FrameRejected(invalid, f"frame is {len(frame.jpeg)} bytes, over the limit of {limits.max_bytes}")
+    try:
+        with Image.open(BytesIO(frame.jpeg)) as img:
+            fmt, (width, height) = img.format, img.size
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise FrameRejected(invalid, "frame is not a readable JPEG image") from exc
+    if fmt != "JPEG":
+        raise FrameRejected(invalid, f"frame is {fmt}, not JPEG")
+    if width * height > limits.max_pixels:
+        raise FrameRejected(invalid, f"frame is {width}x{height}, over the limit of {limits.max_pixels} pixels")
+    if frame.HasField("location") and not (-90 <= frame.location.latitude <= 90
+                                           and -180 <= frame.location.longitude <= 180):
+        raise FrameRejected(invalid, "location is not a valid latitude/longitude")
+    return width, height
+
+
+def _vehicle(v: dict[str, Any]) -> read_pb2.Vehicle:
+    out = read_pb2.Vehicle(
+        type=VEHICLE_TYPES.get(v.get("type") or "", read_pb2.VEHICLE_TYPE_UNSPECIFIED),
+        type_confidence=float(v.get("type_confidence") or v.get("confidence") or 0.0),
+        colour=v.get("colour") or "",
+        colour_confidence=float(v.get("colour_confidence") or 0.0),
+        view=VEHICLE_VIEWS.get(v.get("view") or "", read_pb2.VEHICLE_VIEW_UNSPECIFIED),
+        make=v.get("make") or "",
+    )
+    set_box(out.box, v.get("box"))
+    return out
+
+
+def build_reads(
+    frame: ingest_pb2.Frame,
+    agency_id: str,
+    result: dict[str, Any],
+    image_ref: str,
+    stored_at: datetime,
+    expire_at: datetime,
+) -> list[read_pb2.Read]:
+    """One read per plate, plus one (plate empty) per vehicle that carries no read plate."""
+    entries: list[tuple[dict[str, Any] | None, dict[str, Any] | None]] = []
+    for plate in result.get("plates", []):
+        entries.append((plate, plate.get("vehicle")))
+    for vehicle in result.get("vehicles", []):
+        if not vehicle.get("has_plate"):
+            entries.append((None, vehicle))
+    reads = []
+    for i, (plate, vehicle) in enumerate(entries):
+        read = read_pb2.Read(
+            read_id=read_id(frame.camera_id, frame.frame_id, i),
+            camera_id=frame.camera_id,
+            agency_id=agency_id,
+            frame_id=frame.frame_id,
+            image_ref=image_ref,
+        )
+        read.captured_at.CopyFrom(frame.captured_at)
+        read.stored_at.FromDatetime(stored_at)
+        read.expires_at.FromDatetime(expire_at)
+        if plate is not None:
+            read.plate = plate.get("text", "")
+            read.plate_normalized = plate.get("normalized", "")
+            read.confidence = float(plate.get("confidence", 0.0))
+            for cand in plate.get("candidates", []):
+                text, conf = (cand["text"], cand["confidence"]) if isinstance(cand, dict) else cand
+                read.candidates.add(text=text, confidence=float(conf))
+            region = plate.get("region") or {}
+            read.region.country = region.get("country") or ""
+            read.region.state = region.get("state") or ""
+            read.region.confidence = float(region.get("confidence") or 0.0)
+            set_box(read.plate_box, plate.get("box"))
+        if vehicle:
+            read.vehicle.CopyFrom(_vehicle(vehicle))
+        if frame.HasField("location"):
+            read.location.CopyFrom(frame.location)
+        if frame.HasField("heading_degrees"):
+            read.heading_degrees = frame.heading_degrees
+        reads.append(read)
+    return reads

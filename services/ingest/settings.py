@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from pydantic import Field
+
+from services.common.settings import MongoSettings, RedisSettings, ServiceSettings
+
+
+class IngestSettings(ServiceSettings, MongoSettings, RedisSettings):
+    service_name: str = "ingest"
+    grpc_port: int = Field(default=50051, ge=1, le=65535)
+    # Triton's gRPC endpoint (host:port) and the per-frame pipeline model.
+    triton_url: str = "127.0.0.1:8001"
+    triton_model: str = "alpr"
+    triton_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    # Frames larger than this (bytes of JPEG) or than this many pixels are refused.
+    max_frame_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    max_frame_pixels: int = Field(default=4096 * 3072, ge=64 * 64)
+    # Capture times further than this in the future (camera clock skew) are refused.
+    max_clock_skew_s: float = Field(default=300.0, ge=0)
+    # Days a read is kept after capture unless held as evidence (agency settings may lower it).
+    read_retention_days: int = Field(default=30, ge=1, le=3650)
+    # Frames processed at once per stream; acknowledgements still go out in order.
+    stream_concurrency: int = Field(default=4, ge=1, le=64)
+    # The outbox sweeper re-publishes stored frames whose reads never reached the stream.
+    outbox_sweep_interval_s: float = Field(default=5.0, gt=0)
+    outbox_min_age_s: float = Field(default=10.0, ge=0)

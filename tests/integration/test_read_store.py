@@ -1,0 +1,138 @@
+"""Ingest's storage adapters and the search service against the real mongod and Redis."""
+
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import pytest
+import redis as redis_sync
+
+from services.common.reads import READS, ensure_indexes
+from services.common.settings import MongoSettings
+from services.common.storage import mongo_client, mongo_database, redis_client
+from services.ingest.adapters.store import FrameStore
+from services.ingest.adapters.stream import ReadPublisher
+from services.ingest.domain.frames import build_reads
+from sightline.common.v1 import read_pb2
+from sightline.ingest.v1 import ingest_pb2
+from sightline.search.v1 import search_pb2, search_pb2_grpc
+
+pytestmark = pytest.mark.integration
+
+
+def make_frame(camera: str, frame_id: str, at: datetime) -> ingest_pb2.Frame:
+    f = ingest_pb2.Frame(camera_id=camera, frame_id=frame_id)
+    f.captured_at.FromDatetime(at)
+    return f
+
+
+def plate_result(*plates: str) -> dict:
+    return {"plates": [{"text": p, "normalized": p, "confidence": 0.9, "box": [1, 2, 3, 4]} for p in plates]}
+
+
+@pytest.fixture
+async def store(mongo_uri: str):
+    settings = MongoSettings(mongo_uri=mongo_uri)
+    client = mongo_client(settings)
+    db = mongo_database(client, settings)
+    await ensure_indexes(db)
+    yield FrameStore(client, db), db
+    await client.close()
+
+
+async def store_frame(fs: FrameStore, camera: str, frame_id: str, at: datetime, *plates: str) -> list:
+    now = datetime.now(UTC)
+    reads = build_reads(make_frame(camera, frame_id, at), "pd-test", plate_result(*plates), f"img-{camera}-{frame_id}",
+                        now, at + timedelta(days=30))
+    result = await fs.store(f"{camera}/{frame_id}", reads, f"img-{camera}-{frame_id}", b"\xff\xd8jpeg", at,
+                            at + timedelta(days=30), now)
+    return reads, result
+
+
+async def test_frame_is_stored_once_with_reads_and_image(store) -> None:
+    fs, db = store
+    at = datetime.now(UTC) - timedelta(minutes=1)
+    reads, first = await store_frame(fs, "cam-store", "f1", at, "ABC123", "XYZ9")
+    assert not first.duplicate and len(first.read_ids) == 2
+    _, again = await store_frame(fs, "cam-store", "f1", at, "ABC123", "XYZ9")
+    assert again.duplicate and again.read_ids == first.read_ids
+    assert await db[READS].count_documents({"frame_id": "f1", "camera_id": "cam-store"}) == 2
+    assert await db["images"].count_documents({"_id": "img-cam-store-f1"}) == 1
+    assert await fs.existing("cam-store", "f1") == first.read_ids
+
+
+async def test_ttl_indexes_expire_reads_images_and_frames(store) -> None:
+    _, db = store
+    for name in (READS, "images", "frames"):
+        info = await db[name].index_information()
+        assert info["ttl_expire_at"]["expireAfterSeconds"] == 0, name
+
+
+async def test_outbox_lists_unpublished_frames_until_marked(store) -> None:
+    fs, _ = store
+    at = datetime.now(UTC) - timedelta(minutes=1)
+    await store_frame(fs, "cam-outbox", "f1", at, "OUT1")
+    pending = {key for key, _ in await fs.unpublished(datetime.now(UTC) + timedelta(seconds=1))}
+    assert "cam-outbox/f1" in pending
+    await fs.mark_published("cam-outbox/f1")
+    pending = {key for key, _ in await fs.unpublished(datetime.now(UTC) + timedelta(seconds=1))}
+    assert "cam-outbox/f1" not in pending
+
+
+async def test_reads_are_published_on_the_stream(redis_url: str) -> None:
+    client = redis_client(type("S", (), {"redis_url": redis_url})())
+    read = read_pb2.Read(read_id="r-stream-1", camera_id="cam-1", agency_id="pd-test", plate_normalized="ABC1")
+    await ReadPublisher(client, "test:reads", 10_000).publish([read])
+    await client.aclose()
+    entries = redis_sync.Redis.from_url(redis_url).xrange("test:reads")
+    assert read_pb2.Read.FromString(entries[-1][1][b"read"]) == read
+
+
+async def test_search_service_queries_and_pages(store, search_addr: str, channel_factory) -> None:
+    fs, _ = store
+    base = datetime.now(UTC) - timedelta(hours=1)
+    for i in range(5):
+        await store_frame(fs, "cam-search", f"s{i}", base + timedelta(minutes=i), f"SRCH{i}0", "OTHER1")
+    stub = search_pb2_grpc.SearchServiceStub(channel_factory(search_addr))
+
+    exact = await stub.SearchReads(search_pb2.SearchReadsRequest(plate_exact="srch-30"))
+    assert [r.plate_normalized for r in exact.reads] == ["SRCH30"]
+    assert exact.reads[0].camera_id == "cam-search"
+
+    seen, token = [], ""
+    while True:
+        page = await stub.SearchReads(search_pb2.SearchReadsRequest(plate_pattern="SRCH?0", page_size=2,
+                                                                    page_token=token))
+        seen += [r.plate_normalized for r in page.reads]
+        if not (token := page.next_page_token):
+            break
+    assert seen == ["SRCH40", "SRCH30", "SRCH20", "SRCH10", "SRCH00"]  # newest first, no repeats
+
+    by_camera = await stub.SearchReads(search_pb2.SearchReadsRequest(camera_ids=["cam-search"], page_size=100))
+    assert len(by_camera.reads) == 10
+
+    read = await stub.GetRead(search_pb2.GetReadRequest(read_id=exact.reads[0].read_id))
+    assert read == exact.reads[0]
+    image = await stub.GetImage(search_pb2.GetImageRequest(image_ref=read.image_ref))
+    assert image.content_type == "image/jpeg" and image.data.startswith(b"\xff\xd8")
+
+
+@pytest.mark.parametrize(
+    ("request_", "code"),
+    [
+        (search_pb2.SearchReadsRequest(), grpc.StatusCode.INVALID_ARGUMENT),
+        (search_pb2.SearchReadsRequest(plate_pattern=".*"), grpc.StatusCode.INVALID_ARGUMENT),
+        (search_pb2.SearchReadsRequest(plate_exact="A", page_token="nope"), grpc.StatusCode.INVALID_ARGUMENT),
+    ],
+)
+async def test_search_service_refuses_malformed_queries(search_addr: str, channel_factory, request_, code) -> None:
+    stub = search_pb2_grpc.SearchServiceStub(channel_factory(search_addr))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.SearchReads(request_)
+    assert err.value.code() == code
+
+
+async def test_unknown_read_is_not_found(search_addr: str, channel_factory) -> None:
+    stub = search_pb2_grpc.SearchServiceStub(channel_factory(search_addr))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.GetRead(search_pb2.GetReadRequest(read_id="no-such-read"))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
