@@ -29,8 +29,11 @@ def generate(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     well_known = resources.files("grpc_tools") / "_proto"
     files = [str(p.relative_to(PROTO_ROOT)) for p in proto_files()]
+    bindir = Path(sys.executable).parent  # mypy-protobuf's plugins live beside the interpreter
     args = [
         "protoc",
+        f"--plugin=protoc-gen-mypy={bindir / 'protoc-gen-mypy'}",
+        f"--plugin=protoc-gen-mypy_grpc={bindir / 'protoc-gen-mypy_grpc'}",
         f"-I{PROTO_ROOT}",
         f"-I{well_known}",
         f"--python_out={out}",

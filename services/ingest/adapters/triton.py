@@ -22,8 +22,8 @@ class TritonAlpr:
 
     async def recognise(self, jpeg: bytes) -> tuple[dict[str, Any], bytes]:
         """(pipeline result as a dict, redacted JPEG). Raises FrameRejected with a meaningful status."""
-        data = triton.InferInput("JPEG", [1, 1], "BYTES")
-        data.set_data_from_numpy(np.array([[jpeg]], dtype=np.object_))
+        data = triton.InferInput("JPEG", [1], "BYTES")
+        data.set_data_from_numpy(np.array([jpeg], dtype=np.object_))
         try:
             result = await self._client.infer(
                 self._model,

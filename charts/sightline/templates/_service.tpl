@@ -1,0 +1,234 @@
+{{/*
+One Python service: ServiceAccount, Deployment, Service, PodDisruptionBudget and autoscaler.
+All services run the same image; `python -m services.<name>` picks the service.
+Args: dict root, name.
+*/}}
+{{- define "sightline.pythonService" -}}
+{{- $root := .root -}}
+{{- $name := .name -}}
+{{- $svc := include "sightline.serviceValues" . | fromYaml -}}
+{{- $ctx := dict "root" $root "name" $name -}}
+{{- $fullname := include "sightline.componentName" $ctx -}}
+{{- $portName := $svc.protocol -}}
+{{- $triggers := list -}}
+{{- if $root.Values.keda.enabled -}}
+{{- with $svc.autoscaling.redisStreamLag -}}
+{{- $meta := dict "address" (required "redis.kedaAddress is required for KEDA redis-streams triggers" $root.Values.redis.kedaAddress) "stream" $root.Values.settings.readStream "consumerGroup" .consumerGroup "lagCount" (toString .lagCount) "enableTLS" (toString $root.Values.redis.enableTLS) -}}
+{{- $trigger := dict "type" "redis-streams" "metadata" $meta -}}
+{{- if $root.Values.redis.passwordKey -}}
+{{- $_ := set $trigger "authenticationRef" (dict "name" (printf "%s-redis" (include "sightline.fullname" $root))) -}}
+{{- end -}}
+{{- $triggers = append $triggers $trigger -}}
+{{- end -}}
+{{- end -}}
+{{ include "sightline.serviceAccount" $ctx }}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ $fullname }}
+  labels:
+    {{- include "sightline.labels" $ctx | nindent 4 }}
+spec:
+  {{- if not $svc.autoscaling.enabled }}
+  replicas: {{ $svc.replicas }}
+  {{- end }}
+  revisionHistoryLimit: 5
+  strategy:
+    type: RollingUpdate
+    rollingUpdate:
+      maxSurge: 1
+      maxUnavailable: 0
+  selector:
+    matchLabels:
+      {{- include "sightline.selectorLabels" $ctx | nindent 6 }}
+  template:
+    metadata:
+      labels:
+        {{- include "sightline.labels" $ctx | nindent 8 }}
+      annotations:
+        checksum/settings: {{ include (print $root.Template.BasePath "/configmap.yaml") $root | sha256sum }}
+        {{- include "sightline.scrapeAnnotations" (dict "port" $svc.metricsPort) | nindent 8 }}
+        {{- with $svc.podAnnotations }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+    spec:
+      serviceAccountName: {{ $fullname }}
+      automountServiceAccountToken: false
+      enableServiceLinks: false
+      terminationGracePeriodSeconds: {{ $svc.terminationGracePeriodSeconds }}
+      securityContext:
+        {{- include "sightline.podSecurityContext" (dict "uid" 10001) | nindent 8 }}
+      {{- with $root.Values.global.imagePullSecrets }}
+      imagePullSecrets:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      topologySpreadConstraints:
+        - maxSkew: 1
+          topologyKey: kubernetes.io/hostname
+          whenUnsatisfiable: ScheduleAnyway
+          labelSelector:
+            matchLabels:
+              {{- include "sightline.selectorLabels" $ctx | nindent 14 }}
+      containers:
+        - name: {{ $name }}
+          image: "{{ $root.Values.image.services.repository }}:{{ $root.Values.image.services.tag | default $root.Chart.AppVersion }}"
+          imagePullPolicy: {{ $root.Values.image.services.pullPolicy }}
+          command: ["python", "-m", "services.{{ $name }}"]
+          ports:
+            - name: {{ $portName }}
+              containerPort: {{ $svc.port }}
+              protocol: TCP
+            - name: metrics
+              containerPort: {{ $svc.metricsPort }}
+              protocol: TCP
+          envFrom:
+            - configMapRef:
+                name: {{ include "sightline.fullname" $root }}-settings
+          env:
+            - name: POD_NAME
+              valueFrom:
+                fieldRef:
+                  fieldPath: metadata.name
+            - name: POD_NAMESPACE
+              valueFrom:
+                fieldRef:
+                  fieldPath: metadata.namespace
+            - name: SIGHTLINE_SERVICE_NAME
+              value: {{ $name }}
+            - name: SIGHTLINE_{{ upper $svc.protocol }}_PORT
+              value: {{ $svc.port | quote }}
+            - name: SIGHTLINE_METRICS_PORT
+              value: {{ $svc.metricsPort | quote }}
+            - name: OTEL_SERVICE_NAME
+              value: sightline-{{ $name }}
+            - name: OTEL_RESOURCE_ATTRIBUTES
+              value: "service.namespace=sightline,deployment.environment={{ $root.Values.global.environment }},k8s.namespace.name=$(POD_NAMESPACE),k8s.pod.name=$(POD_NAME)"
+            {{- include "sightline.connectionEnv" (dict "root" $root "svc" $svc "name" $name) | nindent 12 }}
+            {{- with $svc.autoscaling.redisStreamLag }}
+            # The consumer group the service reads the stream with; the KEDA trigger watches the same one.
+            - name: SIGHTLINE_MATCHER_GROUP
+              value: {{ .consumerGroup | quote }}
+            {{- end }}
+            {{- range $key, $value := $svc.env }}
+            - name: {{ $key }}
+              value: {{ $value | quote }}
+            {{- end }}
+          {{- if eq $svc.protocol "grpc" }}
+          startupProbe:
+            grpc:
+              port: {{ $svc.port }}
+            periodSeconds: 2
+            failureThreshold: 30
+          readinessProbe:
+            grpc:
+              port: {{ $svc.port }}
+            periodSeconds: 5
+            failureThreshold: 2
+          livenessProbe:
+            grpc:
+              port: {{ $svc.port }}
+              {{- with $svc.livenessService }}
+              service: {{ . }}
+              {{- end }}
+            periodSeconds: 10
+            failureThreshold: 6
+          {{- else }}
+          startupProbe:
+            httpGet:
+              path: {{ $svc.healthPath }}
+              port: {{ $portName }}
+            periodSeconds: 2
+            failureThreshold: 30
+          readinessProbe:
+            httpGet:
+              path: {{ $svc.healthPath }}
+              port: {{ $portName }}
+            periodSeconds: 5
+            failureThreshold: 2
+          livenessProbe:
+            httpGet:
+              path: {{ $svc.healthPath }}
+              port: {{ $portName }}
+            periodSeconds: 10
+            failureThreshold: 6
+          {{- end }}
+          resources:
+            {{- toYaml $svc.resources | nindent 12 }}
+          securityContext:
+            {{- include "sightline.containerSecurityContext" . | nindent 12 }}
+          volumeMounts:
+            - name: tmp
+              mountPath: /tmp
+      volumes:
+        - name: tmp
+          emptyDir:
+            sizeLimit: 64Mi
+      {{- with $svc.nodeSelector }}
+      nodeSelector:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $svc.tolerations }}
+      tolerations:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $svc.affinity }}
+      affinity:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ $fullname }}
+  labels:
+    {{- include "sightline.labels" $ctx | nindent 4 }}
+spec:
+  type: ClusterIP
+  selector:
+    {{- include "sightline.selectorLabels" $ctx | nindent 4 }}
+  ports:
+    - name: {{ $portName }}
+      port: {{ $svc.port }}
+      targetPort: {{ $portName }}
+      {{- if eq $svc.protocol "grpc" }}
+      appProtocol: grpc
+      {{- end }}
+    - name: metrics
+      port: {{ $svc.metricsPort }}
+      targetPort: metrics
+{{ include "sightline.pdb" $ctx }}
+{{ include "sightline.autoscaler" (dict "root" $root "name" $name "autoscaling" $svc.autoscaling "triggers" $triggers) }}
+{{- end -}}
+
+{{/*
+Address variables for everything in connectsTo - the same list the NetworkPolicies are drawn from.
+Args: dict root, svc, name.
+*/}}
+{{- define "sightline.connectionEnv" -}}
+{{- $root := .root -}}
+{{- $components := include "sightline.components" $root | fromYaml -}}
+{{- range $target := .svc.connectsTo }}
+{{- if eq $target "mongodb" }}
+- name: SIGHTLINE_MONGO_URI
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "sightline.mongoSecretName" $root }}
+      key: {{ ternary $root.Values.mongodb.readOnlyUriKey $root.Values.mongodb.uriKey (default false $.svc.readOnlyDatabase) }}
+{{- else if eq $target "redis" }}
+- name: SIGHTLINE_REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "sightline.redisSecretName" $root }}
+      key: {{ $root.Values.redis.urlKey }}
+{{- else if not (hasKey $components $target) }}
+{{- fail (printf "services.%s.connectsTo names %q, which is neither mongodb, redis nor an enabled component" $.name $target) }}
+{{- else if eq $target "triton" }}
+- name: SIGHTLINE_TRITON_URL
+  value: "{{ include "sightline.componentName" (dict "root" $root "name" "triton") }}:{{ $root.Values.triton.grpcPort }}"
+{{- else }}
+- name: SIGHTLINE_{{ upper $target }}_ADDR
+  value: "{{ include "sightline.componentName" (dict "root" $root "name" $target) }}:{{ (index $components $target).port }}"
+{{- end }}
+{{- end }}
+{{- end -}}

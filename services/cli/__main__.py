@@ -1,0 +1,19 @@
+"""The ``sightline`` command line."""
+
+from __future__ import annotations
+
+import argparse
+
+from services.cli import recognize
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sightline", description="Sightline ALPR platform tools")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    recognize.add_parser(subparsers)
+    args = parser.parse_args(argv)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,147 @@
+"""Pre- and post-processing of the detection models (pure functions over numpy arrays).
+
+Boxes are ``x1, y1, x2, y2`` float32 rows in image pixels unless a name says otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import cv2
+import numpy as np
+
+from .imaging import Letterbox, letterbox
+
+PLATE_INPUT, PLATE_OUTPUT, PLATE_SIZE = "images", "output0", 640
+OBJECT_INPUT, OBJECT_OUTPUT, OBJECT_SIZE = "tower_0/images:0", "tower_0/detections:0", 512
+FACE_INPUT, FACE_SIZE = "input:0", 256
+FACE_SCORES = ("Identity:0", "Identity_1:0")
+FACE_BOXES = ("Identity_2:0", "Identity_3:0")
+
+# COCO-80 indices of the classes Sightline uses.
+PERSON_CLASS = 0
+VEHICLE_CLASSES = {2: "car", 3: "motorcycle", 5: "bus", 7: "truck"}
+
+
+@dataclass(frozen=True)
+class Detections:
+    boxes: np.ndarray  # (N, 4) x1, y1, x2, y2
+    scores: np.ndarray  # (N,)
+    labels: np.ndarray  # (N,) int class index
+
+    @classmethod
+    def empty(cls) -> Detections:
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, score_threshold: float, iou_threshold: float) -> np.ndarray:
+    """Indices kept by OpenCV's NMS, best first."""
+    if len(scores) == 0:
+        return np.zeros(0, np.int64)
+    xywh = np.column_stack([boxes[:, :2], boxes[:, 2:4] - boxes[:, :2]]).astype(np.float32)
+    keep = cv2.dnn.NMSBoxes(xywh.tolist(), scores.astype(float).tolist(), score_threshold, iou_threshold)
+    return np.asarray(keep, dtype=np.int64).reshape(-1)
+
+
+# --- plate detector: YOLOv8n, letterbox 640, output 1x5x8400 (cx, cy, w, h, score) -----------------
+
+
+def plate_input(image_bgr: np.ndarray) -> tuple[np.ndarray, Letterbox]:
+    canvas, geometry = letterbox(image_bgr, PLATE_SIZE)
+    tensor = canvas[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32) / 255.0
+    return np.ascontiguousarray(tensor), geometry
+
+
+def decode_yolo(
+    output: np.ndarray, geometry: Letterbox, score_threshold: float, iou_threshold: float
+) -> Detections:
+    """Decode one image's ``(1, 4 + classes, anchors)`` YOLOv8 output into image-space detections."""
+    predictions = output[0].T
+    class_scores = predictions[:, 4:]
+    labels = class_scores.argmax(axis=1)
+    scores = class_scores[np.arange(len(labels)), labels]
+    mask = scores >= score_threshold
+    if not mask.any():
+        return Detections.empty()
+    centre, size = predictions[mask, :2], predictions[mask, 2:4]
+    boxes = geometry.to_image(np.column_stack([centre - size / 2, centre + size / 2]))
+    keep = nms(boxes, scores[mask], score_threshold, iou_threshold)
+    return Detections(boxes[keep], scores[mask][keep], labels[mask][keep])
+
+
+# --- vehicles and persons: CenterNet MobileNetV3, plain resize 512, output 1x100x6 --------------------
+
+
+def object_input(image_bgr: np.ndarray) -> np.ndarray:
+    resized = cv2.resize(image_bgr, (OBJECT_SIZE, OBJECT_SIZE), interpolation=cv2.INTER_LINEAR)
+    return np.ascontiguousarray(resized[:, :, ::-1][None].astype(np.float32))
+
+
+def decode_centernet(
+    output: np.ndarray,
+    image_shape: tuple[int, ...],
+    classes: set[int],
+    score_threshold: float,
+    iou_threshold: float,
+) -> Detections:
+    """Keep ``classes`` from a ``(1, 100, 6)`` CenterNet output, merge the same object reported under
+    several of those classes (class-agnostic NMS keeps the best-scoring label) and scale to the image."""
+    rows = output[0]
+    mask = (rows[:, 4] >= score_threshold) & np.isin(rows[:, 5].astype(np.int64), list(classes))
+    rows = rows[mask]
+    if len(rows) == 0:
+        return Detections.empty()
+    height, width = image_shape[:2]
+    boxes = rows[:, :4] * np.array([width, height, width, height], np.float32) / OBJECT_SIZE
+    boxes = np.clip(boxes, 0, [width, height, width, height]).astype(np.float32)
+    keep = nms(boxes, rows[:, 4], score_threshold, iou_threshold)
+    return Detections(boxes[keep], rows[keep, 4], rows[keep, 5].astype(np.int64))
+
+
+# --- faces: MediaPipe BlazeFace (back/far-range model, 256x256, 896 anchors) -------------------------
+
+
+@cache
+def blazeface_anchors(input_size: int = FACE_SIZE) -> np.ndarray:
+    """Anchor centres ``(896, 2)`` normalised to [0, 1], as MediaPipe's SsdAnchorsCalculator builds them
+    for BlazeFace: 4 layers, strides ``input/16, input/8 x3``, 2 anchors per layer and cell, layers of
+    equal stride merged (16x16x2 then 8x8x6), offset 0.5, fixed anchor size 1."""
+    anchors = []
+    for grid, per_cell in ((input_size // 16, 2), (input_size // 32, 6)):
+        ys, xs = np.meshgrid(np.arange(grid), np.arange(grid), indexing="ij")
+        centres = np.stack([(xs.ravel() + 0.5) / grid, (ys.ravel() + 0.5) / grid], axis=1)
+        anchors.append(np.repeat(centres, per_cell, axis=0))
+    return np.concatenate(anchors).astype(np.float32)
+
+
+def face_input(image_bgr: np.ndarray) -> tuple[np.ndarray, Letterbox]:
+    canvas, geometry = letterbox(image_bgr, FACE_SIZE, fill=0)
+    tensor = canvas[:, :, ::-1].astype(np.float32) / 127.5 - 1.0
+    return np.ascontiguousarray(tensor[None]), geometry
+
+
+def decode_blazeface(
+    raw_scores: np.ndarray,
+    raw_boxes: np.ndarray,
+    geometry: Letterbox,
+    score_threshold: float,
+    iou_threshold: float,
+    input_size: int = FACE_SIZE,
+) -> Detections:
+    """Decode one image's ``(896, 1)`` logits and ``(896, 16)`` regressions (box then 6 keypoints,
+    in input pixels relative to the anchor centre) into image-space face boxes."""
+    scores = 1.0 / (1.0 + np.exp(-np.clip(raw_scores.reshape(-1), -80.0, 80.0)))
+    mask = scores >= score_threshold
+    if not mask.any():
+        return Detections.empty()
+    anchors = blazeface_anchors(input_size)[mask]
+    regression = raw_boxes.reshape(-1, 16)[mask, :4] / input_size
+    centre = anchors + regression[:, :2]
+    half = regression[:, 2:4] / 2
+    boxes = geometry.to_image(np.column_stack([centre - half, centre + half]) * input_size)
+    keep = nms(boxes, scores[mask], score_threshold, iou_threshold)
+    return Detections(boxes[keep], scores[mask][keep], np.zeros(len(keep), np.int64))

@@ -1,0 +1,236 @@
+"""The ALPR frame pipeline: plates, their text and region, vehicles and their attributes, redaction."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import detectors, ocr
+from .attributes import vehicle_colour, vehicle_view
+from .imaging import (
+    CorruptFrameError,
+    EmptyFrameError,
+    FrameDecodeError,
+    OversizedFrameError,
+    blur_regions,
+    clip_box,
+    decode_jpeg,
+    expand_box,
+)
+from .plates import normalize_plate
+from .reader import PlateReader
+from .runner import ModelRunner
+from .settings import VisionSettings
+
+__all__ = [
+    "AlprPipeline",
+    "CorruptFrameError",
+    "EmptyFrameError",
+    "FrameDecodeError",
+    "FrameResult",
+    "OversizedFrameError",
+    "PlateRead",
+    "VehicleObs",
+    "decode_jpeg",
+    "normalize_plate",
+]
+
+PLATE_DETECTOR, OBJECT_DETECTOR, FACE_DETECTOR = "plate_detector", "vehicle_detector", "face_detector"
+
+Box = tuple[int, int, int, int]  # x, y, width, height
+
+
+@dataclass(frozen=True)
+class VehicleObs:
+    type: str
+    colour: str
+    colour_confidence: float
+    box: Box
+    view: str = "unknown"
+    confidence: float = 0.0
+
+
+@dataclass(frozen=True)
+class PlateRead:
+    """A plate (``box`` is the plate) or, with empty ``text``, a vehicle seen without a readable plate
+    (``box`` is then the vehicle's)."""
+
+    text: str
+    normalized: str
+    confidence: float
+    candidates: list[tuple[str, float]]
+    box: Box
+    region: dict[str, Any]
+    vehicle: VehicleObs | None
+    detection_confidence: float = 0.0
+
+
+@dataclass
+class FrameResult:
+    plates: list[PlateRead]
+    vehicles: list[VehicleObs]
+    redacted: np.ndarray = field(repr=False)
+    faces: int = 0
+    persons: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe view of the reads (the redacted pixels are left out)."""
+        return {
+            "plates": [_json_safe(asdict(plate)) for plate in self.plates],
+            "vehicles": [_json_safe(asdict(vehicle)) for vehicle in self.vehicles],
+            "faces": self.faces,
+            "persons": self.persons,
+        }
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, float | np.floating):
+        return round(float(value), 4)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _xywh(box: Box) -> Box:
+    x1, y1, x2, y2 = box
+    return (x1, y1, x2 - x1, y2 - y1)
+
+
+class AlprPipeline:
+    def __init__(
+        self,
+        runner: ModelRunner,
+        settings: VisionSettings | None = None,
+        charset: list[str] | None = None,
+    ) -> None:
+        self.settings = settings or VisionSettings()
+        if charset is None:
+            charset = ocr.load_charset(
+                self.settings.model_repository / "plate_reader" / "1" / ocr.CHARSET_FILE
+            )
+        self._runner = runner
+        self.reader = PlateReader(runner, ocr.PlateAlphabet(charset), self.settings.text_detector_side)
+
+    # --- detection stages -------------------------------------------------------------------------
+
+    def detect_plates(self, image: np.ndarray) -> detectors.Detections:
+        tensor, geometry = detectors.plate_input(image)
+        output = self._runner.infer(PLATE_DETECTOR, {detectors.PLATE_INPUT: tensor})[detectors.PLATE_OUTPUT]
+        return detectors.decode_yolo(
+            output, geometry, self.settings.plate_score_threshold, self.settings.plate_iou_threshold
+        )
+
+    def detect_objects(self, image: np.ndarray) -> tuple[detectors.Detections, detectors.Detections]:
+        """Vehicles and persons from one CenterNet pass."""
+        output = self._runner.infer(
+            OBJECT_DETECTOR, {detectors.OBJECT_INPUT: detectors.object_input(image)}
+        )[detectors.OBJECT_OUTPUT]
+        s = self.settings
+        vehicles = detectors.decode_centernet(
+            output, image.shape, set(detectors.VEHICLE_CLASSES), s.vehicle_score_threshold, s.object_iou_threshold
+        )
+        persons = detectors.decode_centernet(
+            output, image.shape, {detectors.PERSON_CLASS}, s.person_score_threshold, s.object_iou_threshold
+        )
+        return vehicles, persons
+
+    def detect_faces(self, image: np.ndarray) -> list[Box]:
+        """Face boxes (``x1, y1, x2, y2``) from the whole frame and an overlapping n x n grid of tiles, so
+        that faces too small for one 256-pixel pass of the whole frame are still found."""
+        height, width = image.shape[:2]
+        windows = [(0, 0, width, height)]
+        grid = self.settings.face_tile_grid
+        if grid:
+            tile_w, tile_h = int(width / grid * 1.25), int(height / grid * 1.25)
+            for row in range(grid):
+                for col in range(grid):
+                    x = min(width - tile_w, col * width // grid)
+                    y = min(height - tile_h, row * height // grid)
+                    windows.append((max(0, x), max(0, y), tile_w, tile_h))
+        faces: list[Box] = []
+        for x, y, w, h in windows:
+            tensor, geometry = detectors.face_input(image[y : y + h, x : x + w])
+            outputs = self._runner.infer(FACE_DETECTOR, {detectors.FACE_INPUT: tensor})
+            scores = np.concatenate([outputs[name][0] for name in detectors.FACE_SCORES])
+            boxes = np.concatenate([outputs[name][0] for name in detectors.FACE_BOXES])
+            found = detectors.decode_blazeface(scores, boxes, geometry, self.settings.face_score_threshold, 0.3)
+            for box in found.boxes:
+                grown = expand_box(box, 0.2, 0.25) + np.array([x, y, x, y], np.float32)
+                faces.append(clip_box(grown, width, height))
+        return faces
+
+    # --- the frame --------------------------------------------------------------------------------
+
+    def run(self, image_bgr: np.ndarray) -> FrameResult:
+        height, width = image_bgr.shape[:2]
+        plates = self.detect_plates(image_bgr)
+        vehicles, persons = self.detect_objects(image_bgr)
+        faces = self.detect_faces(image_bgr)
+
+        plate_boxes = [clip_box(box, width, height) for box in plates.boxes]
+        vehicle_boxes = [clip_box(box, width, height) for box in vehicles.boxes]
+        owner = {i: _owning_vehicle(plate_boxes[i], vehicle_boxes) for i in range(len(plate_boxes))}
+
+        observations: list[VehicleObs] = []
+        for index, (x1, y1, x2, y2) in enumerate(vehicle_boxes):
+            crop = image_bgr[y1:y2, x1:x2]
+            inside = [
+                (px1 - x1, py1 - y1, px2 - x1, py2 - y1)
+                for p, (px1, py1, px2, py2) in enumerate(plate_boxes)
+                if owner[p] == index
+            ]
+            colour, colour_confidence = vehicle_colour(crop, inside)
+            view = vehicle_view(crop, colour)[0] if inside else "unknown"
+            observations.append(
+                VehicleObs(
+                    type=detectors.VEHICLE_CLASSES[int(vehicles.labels[index])],
+                    colour=colour,
+                    colour_confidence=colour_confidence,
+                    box=_xywh(vehicle_boxes[index]),
+                    view=view,
+                    confidence=float(vehicles.scores[index]),
+                )
+            )
+
+        reads: list[PlateRead] = []
+        for index, box in enumerate(plate_boxes):
+            margin = expand_box(np.array(box), self.settings.plate_margin_x, self.settings.plate_margin_y)
+            mx1, my1, mx2, my2 = clip_box(margin, width, height)
+            text = self.reader.read(image_bgr[my1:my2, mx1:mx2])
+            vehicle = observations[owner[index]] if owner[index] is not None else None
+            reads.append(
+                PlateRead(
+                    text=text.text,
+                    normalized=normalize_plate(text.text),
+                    confidence=text.confidence,
+                    candidates=list(text.candidates),
+                    box=_xywh(box),
+                    region=asdict(text.region) if text.region.state or text.region.country else {},
+                    vehicle=vehicle,
+                    detection_confidence=float(plates.scores[index]),
+                )
+            )
+        with_plate = {owner[i] for i in owner if reads[i].text}
+        for index, vehicle in enumerate(observations):
+            if index not in with_plate:
+                reads.append(PlateRead("", "", 0.0, [], vehicle.box, {}, vehicle, vehicle.confidence))
+
+        private = faces + [clip_box(box, width, height) for box in persons.boxes]
+        return FrameResult(reads, observations, blur_regions(image_bgr, private), len(faces), len(persons))
+
+
+def _owning_vehicle(plate: Box, vehicles: list[Box]) -> int | None:
+    """The smallest vehicle box that contains the plate centre."""
+    cx, cy = (plate[0] + plate[2]) / 2, (plate[1] + plate[3]) / 2
+    inside = [
+        (abs((x2 - x1) * (y2 - y1)), index)
+        for index, (x1, y1, x2, y2) in enumerate(vehicles)
+        if x1 <= cx <= x2 and y1 <= cy <= y2
+    ]
+    return min(inside)[1] if inside else None

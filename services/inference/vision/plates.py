@@ -1,0 +1,100 @@
+"""Plate text rules: normalisation, plausibility of a read, and the region named by the other text lines."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_NOT_PLATE_CHAR = re.compile(r"[^A-Z0-9]")
+
+US_STATES = {
+    "AL": "ALABAMA", "AK": "ALASKA", "AZ": "ARIZONA", "AR": "ARKANSAS", "CA": "CALIFORNIA",
+    "CO": "COLORADO", "CT": "CONNECTICUT", "DE": "DELAWARE", "DC": "DISTRICTOFCOLUMBIA",
+    "FL": "FLORIDA", "GA": "GEORGIA", "HI": "HAWAII", "ID": "IDAHO", "IL": "ILLINOIS",
+    "IN": "INDIANA", "IA": "IOWA", "KS": "KANSAS", "KY": "KENTUCKY", "LA": "LOUISIANA",
+    "ME": "MAINE", "MD": "MARYLAND", "MA": "MASSACHUSETTS", "MI": "MICHIGAN", "MN": "MINNESOTA",
+    "MS": "MISSISSIPPI", "MO": "MISSOURI", "MT": "MONTANA", "NE": "NEBRASKA", "NV": "NEVADA",
+    "NH": "NEWHAMPSHIRE", "NJ": "NEWJERSEY", "NM": "NEWMEXICO", "NY": "NEWYORK",
+    "NC": "NORTHCAROLINA", "ND": "NORTHDAKOTA", "OH": "OHIO", "OK": "OKLAHOMA", "OR": "OREGON",
+    "PA": "PENNSYLVANIA", "RI": "RHODEISLAND", "SC": "SOUTHCAROLINA", "SD": "SOUTHDAKOTA",
+    "TN": "TENNESSEE", "TX": "TEXAS", "UT": "UTAH", "VT": "VERMONT", "VA": "VIRGINIA",
+    "WA": "WASHINGTON", "WV": "WESTVIRGINIA", "WI": "WISCONSIN", "WY": "WYOMING",
+}  # fmt: skip
+# Slogans and site names printed on plates that identify the state as surely as its name.
+US_STATE_HINTS = {
+    "SUNSHINESTATE": "FL", "LANDOFLINCOLN": "IL", "EMPIRESTATE": "NY", "GARDENSTATE": "NJ",
+    "GRANDCANYON": "AZ", "LONESTAR": "TX", "FAMOUSPOTATOES": "ID", "GREATLAKES": "MI",
+    "LIVEFREEORDIE": "NH", "OCEANSTATE": "RI", "FIRSTINFLIGHT": "NC", "FIRSTINFREEDOM": "NC",
+    "BIGSKY": "MT", "PEACHSTATE": "GA", "WASHINGTONDC": "DC", "YOURSTATE": "", "DISCOVERAMERICA": "", "LAKES10000": "MN",
+    "10000LAKES": "MN", "SPORTSMANSPARADISE": "LA", "GREENMOUNTAIN": "VT", "AMERICASDAIRYLAND": "WI",
+    "DMVCAGOV": "CA", "DMVCA": "CA", "PAGOV": "PA", "VISITPA": "PA", "NYGOV": "NY", "NEWJERSEY": "NJ",
+    "MYFLORIDA": "FL", "THEFIRSTSTATE": "DE", "CONSTITUTIONSTATE": "CT", "HEARTOFITALL": "OH",
+    "WILDWONDERFUL": "WV", "VIRGINIAISFORLOVERS": "VA", "SHOWMESTATE": "MO", "SILVERSTATE": "NV",
+    "LANDOFENCHANTMENT": "NM", "BEAUTIFULWYOMING": "WY", "COLORFULCOLORADO": "CO", "ALOHA": "HI",
+    "LASTFRONTIER": "AK", "NORTHTOTHEFUTURE": "AK", "HEARTOFDIXIE": "AL", "SWEETHOMEALABAMA": "AL",
+    "TENNESSEEVOLUNTEER": "TN", "BLUEGRASS": "KY", "UNBRIDLEDSPIRIT": "KY", "NATURALSTATE": "AR",
+    "MAGNOLIA": "MS", "HOOSIER": "IN", "CROSSROADSOFAMERICA": "IN", "MOUNTRUSHMORE": "SD",
+    "PEACEGARDEN": "ND", "LEGENDARY": "ND", "NATIVEAMERICA": "OK", "BEAUTIFULUTAH": "UT",
+    "GREATESTSNOW": "UT", "SPIRITOFAMERICA": "MA", "VACATIONLAND": "ME", "EVERGREEN": "WA",
+}  # fmt: skip
+US_STATE_HINTS = {hint: state for hint, state in US_STATE_HINTS.items() if state}
+
+# Characters an OCR swaps across the letter/digit divide, each way.
+TO_DIGIT = str.maketrans("OQDIZSBGTLA", "00012586714")
+TO_LETTER = str.maketrans("0125867", "OIZSBGT")
+
+
+def normalize_plate(text: str) -> str:
+    """Upper case and keep only ``A-Z`` and ``0-9`` (the form plates are stored and matched in)."""
+    return _NOT_PLATE_CHAR.sub("", text.upper())
+
+
+@dataclass(frozen=True)
+class Region:
+    country: str = ""
+    state: str = ""
+    confidence: float = 0.0
+
+
+def region_from_text(lines: list[str]) -> Region:
+    """Find a US state named (or identified by slogan) in the non-plate text lines of a plate."""
+    joined = "".join(normalize_plate(line) for line in lines)
+    if len(joined) < 4:
+        return Region()
+    found = [(len(name), code, 0.9) for code, name in US_STATES.items() if name in joined]
+    found += [(len(hint), code, 0.7) for hint, code in US_STATE_HINTS.items() if hint in joined]
+    if found:
+        _, code, confidence = max(found)  # the longest match: "WASHINGTONDC" over "WASHINGTON"
+        return Region("US", code, confidence)
+    for code, name in sorted(US_STATES.items(), key=lambda item: len(item[1]), reverse=True):
+        if len(name) >= 6 and _fuzzy_contains(joined, name):
+            return Region("US", code, 0.6)
+    return Region()
+
+
+def _fuzzy_contains(haystack: str, needle: str) -> bool:
+    """True when ``needle`` appears with at most one substituted character (OCR of small print)."""
+    for start in range(len(haystack) - len(needle) + 1):
+        window = haystack[start : start + len(needle)]
+        if sum(a != b for a, b in zip(window, needle, strict=True)) <= 1:
+            return True
+    return False
+
+
+def plausibility(text: str) -> float:
+    """How much a string looks like a plate number, 0..1: 5-8 characters, letters and digits mixed."""
+    if not text:
+        return 0.0
+    score = 1.0
+    length = len(text)
+    if length < 4:
+        score *= 0.3
+    elif length < 5 or length > 8:
+        score *= 0.7
+    has_digit = any(c.isdigit() for c in text)
+    has_letter = any(c.isalpha() for c in text)
+    if not has_digit:
+        score *= 0.4 if text not in US_STATES.values() else 0.05
+    elif not has_letter:
+        score *= 0.85
+    return score

@@ -1,0 +1,93 @@
+"""Reads the number on a plate crop: PP-OCR text lines inside the crop, the main line chosen, the rest
+used to name the region."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import ocr
+from .plates import Region, plausibility, region_from_text
+from .runner import ModelRunner
+
+TEXT_DETECTOR, RECOGNISER = "plate_text_detector", "plate_reader"
+
+
+@dataclass(frozen=True)
+class PlateText:
+    text: str
+    confidence: float
+    candidates: tuple[tuple[str, float], ...]
+    region: Region
+
+
+@dataclass(frozen=True)
+class _Line:
+    image: np.ndarray
+    height: float
+    whole: bool
+
+
+def merge_row_boxes(quads: np.ndarray) -> list[tuple[float, float, float, float]]:
+    """Axis-aligned boxes of the text quads, joining pieces of one row (a plate split by an emblem or a
+    gap) when they overlap vertically by most of the smaller height and are of similar height."""
+    boxes = sorted(
+        (float(q[:, 0].min()), float(q[:, 1].min()), float(q[:, 0].max()), float(q[:, 1].max())) for q in quads
+    )
+    merged: list[tuple[float, float, float, float]] = []
+    for box in boxes:
+        for index, other in enumerate(merged):
+            overlap = min(box[3], other[3]) - max(box[1], other[1])
+            h1, h2 = box[3] - box[1], other[3] - other[1]
+            if overlap > 0.6 * min(h1, h2) and min(h1, h2) > 0.7 * max(h1, h2):
+                merged[index] = (
+                    min(box[0], other[0]), min(box[1], other[1]), max(box[2], other[2]), max(box[3], other[3])
+                )
+                break
+        else:
+            merged.append(box)
+    return merged
+
+
+class PlateReader:
+    def __init__(self, runner: ModelRunner, alphabet: ocr.PlateAlphabet, detector_side: int = 192) -> None:
+        self._runner = runner
+        self._alphabet = alphabet
+        self._side = detector_side
+
+    def _lines(self, crop: np.ndarray) -> list[_Line]:
+        probability = self._runner.infer(TEXT_DETECTOR, {ocr.TEXT_DET_INPUT: ocr.text_det_input(crop, self._side)})
+        quads, _ = ocr.text_det_postprocess(probability[ocr.TEXT_DET_OUTPUT], crop.shape)
+        height, width = crop.shape[:2]
+        lines = [_Line(crop, float(height), whole=True)]
+        for x1, y1, x2, y2 in merge_row_boxes(quads):
+            pad = 0.08 * (y2 - y1)
+            x1, y1 = int(max(0, x1 - pad)), int(max(0, y1 - pad))
+            x2, y2 = int(min(width, x2 + pad + 1)), int(min(height, y2 + pad + 1))
+            if x2 - x1 >= 4 and y2 - y1 >= 4:
+                lines.append(_Line(crop[y1:y2, x1:x2], float(y2 - y1), whole=False))
+        return lines
+
+    def read(self, crop: np.ndarray) -> PlateText:
+        lines = self._lines(crop)
+        probs = self._runner.infer(RECOGNISER, {ocr.REC_INPUT: ocr.rec_input([line.image for line in lines])})
+        reduced = self._alphabet.reduce(probs[ocr.REC_OUTPUT])
+        readings = [ocr.ctc_decode(reduced[i]) for i in range(len(lines))]
+        tallest = max((line.height for line in lines if not line.whole), default=1.0)
+        scores = []
+        for line, reading in zip(lines, readings, strict=True):
+            relative = 0.8 if line.whole else (line.height / tallest) ** 2
+            scores.append(reading.confidence * plausibility(reading.text) * relative)
+        order = np.argsort(scores)[::-1]
+        main = int(order[0])
+        best = readings[main]
+        others = [readings[i].text for i in range(len(lines)) if i != main and not lines[i].whole]
+        candidates: dict[str, float] = {}
+        for text, confidence in best.candidates:
+            candidates.setdefault(text, confidence * plausibility(text))
+        for i in order[1:]:
+            if readings[i].text and scores[i] > 0:
+                candidates.setdefault(readings[i].text, float(scores[i]))
+        ranked = tuple(sorted(candidates.items(), key=lambda item: item[1], reverse=True))
+        return PlateText(best.text, best.confidence, ranked, region_from_text(others))

@@ -1,0 +1,53 @@
+"""The model-runner port and its onnxruntime adapter."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import onnxruntime as ort
+
+
+class ModelRunner(Protocol):
+    """Runs one named model of the model repository on a batch (axis 0) of named input tensors."""
+
+    def infer(self, model: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+class OnnxRunner:
+    """In-process runner over ``<model_repository>/<model>/1/model.onnx`` (one lazy session per model)."""
+
+    def __init__(
+        self,
+        model_repository: Path,
+        providers: list[str] | None = None,
+        intra_op_threads: int | None = None,
+    ) -> None:
+        self._repository = Path(model_repository)
+        self._providers = providers or ["CPUExecutionProvider"]
+        self._threads = intra_op_threads or min(4, os.cpu_count() or 1)
+        self._sessions: dict[str, ort.InferenceSession] = {}
+        self._lock = threading.Lock()
+
+    def session(self, model: str) -> ort.InferenceSession:
+        with self._lock:
+            if model not in self._sessions:
+                path = self._repository / model / "1" / "model.onnx"
+                if not path.is_file():
+                    raise FileNotFoundError(f"model {model!r} not found at {path}")
+                options = ort.SessionOptions()
+                options.intra_op_num_threads = self._threads
+                options.inter_op_num_threads = 1
+                options.log_severity_level = 3
+                self._sessions[model] = ort.InferenceSession(
+                    str(path), sess_options=options, providers=self._providers
+                )
+            return self._sessions[model]
+
+    def infer(self, model: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        session = self.session(model)
+        names = [output.name for output in session.get_outputs()]
+        return dict(zip(names, session.run(names, inputs), strict=True))

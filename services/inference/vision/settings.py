@@ -1,0 +1,30 @@
+"""Settings of the vision pipeline (environment prefix ``SIGHTLINE_VISION_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
+
+
+class VisionSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SIGHTLINE_VISION_", extra="forbid")
+
+    model_repository: Path = Field(
+        default=REPOSITORY_ROOT / "model_repository",
+        validation_alias=AliasChoices("SIGHTLINE_MODEL_REPOSITORY", "model_repository"),
+    )
+    max_pixels: int = Field(default=40_000_000, gt=0, description="frames above this are rejected")
+    plate_score_threshold: float = Field(default=0.25, ge=0, le=1)
+    plate_iou_threshold: float = Field(default=0.45, ge=0, le=1)
+    vehicle_score_threshold: float = Field(default=0.2, ge=0, le=1)
+    person_score_threshold: float = Field(default=0.25, ge=0, le=1)
+    object_iou_threshold: float = Field(default=0.5, ge=0, le=1)
+    face_score_threshold: float = Field(default=0.5, ge=0, le=1)
+    face_tile_grid: int = Field(default=2, ge=0, le=4, description="faces: extra n x n tiles, 0 = whole frame only")
+    plate_margin_x: float = Field(default=0.08, ge=0, le=1, description="crop margin, share of plate width")
+    plate_margin_y: float = Field(default=0.3, ge=0, le=2, description="crop margin, share of plate height")
+    text_detector_side: int = Field(default=192, ge=64, le=960)

@@ -1,0 +1,1 @@
+"""Camera-gateway simulator and synthetic scene renderer."""

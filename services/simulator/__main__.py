@@ -1,0 +1,5 @@
+"""`python -m services.simulator`: the camera-gateway simulator."""
+
+from .command import main
+
+raise SystemExit(main())

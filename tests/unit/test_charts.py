@@ -1,0 +1,224 @@
+"""Security and wiring properties of the rendered Helm chart (charts/sightline).
+
+Renders the chart with `helm template` (scripts/install_k8s_tools.sh puts helm in .tools/bin) and checks
+what a reviewer would otherwise check by eye: hardened pods, probes, the NetworkPolicy graph, autoscaling.
+Schema validation of the same manifests is scripts/validate_k8s.sh.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "sightline"
+HELM = shutil.which("helm") or shutil.which("helm", path=str(ROOT / ".tools" / "bin"))
+
+pytestmark = [
+    pytest.mark.unit,
+    pytest.mark.skipif(HELM is None, reason="helm not installed (run scripts/install_k8s_tools.sh)"),
+]
+
+KEDA_ON = ["--set", "keda.enabled=true", "--set", "redis.kedaAddress=redis:6379", "--set", "redis.passwordKey=pw"]
+PROFILES = {
+    "default": [],
+    "gpu+keda": ["-f", str(CHART / "values-gpu.yaml"), *KEDA_ON],
+    "dev": ["-f", str(CHART / "values-dev.yaml")],
+}
+PYTHON_SERVICES = ["ingest", "search", "hotlist", "audit", "identity", "retention", "portal", "console"]
+GRPC_SERVICES = PYTHON_SERVICES[:6]
+
+Manifest = dict[str, Any]
+
+
+def render(*args: str) -> list[Manifest]:
+    assert HELM is not None
+    out = subprocess.run(
+        [HELM, "template", "sl", str(CHART), "--namespace", "sightline", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+@pytest.fixture(scope="module", params=list(PROFILES))
+def manifests(request: pytest.FixtureRequest) -> list[Manifest]:
+    return render(*PROFILES[request.param])
+
+
+def of_kind(manifests: list[Manifest], kind: str) -> dict[str, Manifest]:
+    return {m["metadata"]["name"]: m for m in manifests if m["kind"] == kind}
+
+
+def component(m: Manifest) -> str:
+    return m["metadata"]["labels"]["app.kubernetes.io/component"]
+
+
+def containers(manifests: list[Manifest]) -> Iterator[tuple[str, Manifest, Manifest]]:
+    for dep in of_kind(manifests, "Deployment").values():
+        pod = dep["spec"]["template"]["spec"]
+        for c in pod["containers"]:
+            yield component(dep), pod, c
+
+
+def test_every_component_is_deployed(manifests: list[Manifest]) -> None:
+    deployed = {component(d) for d in of_kind(manifests, "Deployment").values()}
+    assert deployed == {*PYTHON_SERVICES, "triton"}
+
+
+def test_pods_are_hardened(manifests: list[Manifest]) -> None:
+    for name, pod, c in containers(manifests):
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["runAsUser"] > 0, name
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", name
+        assert pod["automountServiceAccountToken"] is False, name
+        sc = c["securityContext"]
+        assert sc["readOnlyRootFilesystem"] is True, name
+        assert sc["allowPrivilegeEscalation"] is False, name
+        assert sc["capabilities"]["drop"] == ["ALL"], name
+        tmp = next(v for v in pod["volumes"] if v["name"] == "tmp")
+        assert "emptyDir" in tmp, name
+        assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"], name
+        assert "limits" in c["resources"] and "requests" in c["resources"], name
+
+
+def test_service_accounts_do_not_mount_tokens(manifests: list[Manifest]) -> None:
+    accounts = of_kind(manifests, "ServiceAccount")
+    assert len(accounts) == 9
+    assert all(sa["automountServiceAccountToken"] is False for sa in accounts.values())
+
+
+def test_probes(manifests: list[Manifest]) -> None:
+    for name, _, c in containers(manifests):
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert probe in c, f"{name} lacks {probe}"
+        if name in GRPC_SERVICES:
+            port = c["ports"][0]["containerPort"]
+            assert c["readinessProbe"]["grpc"]["port"] == port, name
+            assert c["livenessProbe"]["grpc"]["port"] == port, name
+        elif name == "triton":
+            assert c["startupProbe"]["httpGet"]["path"] == "/v2/health/ready"
+            assert c["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+        else:
+            assert "httpGet" in c["readinessProbe"], name
+
+
+def test_every_service_has_a_metrics_port(manifests: list[Manifest]) -> None:
+    for name, _, c in containers(manifests):
+        ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        assert ports["metrics"] == (8002 if name == "triton" else 9464), name
+
+
+def policy_for(manifests: list[Manifest], name: str) -> Manifest:
+    return next(p for p in of_kind(manifests, "NetworkPolicy").values() if component(p) == name)
+
+
+def peer_components(rule: Manifest, key: str) -> set[str]:
+    return {
+        p["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+        for p in rule.get(key, [])
+        if "podSelector" in p and "namespaceSelector" not in p
+    }
+
+
+def test_default_deny_covers_the_release(manifests: list[Manifest]) -> None:
+    deny = policy_for(manifests, "network-policy")
+    assert deny["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert "ingress" not in deny["spec"] and "egress" not in deny["spec"]
+    assert "app.kubernetes.io/component" not in deny["spec"]["podSelector"]["matchLabels"]
+
+
+def test_only_ingest_reaches_triton(manifests: list[Manifest]) -> None:
+    triton = policy_for(manifests, "triton")["spec"]
+    serving = [r for r in triton["ingress"] if any(p["port"] in (8000, 8001) for p in r["ports"])]
+    assert len(serving) == 1
+    assert "from" in serving[0], "an ingress rule without `from` would admit everyone"
+    assert peer_components(serving[0], "from") == {"ingest"}
+    assert all(p.keys() == {"podSelector"} for p in serving[0]["from"])
+    # and no other component is allowed egress to it
+    for name in PYTHON_SERVICES:
+        egress = policy_for(manifests, name)["spec"]["egress"]
+        reaches = set().union(*(peer_components(r, "to") for r in egress))
+        assert ("triton" in reaches) == (name == "ingest"), name
+
+
+def egress_ports(manifests: list[Manifest], name: str) -> set[int]:
+    return {p["port"] for r in policy_for(manifests, name)["spec"]["egress"] for p in r["ports"]}
+
+
+def test_service_egress_matches_the_brief(manifests: list[Manifest]) -> None:
+    assert egress_ports(manifests, "portal") == {53, 27017, 6379}
+    assert egress_ports(manifests, "search") == {53, 50054, 50055, 27017}
+    assert egress_ports(manifests, "ingest") == {53, 8001, 27017, 6379}
+    assert egress_ports(manifests, "hotlist") == {53, 6379, 27017, 50054}
+    assert egress_ports(manifests, "console") == {53, 50051, 50052, 50053, 50054, 50055, 50056}
+    assert egress_ports(manifests, "triton") == {53}
+
+
+def env_of(manifests: list[Manifest], name: str) -> dict[str, Manifest]:
+    (c,) = [c for n, _, c in containers(manifests) if n == name]
+    return {e["name"]: e for e in c.get("env", [])}
+
+
+def test_address_variables_follow_connections(manifests: list[Manifest]) -> None:
+    for name in PYTHON_SERVICES:
+        assert ("SIGHTLINE_TRITON_URL" in env_of(manifests, name)) == (name == "ingest"), name
+    search = env_of(manifests, "search")
+    assert search["SIGHTLINE_AUDIT_ADDR"]["value"] == "sl-sightline-audit:50054"
+    assert search["SIGHTLINE_IDENTITY_ADDR"]["value"] == "sl-sightline-identity:50055"
+    assert env_of(manifests, "hotlist")["SIGHTLINE_MATCHER_GROUP"]["value"] == "hotlist-matcher"
+    portal = env_of(manifests, "portal")
+    assert portal["SIGHTLINE_MONGO_URI"]["valueFrom"]["secretKeyRef"]["key"] == "readonly-uri"
+
+
+def test_disruption_budgets_and_autoscalers() -> None:
+    manifests = render()
+    deployments = {component(d) for d in of_kind(manifests, "Deployment").values()}
+    assert {component(p) for p in of_kind(manifests, "PodDisruptionBudget").values()} == deployments
+    # retention runs a single sweeper; everything else autoscales on CPU without KEDA
+    assert {component(h) for h in of_kind(manifests, "HorizontalPodAutoscaler").values()} == deployments - {"retention"}
+
+
+def test_keda_scales_hotlist_on_stream_lag_and_triton_on_queue_time() -> None:
+    manifests = render(*KEDA_ON)
+    scaled = {component(s): s["spec"]["triggers"] for s in of_kind(manifests, "ScaledObject").values()}
+    assert set(scaled) == {"hotlist", "triton"}
+    assert scaled["hotlist"][0]["type"] == "redis-streams"
+    assert scaled["hotlist"][0]["metadata"]["stream"] == "sightline:reads:v1"
+    assert scaled["triton"][0]["type"] == "prometheus"
+    assert "nv_inference_queue_duration_us" in scaled["triton"][0]["metadata"]["query"]
+    hpas = {component(h) for h in of_kind(manifests, "HorizontalPodAutoscaler").values()}
+    assert not hpas & set(scaled), "a workload must not have both a ScaledObject and an HPA"
+
+
+def test_gpu_profile_schedules_triton_on_a_gpu() -> None:
+    manifests = render("-f", str(CHART / "values-gpu.yaml"))
+    (triton,) = [c for name, _, c in containers(manifests) if name == "triton"]
+    assert triton["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert "--model-config-name=gpu" in triton["args"]
+    pod = next(d for d in of_kind(manifests, "Deployment").values() if component(d) == "triton")
+    assert pod["spec"]["template"]["spec"]["tolerations"][0]["key"] == "nvidia.com/gpu"
+    (cpu_triton,) = [c for name, _, c in containers(render()) if name == "triton"]
+    assert "nvidia.com/gpu" not in cpu_triton["resources"]["limits"]
+    assert not any(a.startswith("--model-config-name") for a in cpu_triton["args"])
+
+
+def test_existing_secrets_are_used_and_none_created_by_default() -> None:
+    manifests = render()
+    assert not of_kind(manifests, "Secret")
+    ingest = env_of(manifests, "ingest")
+    assert ingest["SIGHTLINE_MONGO_URI"]["valueFrom"]["secretKeyRef"]["name"] == "sightline-mongodb"
+    assert ingest["SIGHTLINE_REDIS_URL"]["valueFrom"]["secretKeyRef"]["name"] == "sightline-redis"
+
+
+def test_unknown_connection_fails_to_render() -> None:
+    with pytest.raises(subprocess.CalledProcessError) as failed:
+        render("--set", "services.search.connectsTo={mongodb,nowhere}")
+    assert '"nowhere", which is neither mongodb, redis nor an enabled component' in failed.value.stderr

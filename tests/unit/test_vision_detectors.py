@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+
+from services.inference.vision import detectors
+from services.inference.vision.imaging import Letterbox
+
+pytestmark = pytest.mark.unit
+
+
+def test_yolo_decode_maps_letterboxed_boxes_back_and_suppresses_overlaps() -> None:
+    output = np.zeros((1, 5, 8400), np.float32)
+    # (cx, cy, w, h, score) in 640-pixel letterbox space
+    output[0, :, 0] = [320, 200, 100, 40, 0.9]
+    output[0, :, 1] = [322, 201, 100, 40, 0.6]  # duplicate of the first
+    output[0, :, 2] = [100, 500, 60, 20, 0.5]
+    output[0, :, 3] = [500, 500, 60, 20, 0.1]  # below threshold
+    geometry = Letterbox(scale=0.5, pad_x=0, pad_y=80)  # a 1280x960 frame
+    found = detectors.decode_yolo(output, geometry, score_threshold=0.25, iou_threshold=0.45)
+    assert len(found) == 2
+    np.testing.assert_allclose(found.scores, [0.9, 0.5])
+    np.testing.assert_allclose(found.boxes[0], [540, 200, 740, 280])
+    np.testing.assert_allclose(found.boxes[1], [140, 820, 260, 860])
+
+
+def test_centernet_decode_scales_to_image_and_merges_classes_of_one_object() -> None:
+    output = np.zeros((1, 100, 6), np.float32)
+    output[0, 0] = [100, 100, 300, 200, 0.5, 7]  # truck
+    output[0, 1] = [100, 100, 300, 200, 0.4, 2]  # the same box as car
+    output[0, 2] = [10, 10, 50, 90, 0.6, 0]  # person, not a vehicle class
+    found = detectors.decode_centernet(output, (1024, 2048, 3), {2, 3, 5, 7}, 0.2, 0.5)
+    assert found.labels.tolist() == [7]
+    np.testing.assert_allclose(found.boxes[0], [400, 200, 1200, 400])
+
+
+def test_blazeface_anchors_follow_mediapipe_layout() -> None:
+    anchors = detectors.blazeface_anchors(256)
+    assert anchors.shape == (896, 2)
+    np.testing.assert_allclose(anchors[0], anchors[1])  # two anchors per cell on the 16x16 layer
+    np.testing.assert_allclose(anchors[0], [0.5 / 16, 0.5 / 16])
+    np.testing.assert_allclose(anchors[2], [1.5 / 16, 0.5 / 16])  # x varies fastest
+    np.testing.assert_allclose(anchors[512:518], np.tile([0.5 / 8, 0.5 / 8], (6, 1)))
+    np.testing.assert_allclose(anchors[-1], [7.5 / 8, 7.5 / 8])
+
+
+def test_blazeface_decode_offsets_from_anchor_and_scales() -> None:
+    scores = np.full(896, -10.0, np.float32)
+    boxes = np.zeros((896, 16), np.float32)
+    index = 16 * 2 * 5 + 2 * 3  # 16x16 layer, row 5, column 3
+    scores[index] = 4.0
+    boxes[index, :4] = [8, -4, 32, 48]  # dx, dy, w, h in input pixels
+    found = detectors.decode_blazeface(scores, boxes, Letterbox(1.0, 0, 0), 0.5, 0.3)
+    cx, cy = 3.5 * 16 + 8, 5.5 * 16 - 4
+    np.testing.assert_allclose(found.boxes[0], [cx - 16, cy - 24, cx + 16, cy + 24], atol=1e-3)
+    assert found.scores[0] == pytest.approx(1 / (1 + np.exp(-4.0)))

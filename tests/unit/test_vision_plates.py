@@ -1,0 +1,27 @@
+import pytest
+
+from services.inference.vision.plates import Region, normalize_plate, plausibility, region_from_text
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("ab-123 cd", "AB123CD"), (" 7xyz·889 ", "7XYZ889"), ("", ""), ("Ö-é", ""), ("m5 xsx\n", "M5XSX")],
+)
+def test_normalize_plate_keeps_upper_case_letters_and_digits(raw: str, expected: str) -> None:
+    assert normalize_plate(raw) == expected
+
+
+def test_region_from_state_name_slogan_and_misread_name() -> None:
+    assert region_from_text(["California", "dmv.ca.gov"]) == Region("US", "CA", 0.9)
+    assert region_from_text(["Washington DC"]).state == "DC"
+    assert region_from_text(["SUNSHINE STATE"]) == Region("US", "FL", 0.7)
+    assert region_from_text(["PENNSYIVANIA"]).state == "PA"
+    assert region_from_text(["ABC123"]) == Region()
+
+
+def test_plausibility_prefers_mixed_letters_and_digits_of_plate_length() -> None:
+    assert plausibility("7ABC123") > plausibility("TEXAS") > 0
+    assert plausibility("7ABC123") > plausibility("12")
+    assert plausibility("") == 0.0
