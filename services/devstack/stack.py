@@ -15,7 +15,7 @@ from pathlib import Path
 from services.devstack.servers import Proc, free_port, port_open, spawn, start_mongo, start_redis, start_service
 from services.inference.launcher import REPO_ROOT, wait_ready
 
-SERVICES = {"ingest": "services.ingest", "search": "services.search"}
+SERVICES = {"ingest": "services.ingest", "search": "services.search", "hotlist": "services.hotlist"}
 
 
 @dataclass
@@ -27,6 +27,7 @@ class Ports:
     triton_metrics: int = 8002
     ingest: int = 50051
     search: int = 50052
+    hotlist: int = 50053
 
     @classmethod
     def free(cls) -> Ports:

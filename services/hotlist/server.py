@@ -1,0 +1,320 @@
+"""gRPC adapter of the hotlist service (HotlistService, AlertService) and its wiring.
+
+One process serves the API and runs the read-stream matcher as a background task (`matcher_enabled`):
+the matcher needs no port of its own, shares the clients, and its health is the process's health. Replicas
+scale both together; API-only replicas turn the matcher off. Alerts reach every replica's subscribers
+through Redis pub/sub, so a client may be connected to any replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+from opentelemetry import trace
+
+from services.common.grpc_server import ServiceSpec
+from services.common.logging import redact_plate
+from services.common.storage import mongo_client, mongo_database, mongo_dependency, redis_client, redis_dependency
+from services.hotlist.adapters.active_lists import ActiveLists, StaleVersion
+from services.hotlist.adapters.alert_bus import AlertBus
+from services.hotlist.adapters.codec import (
+    DISPOSITION_FROM_PB,
+    SOURCES,
+    alert_to_pb,
+    config_of,
+    entry_fields_from_pb,
+    entry_from_doc,
+    entry_to_pb,
+    list_to_pb,
+)
+from services.hotlist.adapters.store import ConcurrentImport, HotlistStore
+from services.hotlist.alerting import AlertRaiser
+from services.hotlist.backsearch import BackSearch
+from services.hotlist.domain import alerts as wf
+from services.hotlist.domain.matcher import ListIndex, MatchIndex
+from services.hotlist.domain.model import entry_id_for
+from services.hotlist.domain.ncic import BadFile, Rejected, build_entry, parse
+from services.hotlist.index_sync import IndexSync
+from services.hotlist.settings import HotlistSettings
+from services.hotlist.stream_matcher import StreamMatcher
+from sightline.hotlist.v1 import hotlist_pb2, hotlist_pb2_grpc
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+MAX_REJECTIONS_LISTED = 1000
+_FORMATS = {hotlist_pb2.FILE_FORMAT_CSV: "csv", hotlist_pb2.FILE_FORMAT_FIXED_WIDTH: "fixed"}
+
+
+class HotlistServicer(hotlist_pb2_grpc.HotlistServiceServicer):
+    def __init__(self, settings: HotlistSettings, store: HotlistStore, active: ActiveLists, backsearch: BackSearch):
+        self._settings = settings
+        self._store = store
+        self._active = active
+        self._backsearch = backsearch
+        self._background: set[asyncio.Task] = set()
+
+    async def _list(self, list_id: str, context) -> dict[str, Any]:
+        doc = await self._store.get_list(list_id) if list_id else None
+        if doc is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no list {list_id!r}; create it with UpsertList")
+        return doc
+
+    async def UpsertList(self, request, context):  # noqa: N802 - gRPC method name
+        hl = request.list
+        if not _ID_RE.match(hl.list_id):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "list_id must be 1-128 of A-Z a-z 0-9 . _ : -")
+        if hl.max_edits not in (0, 1):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "max_edits must be 0 or 1")
+        doc = await self._store.upsert_list(hl.list_id, {
+            "name": hl.name, "source": SOURCES.get(hl.source, ""), "owner": hl.owner,
+            "fuzzy_confusions": hl.fuzzy_confusions, "max_edits": hl.max_edits}, datetime.now(UTC))
+        if hl.list_id in (await self._active.snapshot()).versions:
+            await self._active.set_config(hl.list_id, config_of(doc))
+        else:
+            await self._active.publish_version(hl.list_id, doc["version"], config_of(doc), [])
+        return list_to_pb(doc)
+
+    async def ListLists(self, request, context):  # noqa: N802
+        return hotlist_pb2.ListListsResponse(lists=[list_to_pb(d) for d in await self._store.lists()])
+
+    async def ImportList(self, request_iterator, context):  # noqa: N802
+        list_id, fmt, data, size = "", None, [], 0
+        async for chunk in request_iterator:
+            if not list_id:
+                list_id, fmt = chunk.list_id, _FORMATS.get(chunk.format)
+            size += len(chunk.data)
+            if size > self._settings.max_import_bytes:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                    f"file larger than {self._settings.max_import_bytes} bytes")
+            data.append(chunk.data)
+        doc = await self._list(list_id, context)
+        text = b"".join(data).decode("utf-8", errors="replace")
+        now = datetime.now(UTC)
+        try:
+            parsed = await asyncio.to_thread(parse, text.splitlines(), list_id, now, fmt)
+        except BadFile as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        try:
+            doc = await self._store.replace_entries(list_id, doc["version"], parsed.entries, now)
+        except ConcurrentImport as exc:
+            await context.abort(grpc.StatusCode.ABORTED, str(exc))
+        config = config_of(doc)
+        await self._active.publish_version(list_id, doc["version"], config, parsed.entries)
+        log.info("list imported", extra={"list_id": list_id, "version": doc["version"],
+                                         "accepted": len(parsed.entries), "rejected": len(parsed.rejected)})
+        self._spawn(self._backsearch_list(ListIndex(list_id, doc["version"], config, parsed.entries)))
+        return hotlist_pb2.ImportListResponse(
+            list=list_to_pb(doc), accepted=len(parsed.entries), rejected_count=len(parsed.rejected),
+            rejected=[hotlist_pb2.RejectedLine(line_number=n, reason=r)
+                      for n, r in parsed.rejected[:MAX_REJECTIONS_LISTED]])
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _backsearch_list(self, index: ListIndex) -> None:
+        try:
+            raised = await self._backsearch.run(index)
+            log.info("back-search done", extra={"list_id": index.list_id, "alerts": raised})
+        except Exception as exc:  # noqa: BLE001 - best effort after the import itself succeeded
+            log.warning("back-search failed", extra={"list_id": index.list_id, "error": repr(exc)[:200]})
+
+    async def AddEntry(self, request, context):  # noqa: N802
+        doc = await self._list(request.entry.list_id, context)
+        try:
+            entry = build_entry(doc["_id"], entry_fields_from_pb(request.entry), datetime.now(UTC),
+                                require_state=False)
+        except Rejected as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if request.entry.entry_id:
+            if not _ID_RE.match(request.entry.entry_id):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "entry_id must be 1-128 of A-Z a-z 0-9 . _ : -")
+            entry = replace(entry, entry_id=request.entry.entry_id)
+        elif not entry.record_id:
+            # Without a record id, each manual entry is its own record (two Amber alerts for one plate).
+            entry = replace(entry, entry_id=entry_id_for(doc["_id"], entry.plate, entry.state, entry.code,
+                                                         f"manual:{datetime.now(UTC).isoformat()}"))
+        version = doc["version"]
+        await self._store.add_entry(version, entry)
+        try:
+            await self._active.add_entry(version, entry)
+        except StaleVersion as exc:
+            await context.abort(grpc.StatusCode.ABORTED, f"{exc}; add the entry again")
+        log.info("entry added", extra={"list_id": entry.list_id, "plate": redact_plate(entry.plate)})
+        raised = await self._backsearch.for_entry(ListIndex(entry.list_id, version, config_of(doc), [entry]),
+                                                  entry.plate)
+        return hotlist_pb2.AddEntryResponse(entry=entry_to_pb(entry), list_version=version, historical_alerts=raised)
+
+    async def RemoveEntry(self, request, context):  # noqa: N802
+        doc = await self._list(request.list_id, context)
+        try:
+            removed = await self._active.remove_entry(doc["_id"], doc["version"], request.entry_id)
+        except StaleVersion as exc:
+            await context.abort(grpc.StatusCode.ABORTED, str(exc))
+        removed = await self._store.remove_entry(doc["_id"], doc["version"], request.entry_id) or removed
+        return hotlist_pb2.RemoveEntryResponse(removed=removed)
+
+
+def _accepts(req: hotlist_pb2.SubscribeAlertsRequest):
+    agencies, cameras, lists = set(req.agency_ids), set(req.camera_ids), set(req.list_ids)
+
+    def accept(alert: hotlist_pb2.Alert) -> bool:
+        return ((not agencies or alert.read.agency_id in agencies)
+                and (not cameras or alert.read.camera_id in cameras)
+                and (not lists or alert.entry.list_id in lists))
+
+    mongo_filter: dict[str, Any] = {}
+    if agencies:
+        mongo_filter["agency_id"] = {"$in": sorted(agencies)}
+    if cameras:
+        mongo_filter["camera_id"] = {"$in": sorted(cameras)}
+    if lists:
+        mongo_filter["list_id"] = {"$in": sorted(lists)}
+    return accept, mongo_filter
+
+
+class AlertServicer(hotlist_pb2_grpc.AlertServiceServicer):
+    def __init__(self, store: HotlistStore, bus: AlertBus):
+        self._store = store
+        self._bus = bus
+
+    async def SubscribeAlerts(self, request, context) -> AsyncIterator[hotlist_pb2.Alert]:  # noqa: N802
+        accept, mongo_filter = _accepts(request)
+        with self._bus.subscribe(accept) as sub:  # subscribed before the replay: nothing falls in between
+            replayed: set[str] = set()
+            if request.HasField("replay_since"):
+                async for doc in self._store.alerts_since(request.replay_since.ToDatetime(tzinfo=UTC), mongo_filter):
+                    replayed.add(doc["_id"])
+                    yield alert_to_pb(doc)
+            subscription = trace.Link(trace.get_current_span().get_span_context())
+            while (item := await sub.queue.get()) is not None:
+                alert, raised_in = item
+                if alert.alert_id in replayed:
+                    continue
+                # A child of the trace that raised the alert, linked to this subscription's RPC span.
+                span = tracer.start_span("hotlist.deliver_alert", context=raised_in, kind=trace.SpanKind.PRODUCER,
+                                         links=[subscription], attributes={"sightline.alert_id": alert.alert_id})
+                try:
+                    yield alert
+                finally:
+                    span.end()
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                            "subscriber fell too far behind; reconnect with replay_since")
+
+    async def _alert(self, alert_id: str, officer_id: str, context) -> dict[str, Any]:
+        if not officer_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "officer_id is required")
+        doc = await self._store.alert(alert_id) if alert_id else None
+        if doc is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no such alert")
+        return doc
+
+    async def GetAlert(self, request, context):  # noqa: N802
+        doc = await self._store.alert(request.alert_id) if request.alert_id else None
+        if doc is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no such alert")
+        return alert_to_pb(doc)
+
+    async def _advance(self, doc, check, new: wf.Status, step: str, record: dict[str, Any], context):
+        state = wf.WorkflowState(wf.Status(doc["status"]),
+                                 (doc.get("verification") or {}).get("matched"),
+                                 (doc.get("reconfirmation") or {}).get("record_active"))
+        try:
+            check(state)
+        except wf.OutOfOrder as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        updated = await self._store.advance(doc["_id"], state.status, new, step,
+                                            {**record, "at": datetime.now(UTC)})
+        if updated is None:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the alert changed meanwhile; reload it")
+        log.info("alert workflow step", extra={"alert_id": doc["_id"], "step": step,
+                                               "officer_id": record["officer_id"]})
+        return alert_to_pb(updated)
+
+    async def RecordVerification(self, request, context):  # noqa: N802
+        doc = await self._alert(request.alert_id, request.officer_id, context)
+        record = {"officer_id": request.officer_id, "plate_matches": request.plate_matches,
+                  "state_matches": request.state_matches, "note": request.note,
+                  "matched": request.plate_matches and request.state_matches}
+        return await self._advance(doc, wf.check_verification, wf.Status.VERIFIED, "verification", record, context)
+
+    async def RecordReconfirmation(self, request, context):  # noqa: N802
+        doc = await self._alert(request.alert_id, request.officer_id, context)
+        record = {"officer_id": request.officer_id, "record_active": request.record_active, "note": request.note}
+        return await self._advance(doc, wf.check_reconfirmation, wf.Status.RECONFIRMED, "reconfirmation", record,
+                                   context)
+
+    async def RecordDisposition(self, request, context):  # noqa: N802
+        doc = await self._alert(request.alert_id, request.officer_id, context)
+        disposition = DISPOSITION_FROM_PB.get(request.disposition)
+        if disposition is None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "disposition is required")
+        record = {"officer_id": request.officer_id, "disposition": disposition.value, "note": request.note}
+        return await self._advance(doc, lambda s: wf.check_disposition(s, disposition), wf.Status.DISPOSED,
+                                   "disposition", record, context)
+
+
+async def reconcile(store: HotlistStore, active: ActiveLists) -> None:
+    """Republishes any list whose version in Redis differs from MongoDB's (e.g. Redis lost its data)."""
+    versions = (await active.snapshot()).versions
+    for doc in await store.lists():
+        if versions.get(doc["_id"]) != doc["version"]:
+            entries = [entry_from_doc(e) async for e in store.entries(doc["_id"], doc["version"])]
+            await active.publish_version(doc["_id"], doc["version"], config_of(doc), entries)
+            log.info("list republished to redis", extra={"list_id": doc["_id"], "version": doc["version"]})
+
+
+async def _retry_forever(what: str, job) -> None:
+    delay = 0.5
+    while True:
+        try:
+            await job()
+            return
+        except Exception as exc:  # noqa: BLE001 - dependency not up yet; health reports it
+            log.warning("retrying", extra={"what": what, "error": repr(exc)[:200]})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10)
+
+
+async def make_spec(settings: HotlistSettings) -> ServiceSpec:
+    mongo = mongo_client(settings)
+    db = mongo_database(mongo, settings)
+    redis = redis_client(settings)
+    store = HotlistStore(db)
+    active = ActiveLists(redis, settings.hotlist_key_prefix)
+    bus = AlertBus(redis, settings.alert_channel, settings.subscriber_queue)
+    raiser = AlertRaiser(store, bus)
+    backsearch = BackSearch(db, raiser, settings.backsearch_max_alerts, settings.backsearch_timeout_ms)
+    hotlists = HotlistServicer(settings, store, active, backsearch)
+    alerts = AlertServicer(store, bus)
+
+    async def start_up() -> None:
+        await _retry_forever("mongodb indexes", store.ensure_indexes)
+        await _retry_forever("list reconciliation", lambda: reconcile(store, active))
+        if settings.matcher_enabled:
+            await StreamMatcher(redis, settings, IndexSync(active, MatchIndex()), raiser).run()
+
+    def register(server: grpc.aio.Server) -> None:
+        hotlist_pb2_grpc.add_HotlistServiceServicer_to_server(hotlists, server)
+        hotlist_pb2_grpc.add_AlertServiceServicer_to_server(alerts, server)
+
+    async def close_redis() -> None:
+        await redis.aclose()
+
+    return ServiceSpec(
+        service_names=[hotlist_pb2.DESCRIPTOR.services_by_name[n].full_name
+                       for n in ("HotlistService", "AlertService")],
+        register=register,
+        dependencies=[mongo_dependency(mongo), redis_dependency(redis)],
+        background=[start_up, bus.run],
+        close=[close_redis, mongo.close],
+    )

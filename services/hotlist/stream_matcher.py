@@ -1,0 +1,128 @@
+"""Consumes the read stream through a consumer group and raises alerts for reads that match a hot list.
+
+Delivery is at least once: a batch is acknowledged (XACK) only after its alerts are stored, and alert ids
+are idempotent, so a read redelivered after a crash raises nothing twice. A restarted process is a new
+consumer; it first takes over reads its dead predecessor left pending (XAUTOCLAIM, once idle longer than
+`matcher_claim_idle_ms`), and keeps doing so periodically for any replica that dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from datetime import UTC, datetime
+
+import redis.asyncio as aioredis
+from opentelemetry import trace
+from opentelemetry.propagate import extract
+from prometheus_client import Counter, Histogram
+from redis.exceptions import ResponseError
+
+from services.common.reads import read_to_document
+from services.hotlist.alerting import AlertRaiser
+from services.hotlist.index_sync import IndexSync
+from services.hotlist.settings import HotlistSettings
+from sightline.common.v1 import read_pb2
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
+READS_MATCHED = Counter("sightline_hotlist_reads_total", "Reads taken from the stream", ["outcome"])
+MATCH_SECONDS = Histogram("sightline_hotlist_match_seconds", "Index lookup time per read",
+                          buckets=(1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2))
+
+
+def consumer_name(settings: HotlistSettings) -> str:
+    return settings.matcher_consumer or f"{socket.gethostname()}-{os.getpid()}"
+
+
+class StreamMatcher:
+    def __init__(self, redis: aioredis.Redis, settings: HotlistSettings, sync: IndexSync, raiser: AlertRaiser):
+        self._r = redis
+        self._s = settings
+        self._sync = sync
+        self._raiser = raiser
+        self._consumer = consumer_name(settings)
+
+    async def ensure_group(self) -> None:
+        try:
+            await self._r.xgroup_create(self._s.read_stream, self._s.matcher_group, id=self._s.matcher_start_id,
+                                        mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def claim(self) -> int:
+        """Processes every read pending idle with another (dead) consumer; returns how many."""
+        start, total = "0-0", 0
+        while True:
+            start, entries, *_ = await self._r.xautoclaim(
+                self._s.read_stream, self._s.matcher_group, self._consumer, self._s.matcher_claim_idle_ms,
+                start_id=start, count=self._s.matcher_batch)
+            total += await self.process(entries)
+            if start in (b"0-0", "0-0"):
+                return total
+
+    async def own_pending(self) -> None:
+        """Re-processes reads this consumer took but did not acknowledge (after an error)."""
+        while True:
+            reply = await self._r.xreadgroup(self._s.matcher_group, self._consumer, {self._s.read_stream: "0"},
+                                             count=self._s.matcher_batch)
+            entries = [e for _, batch in reply or () for e in batch]
+            if not await self.process(entries):
+                return
+
+    async def process(self, entries: list) -> int:
+        """Matches a batch, stores its alerts, then acknowledges it. Returns the number of entries."""
+        if not entries:
+            return 0
+        now = datetime.now(UTC)
+        for _, fields in entries:
+            if not fields:  # trimmed from the stream before it was claimed
+                READS_MATCHED.labels("gone").inc()
+                continue
+            try:
+                read = read_pb2.Read.FromString(fields[b"read"])
+            except Exception:  # noqa: BLE001 - a malformed entry is logged and acknowledged, never retried
+                READS_MATCHED.labels("malformed").inc()
+                log.warning("malformed read stream entry", extra={"read_id": fields.get(b"read_id", b"").decode()})
+                continue
+            # The read's span is a child of ingest's publish; the alerts it raises are pushed inside it.
+            carrier = {"traceparent": fields[b"traceparent"].decode()} if b"traceparent" in fields else {}
+            with tracer.start_as_current_span("hotlist.match", context=extract(carrier),
+                                              kind=trace.SpanKind.CONSUMER) as span:
+                t0 = time.perf_counter()
+                matches = self._sync.index.match(read.plate_normalized, read.region.state, now)
+                MATCH_SECONDS.observe(time.perf_counter() - t0)
+                READS_MATCHED.labels("hit" if matches else "miss").inc()
+                span.set_attribute("sightline.matches", len(matches))
+                if matches:
+                    await self._raiser.raise_alerts([(read_to_document(read), matches)], historical=False)
+        await self._r.xack(self._s.read_stream, self._s.matcher_group, *[eid for eid, _ in entries])
+        return len(entries)
+
+    async def run(self) -> None:
+        """Until cancelled; Redis or MongoDB errors are retried (nothing is acknowledged that was not done)."""
+        log.info("matcher starting", extra={"consumer": self._consumer, "group": self._s.matcher_group})
+        next_claim = 0.0
+        while True:
+            try:
+                await self.ensure_group()
+                await self.own_pending()
+                while True:
+                    await self._sync.refresh()
+                    if time.monotonic() >= next_claim:
+                        await self.claim()
+                        next_claim = time.monotonic() + self._s.matcher_claim_interval_s
+                    reply = await self._r.xreadgroup(self._s.matcher_group, self._consumer,
+                                                     {self._s.read_stream: ">"}, count=self._s.matcher_batch,
+                                                     block=self._s.matcher_block_ms)
+                    for _, entries in reply or ():
+                        await self.process(entries)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - unacknowledged reads are redelivered via claim()
+                log.warning("matcher error; retrying", extra={"error": repr(exc)[:300]})
+                await asyncio.sleep(1)
