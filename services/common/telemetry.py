@@ -16,7 +16,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from prometheus_client import start_http_server
 
-_HEALTH_FILTER = filters.negate(filters.service_name("grpc.health.v1.Health"))
+# Readiness probes (gRPC health, and the Triton model-ready check behind ingest's health) are not traced.
+_HEALTH_FILTER = filters.negate(filters.any_of(
+    filters.service_name("grpc.health.v1.Health"),
+    filters.full_method_name("/inference.GRPCInferenceService/ModelReady"),
+))
 
 
 def _otlp_exporter() -> SpanExporter | None:

@@ -57,6 +57,10 @@ class TritonLauncherSettings(BaseSettings):
     model_control_mode: Literal["explicit", "poll"] = "explicit"
     poll_seconds: int = 5
     log_verbose: int = 0
+    # OTLP/HTTP traces endpoint (http://host:4318/v1/traces); set, Triton traces every request with
+    # OpenTelemetry and continues the W3C trace context its gRPC callers send.
+    trace_url: str = ""
+    trace_service_name: str = "triton"
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,10 @@ def build_command(settings: TritonLauncherSettings) -> tuple[list[str], dict[str
         argv.append("--load-model=*")
     else:
         argv.append(f"--repository-poll-secs={settings.poll_seconds}")
+    if settings.trace_url:
+        argv += ["--trace-config=mode=opentelemetry", "--trace-config=rate=1", "--trace-config=level=TIMESTAMPS",
+                 f"--trace-config=opentelemetry,url={settings.trace_url}",
+                 f"--trace-config=opentelemetry,resource=service.name={settings.trace_service_name}"]
     env = dict(os.environ)
     env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (str(python.libdir), env.get("LD_LIBRARY_PATH", "")) if p)
     env["PATH"] = os.pathsep.join((str(venv / "bin"), env.get("PATH", "")))

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from bson.binary import Binary
+from opentelemetry import trace
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -15,6 +16,8 @@ from pymongo.errors import DuplicateKeyError
 from services.common.reads import CAMERAS, FRAMES, IMAGES, READS, document_to_read, read_to_document
 from sightline.common.v1 import read_pb2
 from sightline.ingest.v1 import ingest_pb2
+
+tracer = trace.get_tracer(__name__)
 
 
 @dataclass(frozen=True)
@@ -52,12 +55,16 @@ class FrameStore:
                      "published": False}
         image_doc = {"_id": image_ref, "content_type": "image/jpeg", "data": Binary(image),
                      "captured_at": captured_at, "expire_at": expire_at}
+        span = tracer.start_as_current_span("mongodb.store_frame", kind=trace.SpanKind.CLIENT,
+                                            attributes={"db.system": "mongodb", "db.namespace": self._db.name,
+                                                        "sightline.reads": len(reads)})
         try:
-            async with self._client.start_session() as session, await session.start_transaction():
-                await self._db[FRAMES].insert_one(frame_doc, session=session)
-                await self._db[IMAGES].insert_one(image_doc, session=session)
-                if reads:
-                    await self._db[READS].insert_many([read_to_document(r) for r in reads], session=session)
+            with span:
+                async with self._client.start_session() as session, await session.start_transaction():
+                    await self._db[FRAMES].insert_one(frame_doc, session=session)
+                    await self._db[IMAGES].insert_one(image_doc, session=session)
+                    if reads:
+                        await self._db[READS].insert_many([read_to_document(r) for r in reads], session=session)
         except DuplicateKeyError:
             return StoredFrame(await self.existing(*key.split("/", 1)) or [], duplicate=True)
         return StoredFrame(frame_doc["read_ids"], duplicate=False)

@@ -8,10 +8,13 @@ from typing import Any
 import grpc
 import numpy as np
 import tritonclient.grpc.aio as triton
+from opentelemetry import trace
 from tritonclient.utils import InferenceServerException
 
 from services.common.grpc_server import Dependency
 from services.ingest.domain.frames import FrameRejected
+
+tracer = trace.get_tracer(__name__)
 
 
 class TritonAlpr:
@@ -24,15 +27,16 @@ class TritonAlpr:
         """(pipeline result as a dict, redacted JPEG). Raises FrameRejected with a meaningful status."""
         data = triton.InferInput("JPEG", [1], "BYTES")
         data.set_data_from_numpy(np.array([jpeg], dtype=np.object_))
-        try:
-            result = await self._client.infer(
-                self._model,
-                [data],
-                outputs=[triton.InferRequestedOutput("READS_JSON"), triton.InferRequestedOutput("REDACTED_JPEG")],
-                client_timeout=self._timeout_s,
-            )
-        except InferenceServerException as exc:
-            raise _rejection(exc) from exc
+        with tracer.start_as_current_span("triton.infer", attributes={"triton.model": self._model}):
+            try:
+                result = await self._client.infer(
+                    self._model,
+                    [data],
+                    outputs=[triton.InferRequestedOutput("READS_JSON"), triton.InferRequestedOutput("REDACTED_JPEG")],
+                    client_timeout=self._timeout_s,
+                )
+            except InferenceServerException as exc:
+                raise _rejection(exc) from exc
         reads_json = result.as_numpy("READS_JSON").reshape(-1)[0]
         redacted = result.as_numpy("REDACTED_JPEG").reshape(-1)[0]
         return json.loads(reads_json), bytes(redacted)
