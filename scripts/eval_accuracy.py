@@ -149,9 +149,7 @@ def main() -> int:
     if "eu" in args.sets:
         report["openalpr-eu"] = evaluate_eu(pipeline, args.datasets / "openalpr-eu", args.limit)
     if "us" in args.sets:
-        report["openalpr-us-crops"] = evaluate_us(
-            pipeline, args.datasets / "openalpr-us-crops", args.split, args.limit
-        )
+        report["openalpr-us-crops"] = evaluate_us(pipeline, args.datasets / "openalpr-us-crops", args.split, args.limit)
     for name in ("openalpr-eu", "openalpr-us-crops"):
         if name in report:
             figures = {k: v for k, v in report[name].items() if k not in ("failures", "confusion")}

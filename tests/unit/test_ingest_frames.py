@@ -61,17 +61,21 @@ def test_capture_time_in_the_future_is_refused() -> None:
         validate_frame(f, LIMITS, NOW)
 
 
+# The shape of services.inference.vision.pipeline.FrameResult.to_dict().
 RESULT = {
     "plates": [
         {"text": "AB 123", "normalized": "AB123", "confidence": 0.93,
-         "candidates": [{"text": "AB123", "confidence": 0.93}, {"text": "A8123", "confidence": 0.4}],
+         "candidates": [["AB123", 0.93], ["A8123", 0.4]],
          "box": [10, 20, 60, 15], "region": {"country": "US", "state": "CA", "confidence": 0.8},
          "vehicle": {"type": "car", "colour": "red", "colour_confidence": 0.7, "box": [0, 0, 100, 80],
-                     "view": "rear", "has_plate": True}},
+                     "view": "rear", "confidence": 0.6}},
+        {"text": "", "normalized": "", "confidence": 0.0, "candidates": [], "box": [200, 0, 100, 80], "region": {},
+         "vehicle": {"type": "truck", "colour": "white", "colour_confidence": 0.5, "box": [200, 0, 100, 80],
+                     "view": "front", "confidence": 0.4}},
     ],
     "vehicles": [
-        {"type": "car", "colour": "red", "box": [0, 0, 100, 80], "has_plate": True},
-        {"type": "truck", "colour": "white", "box": [200, 0, 100, 80], "view": "front", "has_plate": False},
+        {"type": "car", "colour": "red", "colour_confidence": 0.7, "box": [0, 0, 100, 80], "view": "rear"},
+        {"type": "truck", "colour": "white", "colour_confidence": 0.5, "box": [200, 0, 100, 80], "view": "front"},
     ],
 }
 
@@ -86,6 +90,8 @@ def test_build_reads_one_per_plate_and_one_per_plateless_vehicle() -> None:
     assert plate.vehicle.type == read_pb2.VEHICLE_TYPE_CAR and plate.vehicle.colour == "red"
     assert plateless.vehicle.type == read_pb2.VEHICLE_TYPE_TRUCK
     assert plateless.vehicle.view == read_pb2.VEHICLE_VIEW_FRONT
+    assert plateless.plate == "" and not plateless.HasField("plate_box")
+    assert plate.vehicle.type_confidence == pytest.approx(0.6)
 
 
 def test_read_ids_are_stable_for_a_resent_frame() -> None:

@@ -47,3 +47,8 @@ def test_pipeline_finds_and_reads_a_plate_in_a_frame(pipeline: AlprPipeline) -> 
     assert abs(x - 190) < 20 and abs(y - 300) < 20 and abs(w - 260) < 40
     assert result.redacted.shape == frame.shape
     json.dumps(result.to_dict())
+
+
+def test_reader_returns_empty_text_for_a_blank_crop(pipeline: AlprPipeline) -> None:
+    text = pipeline.reader.read(np.full((40, 160, 3), 200, np.uint8))
+    assert text.text == "" and text.candidates == ()

@@ -25,3 +25,11 @@ def test_plausibility_prefers_mixed_letters_and_digits_of_plate_length() -> None
     assert plausibility("7ABC123") > plausibility("TEXAS") > 0
     assert plausibility("7ABC123") > plausibility("12")
     assert plausibility("") == 0.0
+
+
+def test_known_layouts_and_us_o_convention() -> None:
+    from services.inference.vision.plates import apply_conventions, matches_format
+
+    assert matches_format("RK828AG") and matches_format("7ABC123") and not matches_format("RRK828AG")
+    assert apply_conventions("WHO515", Region("US", "CT", 0.9)) == "WH0515"
+    assert apply_conventions("RKO99AN", Region()) == "RKO99AN"

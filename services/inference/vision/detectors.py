@@ -56,9 +56,7 @@ def plate_input(image_bgr: np.ndarray) -> tuple[np.ndarray, Letterbox]:
     return np.ascontiguousarray(tensor), geometry
 
 
-def decode_yolo(
-    output: np.ndarray, geometry: Letterbox, score_threshold: float, iou_threshold: float
-) -> Detections:
+def decode_yolo(output: np.ndarray, geometry: Letterbox, score_threshold: float, iou_threshold: float) -> Detections:
     """Decode one image's ``(1, 4 + classes, anchors)`` YOLOv8 output into image-space detections."""
     predictions = output[0].T
     class_scores = predictions[:, 4:]

@@ -69,9 +69,10 @@ _FULL_WIDTH = str.maketrans(
 )
 
 
-def ctc_decode(reduced: np.ndarray, max_alternatives: int = 3, top_k: int = 5) -> Reading:
+def ctc_decode(reduced: np.ndarray, max_alternatives: int = 3, top_k: int = 5, drop_below: float = 0.5) -> Reading:
     """Greedy CTC decode of one ``(T, 38)`` line, plus candidates from the runner-up of the least
-    certain characters (single and paired substitutions), ranked by the product of probabilities."""
+    certain characters and from leaving out a character below ``drop_below``, ranked by the geometric
+    mean of the character probabilities; ``text`` is the best-ranked candidate."""
     best = reduced.argmax(axis=1)
     chars: list[int] = []
     confs: list[float] = []
@@ -93,20 +94,24 @@ def ctc_decode(reduced: np.ndarray, max_alternatives: int = 3, top_k: int = 5) -
         previous = group
     if not chars:
         return Reading("", 0.0)
-    text = "".join(PLATE_CHARS[c - 1] for c in chars)
     uncertain = sorted(range(len(chars)), key=lambda i: alts[i][1], reverse=True)[:max_alternatives]
     uncertain = [i for i in uncertain if alts[i][1] > 0.02]
+    # A character much less certain than the rest is most often a plate graphic (an orange, a peach,
+    # a county sticker) read as a letter: a candidate without it competes on the same footing.
+    optional = [i for i in np.argsort(confs)[:2] if confs[i] < drop_below and len(chars) > 4]
     scored: dict[str, float] = {}
-    for size in range(len(uncertain) + 1):
-        for positions in itertools.combinations(uncertain, size):
-            letters = list(chars)
-            probs = list(confs)
-            for i in positions:
-                letters[i], probs[i] = alts[i]
-            candidate = "".join(PLATE_CHARS[c - 1] for c in letters)
-            scored[candidate] = math.exp(float(np.mean(np.log(np.maximum(probs, 1e-6)))))
+    for drop in itertools.chain([()], ((int(i),) for i in optional)):
+        for size in range(len(uncertain) + 1):
+            for positions in itertools.combinations(uncertain, size):
+                letters, probs = list(chars), list(confs)
+                for i in positions:
+                    letters[i], probs[i] = alts[i]
+                kept = [i for i in range(len(chars)) if i not in drop]
+                candidate = "".join(PLATE_CHARS[letters[i] - 1] for i in kept)
+                score = math.exp(float(np.mean(np.log(np.maximum([probs[i] for i in kept], 1e-6)))))
+                scored[candidate] = max(scored.get(candidate, 0.0), score)
     ranked = sorted(scored.items(), key=lambda item: item[1], reverse=True)[:top_k]
-    return Reading(text, float(np.mean(confs)), tuple(confs), tuple(ranked))
+    return Reading(ranked[0][0], float(np.mean(confs)), tuple(confs), tuple(ranked))
 
 
 def text_det_input(image_bgr: np.ndarray, side: int) -> np.ndarray:
@@ -141,7 +146,5 @@ def rec_input(lines: list[np.ndarray], min_ratio: float = 320 / 48) -> np.ndarra
     for index, line in enumerate(lines):
         resized_w = min(width, math.ceil(REC_HEIGHT * line.shape[1] / max(1, line.shape[0])))
         resized = cv2.resize(line, (max(1, resized_w), REC_HEIGHT), interpolation=cv2.INTER_LINEAR)
-        batch[index, :, :, : resized.shape[1]] = ((resized.astype(np.float32) / 255.0 - 0.5) / 0.5).transpose(
-            2, 0, 1
-        )
+        batch[index, :, :, : resized.shape[1]] = ((resized.astype(np.float32) / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)
     return batch

@@ -111,9 +111,7 @@ class AlprPipeline:
     ) -> None:
         self.settings = settings or VisionSettings()
         if charset is None:
-            charset = ocr.load_charset(
-                self.settings.model_repository / "plate_reader" / "1" / ocr.CHARSET_FILE
-            )
+            charset = ocr.load_charset(self.settings.model_repository / "plate_reader" / "1" / ocr.CHARSET_FILE)
         self._runner = runner
         self.reader = PlateReader(runner, ocr.PlateAlphabet(charset), self.settings.text_detector_side)
 
@@ -128,9 +126,9 @@ class AlprPipeline:
 
     def detect_objects(self, image: np.ndarray) -> tuple[detectors.Detections, detectors.Detections]:
         """Vehicles and persons from one CenterNet pass."""
-        output = self._runner.infer(
-            OBJECT_DETECTOR, {detectors.OBJECT_INPUT: detectors.object_input(image)}
-        )[detectors.OBJECT_OUTPUT]
+        output = self._runner.infer(OBJECT_DETECTOR, {detectors.OBJECT_INPUT: detectors.object_input(image)})[
+            detectors.OBJECT_OUTPUT
+        ]
         s = self.settings
         vehicles = detectors.decode_centernet(
             output, image.shape, set(detectors.VEHICLE_CLASSES), s.vehicle_score_threshold, s.object_iou_threshold

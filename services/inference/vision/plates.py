@@ -25,7 +25,7 @@ US_STATE_HINTS = {
     "SUNSHINESTATE": "FL", "LANDOFLINCOLN": "IL", "EMPIRESTATE": "NY", "GARDENSTATE": "NJ",
     "GRANDCANYON": "AZ", "LONESTAR": "TX", "FAMOUSPOTATOES": "ID", "GREATLAKES": "MI",
     "LIVEFREEORDIE": "NH", "OCEANSTATE": "RI", "FIRSTINFLIGHT": "NC", "FIRSTINFREEDOM": "NC",
-    "BIGSKY": "MT", "PEACHSTATE": "GA", "WASHINGTONDC": "DC", "YOURSTATE": "", "DISCOVERAMERICA": "", "LAKES10000": "MN",
+    "BIGSKY": "MT", "PEACHSTATE": "GA", "WASHINGTONDC": "DC", "LAKES10000": "MN",
     "10000LAKES": "MN", "SPORTSMANSPARADISE": "LA", "GREENMOUNTAIN": "VT", "AMERICASDAIRYLAND": "WI",
     "DMVCAGOV": "CA", "DMVCA": "CA", "PAGOV": "PA", "VISITPA": "PA", "NYGOV": "NY", "NEWJERSEY": "NJ",
     "MYFLORIDA": "FL", "THEFIRSTSTATE": "DE", "CONSTITUTIONSTATE": "CT", "HEARTOFITALL": "OH",
@@ -37,11 +37,6 @@ US_STATE_HINTS = {
     "PEACEGARDEN": "ND", "LEGENDARY": "ND", "NATIVEAMERICA": "OK", "BEAUTIFULUTAH": "UT",
     "GREATESTSNOW": "UT", "SPIRITOFAMERICA": "MA", "VACATIONLAND": "ME", "EVERGREEN": "WA",
 }  # fmt: skip
-US_STATE_HINTS = {hint: state for hint, state in US_STATE_HINTS.items() if state}
-
-# Characters an OCR swaps across the letter/digit divide, each way.
-TO_DIGIT = str.maketrans("OQDIZSBGTLA", "00012586714")
-TO_LETTER = str.maketrans("0125867", "OIZSBGT")
 
 
 def normalize_plate(text: str) -> str:
@@ -79,6 +74,25 @@ def _fuzzy_contains(haystack: str, needle: str) -> bool:
         if sum(a != b for a, b in zip(window, needle, strict=True)) <= 1:
             return True
     return False
+
+
+# Serial layouts (L letter, D digit) common in the regions Sightline is used in: Slovakia LLDDDLL, Great
+# Britain LLDDLLL, Czechia DLDDDDD, Poland LLDDDDD / LLLDDDD, and the US (California DLLLDDD, many states
+# LLLDDDD, LLLDDD, DDDLLL).
+FORMATS = ("LLDDDLL", "LLDDLLL", "DLDDDDD", "LLDDDDD", "LLLDDDD", "DLLLDDD", "LLLDDD", "DDDLLL")
+
+
+def matches_format(text: str) -> bool:
+    """True when the text has one of the known serial layouts exactly."""
+    layout = "".join("D" if char.isdigit() else "L" for char in text)
+    return layout in FORMATS
+
+
+def apply_conventions(text: str, region: Region) -> str:
+    """US states print O and 0 alike and standard serials avoid the letter O, so a US read spells it 0."""
+    if region.country == "US":
+        return text.replace("O", "0")
+    return text
 
 
 def plausibility(text: str) -> float:

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import ocr
-from .plates import Region, plausibility, region_from_text
+from .plates import Region, apply_conventions, matches_format, plausibility, region_from_text
 from .runner import ModelRunner
 
 TEXT_DETECTOR, RECOGNISER = "plate_text_detector", "plate_reader"
+FORMAT_BONUS = 1.25  # a candidate that fits a known serial layout outranks a slightly likelier one
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,10 @@ def merge_row_boxes(quads: np.ndarray) -> list[tuple[float, float, float, float]
             h1, h2 = box[3] - box[1], other[3] - other[1]
             if overlap > 0.6 * min(h1, h2) and min(h1, h2) > 0.7 * max(h1, h2):
                 merged[index] = (
-                    min(box[0], other[0]), min(box[1], other[1]), max(box[2], other[2]), max(box[3], other[3])
+                    min(box[0], other[0]),
+                    min(box[1], other[1]),
+                    max(box[2], other[2]),
+                    max(box[3], other[3]),
                 )
                 break
         else:
@@ -85,9 +89,17 @@ class PlateReader:
         others = [readings[i].text for i in range(len(lines)) if i != main and not lines[i].whole]
         candidates: dict[str, float] = {}
         for text, confidence in best.candidates:
-            candidates.setdefault(text, confidence * plausibility(text))
+            if matches_format(text):
+                confidence *= FORMAT_BONUS
+            score = confidence * plausibility(text)
+            candidates[text] = max(candidates.get(text, 0.0), score)
         for i in order[1:]:
             if readings[i].text and scores[i] > 0:
                 candidates.setdefault(readings[i].text, float(scores[i]))
-        ranked = tuple(sorted(candidates.items(), key=lambda item: item[1], reverse=True))
-        return PlateText(best.text, best.confidence, ranked, region_from_text(others))
+        region = region_from_text(others)
+        ranked = sorted(candidates.items(), key=lambda item: item[1], reverse=True)
+        if not ranked:
+            return PlateText("", 0.0, (), region)
+        top = apply_conventions(ranked[0][0], region)
+        ranked = [(top, ranked[0][1]), *[(t, c) for t, c in ranked[1:] if t != top]]
+        return PlateText(top, best.confidence, tuple(ranked), region)

@@ -42,9 +42,7 @@ class OnnxRunner:
                 options.intra_op_num_threads = self._threads
                 options.inter_op_num_threads = 1
                 options.log_severity_level = 3
-                self._sessions[model] = ort.InferenceSession(
-                    str(path), sess_options=options, providers=self._providers
-                )
+                self._sessions[model] = ort.InferenceSession(str(path), sess_options=options, providers=self._providers)
             return self._sessions[model]
 
     def infer(self, model: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -83,7 +83,7 @@ def validate_frame(frame: ingest_pb2.Frame, limits: FrameLimits, now: datetime) 
 def _vehicle(v: dict[str, Any]) -> read_pb2.Vehicle:
     out = read_pb2.Vehicle(
         type=VEHICLE_TYPES.get(v.get("type") or "", read_pb2.VEHICLE_TYPE_UNSPECIFIED),
-        type_confidence=float(v.get("type_confidence") or v.get("confidence") or 0.0),
+        type_confidence=float(v.get("confidence") or 0.0),
         colour=v.get("colour") or "",
         colour_confidence=float(v.get("colour_confidence") or 0.0),
         view=VEHICLE_VIEWS.get(v.get("view") or "", read_pb2.VEHICLE_VIEW_UNSPECIFIED),
@@ -101,15 +101,10 @@ def build_reads(
     stored_at: datetime,
     expire_at: datetime,
 ) -> list[read_pb2.Read]:
-    """One read per plate, plus one (plate empty) per vehicle that carries no read plate."""
-    entries: list[tuple[dict[str, Any] | None, dict[str, Any] | None]] = []
-    for plate in result.get("plates", []):
-        entries.append((plate, plate.get("vehicle")))
-    for vehicle in result.get("vehicles", []):
-        if not vehicle.get("has_plate"):
-            entries.append((None, vehicle))
+    """One read per entry of the pipeline's `plates`: a read plate, or (text empty) a vehicle seen without a
+    readable plate, so it can still be found by its attributes."""
     reads = []
-    for i, (plate, vehicle) in enumerate(entries):
+    for i, plate in enumerate(result.get("plates", [])):
         read = read_pb2.Read(
             read_id=read_id(frame.camera_id, frame.frame_id, i),
             camera_id=frame.camera_id,
@@ -120,19 +115,18 @@ def build_reads(
         read.captured_at.CopyFrom(frame.captured_at)
         read.stored_at.FromDatetime(stored_at)
         read.expires_at.FromDatetime(expire_at)
-        if plate is not None:
+        if plate.get("normalized"):
             read.plate = plate.get("text", "")
-            read.plate_normalized = plate.get("normalized", "")
+            read.plate_normalized = plate["normalized"]
             read.confidence = float(plate.get("confidence", 0.0))
-            for cand in plate.get("candidates", []):
-                text, conf = (cand["text"], cand["confidence"]) if isinstance(cand, dict) else cand
+            for text, conf in plate.get("candidates", []):
                 read.candidates.add(text=text, confidence=float(conf))
             region = plate.get("region") or {}
             read.region.country = region.get("country") or ""
             read.region.state = region.get("state") or ""
             read.region.confidence = float(region.get("confidence") or 0.0)
             set_box(read.plate_box, plate.get("box"))
-        if vehicle:
+        if vehicle := plate.get("vehicle"):
             read.vehicle.CopyFrom(_vehicle(vehicle))
         if frame.HasField("location"):
             read.location.CopyFrom(frame.location)
