@@ -7,8 +7,11 @@ Triton that is already running instead of starting one.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import grpc
 import pytest
@@ -83,3 +86,111 @@ async def channel_factory():
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
+
+
+# --- identity, audit and access control --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def service_keys_env(stack: LocalStack) -> None:
+    """Dev keys under the stack's folder (not the repo's .local) and the audit address, for every service."""
+    stack.env.setdefault("SIGHTLINE_DATA_DIR", str(stack.root / "data"))
+    stack.env.setdefault("SIGHTLINE_AUDIT_ADDRESS", stack.address("audit"))
+
+
+@pytest.fixture(scope="session")
+def audit_addr(stack: LocalStack, mongo_uri: str) -> str:
+    if "audit" not in stack.procs:
+        stack.start_service("audit", SIGHTLINE_CHECKPOINT_INTERVAL_S="1")
+    return stack.address("audit")
+
+
+@pytest.fixture(scope="session")
+def identity_addr(stack: LocalStack, mongo_uri: str, audit_addr: str) -> str:
+    if "identity" not in stack.procs:
+        stack.start_service("identity")
+    return stack.address("identity")
+
+
+@pytest.fixture(scope="session")
+def token_issuer(stack: LocalStack):
+    """Signs tokens with the stack's dev identity key: for tests that need an expired or a 1-factor token."""
+    from services.common.auth import TOKEN_KEY, KeySettings, TokenIssuer, load_private_key
+
+    key = load_private_key(None, KeySettings(data_dir=Path(stack.env["SIGHTLINE_DATA_DIR"])), TOKEN_KEY)
+    return TokenIssuer(key, timedelta(minutes=15))
+
+
+@dataclass(frozen=True)
+class Account:
+    username: str
+    password: str
+    totp_secret: str
+    user_id: str
+    agency_id: str
+
+    def code(self, steps_ahead: int = 0) -> str:
+        import pyotp
+
+        return pyotp.TOTP(self.totp_secret).at(datetime.now(UTC), counter_offset=steps_ahead)
+
+
+# name -> (agency, roles, training valid for days (negative: expired))
+ACCOUNTS = {
+    "officer": ("pd-alpha", ["officer"], 300),
+    "investigator": ("pd-alpha", ["investigator"], 300),
+    "supervisor": ("pd-alpha", ["supervisor"], 300),
+    "auditor": ("pd-alpha", ["auditor"], 300),
+    "admin": ("pd-alpha", ["agency_admin"], 300),
+    "stale": ("pd-alpha", ["officer"], -1),
+    "locked": ("pd-alpha", ["officer"], 300),
+    "login": ("pd-alpha", ["supervisor"], 300),  # for login tests only: a TOTP code works once
+    "partner": ("pd-beta", ["officer", "partner_agency_user"], 300),
+    "beta_officer": ("pd-beta", ["officer"], 300),
+    "gamma_partner": ("pd-gamma", ["partner_agency_user"], 300),
+}
+
+
+@pytest.fixture(scope="session")
+def accounts(mongo_db) -> dict[str, Account]:
+    """Agencies pd-alpha (shares its reads with pd-beta), pd-beta, pd-gamma and one user per ACCOUNTS entry."""
+    from services.identity.domain.accounts import Credentials, new_user_document
+
+    credentials = Credentials.argon2id(1, 8 * 1024, 1)  # cheap for tests; the service rehashes on login
+    mongo_db["agencies"].update_one({"_id": "pd-alpha"}, {"$set": {"name": "Alpha PD", "share_with": ["pd-beta"],
+                                                                   "case_number_required": False}}, upsert=True)
+    for agency in ("pd-beta", "pd-gamma"):
+        mongo_db["agencies"].update_one({"_id": agency}, {"$set": {"name": agency, "share_with": [],
+                                                                   "case_number_required": False}}, upsert=True)
+    out: dict[str, Account] = {}
+    now = datetime.now(UTC)
+    suffix = uuid.uuid4().hex[:6]
+    for name, (agency, roles, days) in ACCOUNTS.items():
+        username, password = f"{name.replace('_', '.')}.{suffix}", f"correct horse {name} battery"
+        doc, secret = new_user_document(username, agency, name, roles, credentials.hash(password),
+                                        {"course": "ALPR policy", "completed_at": now - timedelta(days=60),
+                                         "expires_at": now + timedelta(days=days)}, now)
+        mongo_db["users"].insert_one(doc)
+        out[name] = Account(username, password, secret, doc["_id"], agency)
+    return out
+
+
+@pytest.fixture(scope="session")
+async def tokens(identity_addr: str, accounts: dict[str, Account]):
+    """tokens(name) -> an access token of that account (one login per account and session)."""
+    from sightline.identity.v1 import identity_pb2, identity_pb2_grpc
+
+    cache: dict[str, str] = {}
+    channel = grpc.aio.insecure_channel(identity_addr)
+    stub = identity_pb2_grpc.IdentityServiceStub(channel)
+
+    async def get(name: str) -> str:
+        if name not in cache:
+            acc = accounts[name]
+            reply = await stub.Login(identity_pb2.LoginRequest(username=acc.username, password=acc.password,
+                                                               totp_code=acc.code()))
+            cache[name] = reply.access_token
+        return cache[name]
+
+    yield get
+    await channel.close()

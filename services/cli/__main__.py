@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from services.cli import recognize
+from services.cli import audit, recognize
+from services.simulator import command as simulate
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sightline", description="Sightline ALPR platform tools")
     subparsers = parser.add_subparsers(dest="command", required=True)
     recognize.add_parser(subparsers)
+    audit.add_parser(subparsers)
+    simulate.add_parser(subparsers)
     args = parser.parse_args(argv)
     return int(args.handler(args))
 

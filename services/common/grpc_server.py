@@ -91,6 +91,23 @@ class HealthReporter:
         self.serving = False
 
 
+async def retry_until_done(what: str, job: Callable[[], Awaitable[object]]) -> None:
+    """Run a start-up job (index creation, say) until it succeeds, backing off to 10 s between tries.
+
+    Meant as a `ServiceSpec.background` task: a dependency that is down at start delays the job without
+    crashing the service, and the health service reports NOT_SERVING meanwhile.
+    """
+    delay = 0.5
+    while True:
+        try:
+            await job()
+            return
+        except Exception as exc:  # noqa: BLE001 - dependency not up yet; health reports it
+            log.warning("start-up job failed; retrying", extra={"job": what, "error": repr(exc)[:200]})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10)
+
+
 def build_server(settings: ServiceSettings) -> grpc.aio.Server:
     opts = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),

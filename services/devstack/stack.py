@@ -15,7 +15,8 @@ from pathlib import Path
 from services.devstack.servers import Proc, free_port, port_open, spawn, start_mongo, start_redis, start_service
 from services.inference.launcher import REPO_ROOT, wait_ready
 
-SERVICES = {"ingest": "services.ingest", "search": "services.search", "hotlist": "services.hotlist"}
+SERVICES = {"audit": "services.audit", "identity": "services.identity", "ingest": "services.ingest",
+            "search": "services.search", "hotlist": "services.hotlist"}
 
 
 @dataclass
@@ -28,6 +29,8 @@ class Ports:
     ingest: int = 50051
     search: int = 50052
     hotlist: int = 50053
+    audit: int = 50054
+    identity: int = 50055
 
     @classmethod
     def free(cls) -> Ports:

@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 from opentelemetry import trace
 
-from services.common.grpc_server import ServiceSpec
+from services.common.grpc_server import ServiceSpec, retry_until_done
 from services.common.logging import redact_plate
 from services.common.storage import mongo_client, mongo_database, mongo_dependency, redis_client, redis_dependency
 from services.hotlist.adapters.active_lists import ActiveLists, StaleVersion
@@ -273,17 +273,6 @@ async def reconcile(store: HotlistStore, active: ActiveLists) -> None:
             log.info("list republished to redis", extra={"list_id": doc["_id"], "version": doc["version"]})
 
 
-async def _retry_forever(what: str, job) -> None:
-    delay = 0.5
-    while True:
-        try:
-            await job()
-            return
-        except Exception as exc:  # noqa: BLE001 - dependency not up yet; health reports it
-            log.warning("retrying", extra={"what": what, "error": repr(exc)[:200]})
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10)
-
 
 async def make_spec(settings: HotlistSettings) -> ServiceSpec:
     mongo = mongo_client(settings)
@@ -298,8 +287,8 @@ async def make_spec(settings: HotlistSettings) -> ServiceSpec:
     alerts = AlertServicer(store, bus)
 
     async def start_up() -> None:
-        await _retry_forever("mongodb indexes", store.ensure_indexes)
-        await _retry_forever("list reconciliation", lambda: reconcile(store, active))
+        await retry_until_done("mongodb indexes", store.ensure_indexes)
+        await retry_until_done("list reconciliation", lambda: reconcile(store, active))
         if settings.matcher_enabled:
             await StreamMatcher(redis, settings, IndexSync(active, MatchIndex()), raiser).run()
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import grpc
 from prometheus_client import Counter, Histogram
 
-from services.common.grpc_server import ServiceSpec
+from services.common.grpc_server import ServiceSpec, retry_until_done
 from services.common.reads import ensure_indexes
 from services.common.storage import (
     mongo_client,
@@ -165,17 +165,6 @@ class CameraRegistryServicer(ingest_pb2_grpc.CameraRegistryServiceServicer):
         return ingest_pb2.ListCamerasResponse(cameras=cameras)
 
 
-async def _retry_forever(what: str, job) -> None:
-    delay = 0.5
-    while True:
-        try:
-            await job()
-            return
-        except Exception as exc:  # noqa: BLE001 - dependency not up yet; health reports it
-            log.warning("retrying", extra={"what": what, "error": repr(exc)[:200]})
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10)
-
 
 async def make_spec(settings: IngestSettings) -> ServiceSpec:
     mongo = mongo_client(settings)
@@ -209,6 +198,6 @@ async def make_spec(settings: IngestSettings) -> ServiceSpec:
                        for n in ("IngestService", "CameraRegistryService")],
         register=register,
         dependencies=[mongo_dependency(mongo), redis_dependency(redis), alpr.dependency()],
-        background=[lambda: _retry_forever("mongodb indexes", lambda: ensure_indexes(db)), sweep_outbox],
+        background=[lambda: retry_until_done("mongodb indexes", lambda: ensure_indexes(db)), sweep_outbox],
         close=[alpr.close, close_redis, mongo.close],
     )

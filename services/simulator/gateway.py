@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from services.common.plates import normalize_plate
 from sightline.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 
-from .render import normalise_plate
 from .settings import SimulatorSettings
 from .sources import OutgoingFrame, SimCamera, camera_frames
 from .window import AckOutcome, FrameWindow, backoff_delay
@@ -244,6 +244,6 @@ class Gateway:
             truth = outgoing.truth if outgoing is not None else None
             if truth is not None and truth.plate_box is not None and outcome is AckOutcome.STORED:
                 s.truth_frames += 1
-                s.truth_matched += any(normalise_plate(read.plate_normalized) == truth.plate_text for read in ack.reads)
+                s.truth_matched += any(normalize_plate(read.plate_normalized) == truth.plate_text for read in ack.reads)
         if self._on_ack is not None:
             self._on_ack(ack, outgoing, outcome)

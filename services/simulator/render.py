@@ -21,6 +21,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from services.common.plates import normalize_plate
+
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 PLATE_FONTS = (
     "DejaVuSans-Bold.ttf",
@@ -178,10 +180,6 @@ class SceneParams:
     motion_blur: int  # kernel length in pixels, 0 for none
     noise_sigma: float
     jpeg_quality: int
-
-
-def normalise_plate(text: str) -> str:
-    return "".join(c for c in text.upper() if c.isascii() and c.isalnum())
 
 
 def _fill_format(rng: np.random.Generator, fmt: str) -> str:
@@ -622,7 +620,7 @@ def render(params: SceneParams) -> Scene:
     image = _apply_camera(frame, params)
     plate = params.plate
     truth = GroundTruth(
-        plate_text=normalise_plate(plate.display),
+        plate_text=normalize_plate(plate.display),
         plate_display=plate.display,
         country=plate.country,
         state=plate.state,

@@ -6,6 +6,7 @@ import grpc
 import pytest
 import redis as redis_sync
 
+from services.common.auth import auth_metadata
 from services.common.reads import READS, ensure_indexes
 from services.common.settings import MongoSettings
 from services.common.storage import mongo_client, mongo_database, redis_client
@@ -41,7 +42,7 @@ async def store(mongo_uri: str):
 
 async def store_frame(fs: FrameStore, camera: str, frame_id: str, at: datetime, *plates: str) -> list:
     now = datetime.now(UTC)
-    reads = build_reads(make_frame(camera, frame_id, at), "pd-test", plate_result(*plates), f"img-{camera}-{frame_id}",
+    reads = build_reads(make_frame(camera, frame_id, at), "pd-alpha", plate_result(*plates), f"img-{camera}-{frame_id}",
                         now, at + timedelta(days=30))
     result = await fs.store(f"{camera}/{frame_id}", reads, f"img-{camera}-{frame_id}", b"\xff\xd8jpeg", at,
                             at + timedelta(days=30), now)
@@ -87,52 +88,63 @@ async def test_reads_are_published_on_the_stream(redis_url: str) -> None:
     assert read_pb2.Read.FromString(entries[-1][1][b"read"]) == read
 
 
-async def test_search_service_queries_and_pages(store, search_addr: str, channel_factory) -> None:
+WHY = {"purpose": search_pb2.PURPOSE_VEHICLE_THEFT, "case_number": "VT-2026-17"}
+
+
+@pytest.fixture
+async def officer(tokens, audit_addr: str):
+    """Search needs a signed-in officer (pd-alpha, the agency of the frames stored here) and the audit service."""
+    return auth_metadata(await tokens("officer"))
+
+
+async def test_search_service_queries_and_pages(store, search_addr: str, channel_factory, officer) -> None:
     fs, _ = store
     base = datetime.now(UTC) - timedelta(hours=1)
     for i in range(5):
         await store_frame(fs, "cam-search", f"s{i}", base + timedelta(minutes=i), f"SRCH{i}0", "OTHER1")
     stub = search_pb2_grpc.SearchServiceStub(channel_factory(search_addr))
 
-    exact = await stub.SearchReads(search_pb2.SearchReadsRequest(plate_exact="srch-30"))
+    exact = await stub.SearchReads(search_pb2.SearchReadsRequest(plate_exact="srch-30", **WHY), metadata=officer)
     assert [r.plate_normalized for r in exact.reads] == ["SRCH30"]
     assert exact.reads[0].camera_id == "cam-search"
 
     seen, token = [], ""
     while True:
         page = await stub.SearchReads(search_pb2.SearchReadsRequest(plate_pattern="SRCH?0", page_size=2,
-                                                                    page_token=token))
+                                                                    page_token=token, **WHY), metadata=officer)
         seen += [r.plate_normalized for r in page.reads]
         if not (token := page.next_page_token):
             break
     assert seen == ["SRCH40", "SRCH30", "SRCH20", "SRCH10", "SRCH00"]  # newest first, no repeats
 
-    by_camera = await stub.SearchReads(search_pb2.SearchReadsRequest(camera_ids=["cam-search"], page_size=100))
+    by_camera = await stub.SearchReads(search_pb2.SearchReadsRequest(camera_ids=["cam-search"], page_size=100, **WHY),
+                                       metadata=officer)
     assert len(by_camera.reads) == 10
 
-    read = await stub.GetRead(search_pb2.GetReadRequest(read_id=exact.reads[0].read_id))
+    read = await stub.GetRead(search_pb2.GetReadRequest(read_id=exact.reads[0].read_id, **WHY), metadata=officer)
     assert read == exact.reads[0]
-    image = await stub.GetImage(search_pb2.GetImageRequest(image_ref=read.image_ref))
+    image = await stub.GetImage(search_pb2.GetImageRequest(image_ref=read.image_ref, **WHY), metadata=officer)
     assert image.content_type == "image/jpeg" and image.data.startswith(b"\xff\xd8")
 
 
 @pytest.mark.parametrize(
     ("request_", "code"),
     [
-        (search_pb2.SearchReadsRequest(), grpc.StatusCode.INVALID_ARGUMENT),
-        (search_pb2.SearchReadsRequest(plate_pattern=".*"), grpc.StatusCode.INVALID_ARGUMENT),
-        (search_pb2.SearchReadsRequest(plate_exact="A", page_token="nope"), grpc.StatusCode.INVALID_ARGUMENT),
+        (search_pb2.SearchReadsRequest(**WHY), grpc.StatusCode.INVALID_ARGUMENT),
+        (search_pb2.SearchReadsRequest(plate_pattern=".*", **WHY), grpc.StatusCode.INVALID_ARGUMENT),
+        (search_pb2.SearchReadsRequest(plate_exact="A", page_token="nope", **WHY), grpc.StatusCode.INVALID_ARGUMENT),
     ],
 )
-async def test_search_service_refuses_malformed_queries(search_addr: str, channel_factory, request_, code) -> None:
+async def test_search_service_refuses_malformed_queries(search_addr: str, channel_factory, officer, request_,
+                                                       code) -> None:
     stub = search_pb2_grpc.SearchServiceStub(channel_factory(search_addr))
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await stub.SearchReads(request_)
+        await stub.SearchReads(request_, metadata=officer)
     assert err.value.code() == code
 
 
-async def test_unknown_read_is_not_found(search_addr: str, channel_factory) -> None:
+async def test_unknown_read_is_not_found(search_addr: str, channel_factory, officer) -> None:
     stub = search_pb2_grpc.SearchServiceStub(channel_factory(search_addr))
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await stub.GetRead(search_pb2.GetReadRequest(read_id="no-such-read"))
+        await stub.GetRead(search_pb2.GetReadRequest(read_id="no-such-read", **WHY), metadata=officer)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND

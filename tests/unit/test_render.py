@@ -8,11 +8,11 @@ import cv2
 import numpy as np
 import pytest
 
+from services.common.plates import normalize_plate
 from services.inference.vision.attributes import COLOURS
 from services.simulator.render import (
     VEHICLE_COLOURS,
     SceneOptions,
-    normalise_plate,
     render_plate,
     render_scene,
     render_sequence,
@@ -42,7 +42,7 @@ def test_ground_truth_is_sane(seed: int) -> None:
     assert scene.image.shape == (720, 1280, 3) and scene.image.dtype == np.uint8
     decoded = cv2.imdecode(np.frombuffer(scene.jpeg, np.uint8), cv2.IMREAD_COLOR)
     assert decoded is not None and decoded.shape == scene.image.shape
-    assert truth.plate_text == normalise_plate(truth.plate_display)
+    assert truth.plate_text == normalize_plate(truth.plate_display)
     assert re.fullmatch(r"[A-Z0-9]{5,8}", truth.plate_text)
     assert truth.vehicle_colour in VEHICLE_COLOURS
     assert (truth.country == "US") == bool(truth.state)

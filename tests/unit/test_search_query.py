@@ -4,7 +4,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.search.domain.query import InvalidQuery, PageToken, build_query, pattern_to_regex
+from services.common.auth import Principal
+from services.search.domain.convoy import build_convoy_query, companions_pipeline
+from services.search.domain.purpose import Refusal, check_access
+from services.search.domain.query import (
+    InvalidQuery,
+    PageToken,
+    build_query,
+    fuzzy_spellings,
+    pattern_to_regex,
+    scoped,
+)
+from sightline.common.v1 import read_pb2
 from sightline.search.v1 import search_pb2
 
 pytestmark = pytest.mark.unit
@@ -79,3 +90,84 @@ def test_reversed_time_range_is_refused() -> None:
     req.end_time.FromDatetime(datetime(2026, 1, 1, tzinfo=UTC))
     with pytest.raises(InvalidQuery, match="before"):
         build_query(req, 50, 500)
+
+
+# --- fuzzy plates, attributes, distance, agency scope, purpose, convoy ---------------------------------------
+
+def test_fuzzy_plate_expands_ocr_confusions_or_falls_back_to_classes() -> None:
+    query = build_query(q(plate_fuzzy="B0X"), 50, 500)
+    assert sorted(query.filter["plate_normalized"]["$in"]) == sorted(
+        a + b + "X" for a in "8B" for b in "0ODQ")
+    assert fuzzy_spellings("0" * 12) == []  # 4^12 spellings: too many for $in
+    query = build_query(q(plate_fuzzy="0" * 12), 50, 500)
+    assert query.filter["plate_normalized"] == {"$regex": "^" + "[0ODQ]" * 12 + "$"}
+
+
+def test_vehicle_attributes_and_distance() -> None:
+    req = q(vehicle=search_pb2.VehicleFilter(type=read_pb2.VEHICLE_TYPE_TRUCK, colour="White"),
+            near=search_pb2.GeoCircle(center=read_pb2.GeoPoint(latitude=40.0, longitude=-73.0), radius_m=6378.1))
+    flt = build_query(req, 50, 500).filter
+    assert flt["vehicle.type"] == "truck" and flt["vehicle.colour"] == "white"
+    assert flt["location"] == {"$geoWithin": {"$centerSphere": [[-73.0, 40.0], 0.001]}}
+    assert build_query(q(vehicle=search_pb2.VehicleFilter(no_plate=True)), 50, 500).filter == {"plate_normalized": ""}
+    for bad in (q(vehicle=search_pb2.VehicleFilter(colour='{"$ne":1}')),
+                q(near=search_pb2.GeoCircle(center=read_pb2.GeoPoint(latitude=91), radius_m=10)),
+                q(near=search_pb2.GeoCircle(radius_m=10 ** 7)),
+                q(plate_exact="AB1", vehicle=search_pb2.VehicleFilter(no_plate=True))):
+        with pytest.raises(InvalidQuery):
+            build_query(bad, 50, 500)
+
+
+def test_scope_restricts_to_agencies() -> None:
+    assert scoped({"x": 1}, ("pd-a",)) == {"$and": [{"agency_id": "pd-a"}, {"x": 1}]}
+    assert scoped({"x": 1}, ("pd-a", "pd-b")) == {"$and": [{"agency_id": {"$in": ["pd-a", "pd-b"]}}, {"x": 1}]}
+
+
+def who(roles=("officer",), partners=(), case_required=False) -> Principal:
+    return Principal("u", "amy", "pd-a", frozenset(roles), True, None, case_required, partners)
+
+
+@pytest.mark.parametrize(("principal", "purpose", "case", "partners", "reason"), [
+    (who(), search_pb2.PURPOSE_IMMIGRATION_ENFORCEMENT, "C-1", False, "prohibited purpose"),
+    (who(), search_pb2.PURPOSE_TRAFFIC_ENFORCEMENT, "C-1", False, "prohibited purpose"),
+    (who(), search_pb2.PURPOSE_NON_LAW_ENFORCEMENT, "C-1", False, "prohibited purpose"),
+    (who(), search_pb2.PURPOSE_UNSPECIFIED, "C-1", False, "no purpose"),
+    (who(), 77, "C-1", False, "no purpose"),
+    (who(case_required=True), search_pb2.PURPOSE_ROBBERY, "", False, "no case number"),
+    (who(), search_pb2.PURPOSE_ROBBERY, "x; drop", False, "malformed case number"),
+    (who(), search_pb2.PURPOSE_ROBBERY, "C-1", True, "not a partner-agency user"),
+    (who(("partner_agency_user",), ("pd-b",)), search_pb2.PURPOSE_ROBBERY, "", True,
+     "partner access without a criminal case"),
+    (who(("partner_agency_user",), ("pd-b",)), search_pb2.PURPOSE_MISSING_PERSON, "C-1", True,
+     "partner access without a criminal case"),
+    (who(("partner_agency_user",)), search_pb2.PURPOSE_ROBBERY, "C-1", True, "no sharing agreement"),
+])
+def test_access_refusals(principal, purpose, case, partners, reason) -> None:
+    with pytest.raises(Refusal) as err:
+        check_access(principal, purpose, case, partners)
+    assert err.value.reason == reason
+
+
+def test_access_scopes() -> None:
+    own = check_access(who(), search_pb2.PURPOSE_MISSING_PERSON, "", False)
+    assert own.agencies == ("pd-a",) and own.purpose == "PURPOSE_MISSING_PERSON" and not own.partner
+    shared = check_access(who(("partner_agency_user",), ("pd-b",)), search_pb2.PURPOSE_ROBBERY, "R-9", True)
+    assert shared.agencies == ("pd-a", "pd-b") and shared.partner
+
+
+def test_convoy_query_and_pipeline() -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    req = search_pb2.FindConvoyRequest(plate="ab 123", window_seconds=60, min_cameras=3)
+    req.start_time.FromDatetime(start)
+    req.end_time.FromDatetime(start + timedelta(days=1))
+    cq = build_convoy_query(req, ("pd-a",))
+    assert cq.plate == "AB123" and cq.window == timedelta(seconds=60) and cq.min_cameras == 3
+    pipeline = companions_pipeline(cq, [("cam-1", start)], ("pd-a",))
+    branch = pipeline[0]["$match"]["$or"][0]
+    assert branch == {"$and": [{"agency_id": "pd-a"}, {"camera_id": "cam-1", "captured_at": {
+        "$gte": start - timedelta(seconds=60), "$lte": start + timedelta(seconds=60)}}]}
+    assert {"$match": {"$expr": {"$and": [{"$gte": ["$n", 3]}, {"$not": [{"$in": ["$_id", ["", "AB123"]]}]}]}}} \
+        in pipeline
+    req.end_time.FromDatetime(start + timedelta(days=40))
+    with pytest.raises(InvalidQuery, match="31 days"):
+        build_convoy_query(req, ("pd-a",))

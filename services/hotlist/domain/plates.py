@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 # Re-exported: one definition of the normalised form and of safe partial-plate patterns for all services.
-from services.search.domain.query import MAX_PLATE_LEN, InvalidQuery, normalize_plate, pattern_to_regex
+from services.common.plates import MAX_PLATE_LEN, InvalidQuery, normalize_plate, pattern_to_regex
 
 CONFUSION_CLASSES: tuple[str, ...] = ("O0DQ", "I1LT", "B8", "S5", "Z2", "G6")
 _REPRESENTATIVE = {ch: group[0] for group in CONFUSION_CLASSES for ch in group}

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-_NOT_PLATE_CHAR = re.compile(r"[^A-Z0-9]")
+from services.common.plates import normalize_plate
 
 US_STATES = {
     "AL": "ALABAMA", "AK": "ALASKA", "AZ": "ARIZONA", "AR": "ARKANSAS", "CA": "CALIFORNIA",
@@ -37,11 +36,6 @@ US_STATE_HINTS = {
     "PEACEGARDEN": "ND", "LEGENDARY": "ND", "NATIVEAMERICA": "OK", "BEAUTIFULUTAH": "UT",
     "GREATESTSNOW": "UT", "SPIRITOFAMERICA": "MA", "VACATIONLAND": "ME", "EVERGREEN": "WA",
 }  # fmt: skip
-
-
-def normalize_plate(text: str) -> str:
-    """Upper case and keep only ``A-Z`` and ``0-9`` (the form plates are stored and matched in)."""
-    return _NOT_PLATE_CHAR.sub("", text.upper())
 
 
 @dataclass(frozen=True)

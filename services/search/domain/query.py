@@ -1,47 +1,100 @@
 """Turns a SearchReadsRequest into a MongoDB filter, safely.
 
-User input only ever becomes string or datetime *values* in the filter (never keys or operators), and
-partial plates become anchored regular expressions built from an alphabet of A-Z, 0-9 and the two
-wildcards, so no query can inject an operator or a catastrophic pattern.
+User input only ever becomes string, number or datetime *values* in the filter (never keys or operators),
+and partial and fuzzy plates become anchored regular expressions built from an alphabet of A-Z, 0-9, the
+two wildcards and character classes of that alphabet, so no query can inject an operator or a catastrophic
+pattern. A fuzzy plate is expanded to every spelling its OCR confusions allow (an indexed `$in`) while
+those are few, and becomes an anchored character-class expression beyond that.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from services.common.plates import MAX_PLATE_LEN, InvalidQuery, normalize_plate, pattern_to_regex
+from sightline.common.v1 import read_pb2
 from sightline.search.v1 import search_pb2
 
-MAX_PLATE_LEN = 12
 MAX_CAMERAS = 200
-_PATTERN_RE = re.compile(r"^[A-Z0-9?*]+$")
+MAX_FUZZY_SPELLINGS = 512
+MAX_RADIUS_M = 100_000.0
+EARTH_RADIUS_M = 6_378_100.0
+_NAME_RE = re.compile(r"^[a-z][a-z -]{0,31}$")
+# Characters OCR confuses with one another on plates.
+CONFUSIONS = ("0ODQ", "1IL", "2Z", "5S", "8B", "6G", "4A", "7T", "UV")
+_ALTERNATIVES = {ch: group for group in CONFUSIONS for ch in group}
 
 
-class InvalidQuery(ValueError):
-    """The request cannot be run; the message says why (returned as INVALID_ARGUMENT)."""
+def fuzzy_spellings(plate: str) -> list[str]:
+    """Every spelling of `plate` under the OCR confusions, or [] when there are more than MAX_FUZZY_SPELLINGS."""
+    options = [_ALTERNATIVES.get(ch, ch) for ch in plate]
+    if math.prod(len(o) for o in options) > MAX_FUZZY_SPELLINGS:
+        return []
+    return ["".join(p) for p in itertools.product(*options)]
 
 
-def normalize_plate(text: str) -> str:
-    """Upper-case A-Z and 0-9 only: the form reads are stored and matched under."""
-    return "".join(ch for ch in text.upper() if ("A" <= ch <= "Z") or ("0" <= ch <= "9"))
+def fuzzy_regex(plate: str) -> str:
+    return "^" + "".join(f"[{_ALTERNATIVES[ch]}]" if ch in _ALTERNATIVES else ch for ch in plate) + "$"
 
 
-def pattern_to_regex(pattern: str) -> str:
-    """'AB?12*' -> '^AB.12.*$' over normalised plates. '?' one character, '*' any run."""
-    cleaned = "".join(ch for ch in pattern.upper() if ch not in " -·.")
-    if not cleaned or len(cleaned) > MAX_PLATE_LEN * 2 or not _PATTERN_RE.match(cleaned):
-        raise InvalidQuery("plate_pattern may hold only letters, digits, '?' and '*' (at most 24)")
-    cleaned = re.sub(r"\*+", "*", cleaned)
-    if cleaned.strip("*?") == "":
-        raise InvalidQuery("plate_pattern needs at least one letter or digit")
-    if sum(ch.isalnum() for ch in cleaned) > MAX_PLATE_LEN:
-        raise InvalidQuery(f"plate_pattern has more than {MAX_PLATE_LEN} characters")
-    return "^" + cleaned.replace("?", ".").replace("*", ".*") + "$"
+def _plate(text: str, field: str) -> str:
+    plate = normalize_plate(text)
+    if not plate or len(plate) > MAX_PLATE_LEN:
+        raise InvalidQuery(f"{field} must hold 1-{MAX_PLATE_LEN} letters or digits")
+    return plate
+
+
+def _vehicle_filter(v: search_pb2.VehicleFilter) -> dict[str, Any]:
+    flt: dict[str, Any] = {}
+    if v.type:
+        name = read_pb2.VehicleType.Name(v.type) if v.type in read_pb2.VehicleType.values() else ""
+        if not name or v.type == read_pb2.VEHICLE_TYPE_UNSPECIFIED:
+            raise InvalidQuery("vehicle.type is not a known vehicle type")
+        flt["vehicle.type"] = name.removeprefix("VEHICLE_TYPE_").lower()
+    for field in ("colour", "make"):
+        if value := getattr(v, field).strip().lower():
+            if not _NAME_RE.match(value):
+                raise InvalidQuery(f"vehicle.{field}: up to 32 letters, spaces or '-'")
+            flt[f"vehicle.{field}"] = value if field == "colour" else re.compile(f"^{re.escape(value)}$", re.I)
+    if v.no_plate:
+        flt["plate_normalized"] = ""
+    return flt
+
+
+def _near_filter(near: search_pb2.GeoCircle) -> dict[str, Any]:
+    lat, lon, radius = near.center.latitude, near.center.longitude, near.radius_m
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180) or not math.isfinite(lat + lon):
+        raise InvalidQuery("near.center must be a valid latitude/longitude")
+    if not (1 <= radius <= MAX_RADIUS_M):
+        raise InvalidQuery(f"near.radius_m must be between 1 and {MAX_RADIUS_M:.0f}")
+    # GeoJSON order: longitude, latitude; $geoWithin keeps the time ordering (unlike $near).
+    return {"$geoWithin": {"$centerSphere": [[lon, lat], radius / EARTH_RADIUS_M]}}
+
+
+def time_range(req: Any) -> dict[str, datetime]:
+    """{"$gte": start, "$lt": end} from a request's optional start_time / end_time."""
+    out: dict[str, datetime] = {}
+    if req.HasField("start_time"):
+        out["$gte"] = req.start_time.ToDatetime(tzinfo=UTC)
+    if req.HasField("end_time"):
+        out["$lt"] = req.end_time.ToDatetime(tzinfo=UTC)
+    if "$gte" in out and "$lt" in out and out["$gte"] >= out["$lt"]:
+        raise InvalidQuery("start_time must be before end_time")
+    return out
+
+
+def scoped(flt: dict[str, Any], agencies: tuple[str, ...]) -> dict[str, Any]:
+    """Restrict a filter to the reads of the given agencies."""
+    scope: dict[str, Any] = {"agency_id": agencies[0] if len(agencies) == 1 else {"$in": list(agencies)}}
+    return {"$and": [scope, flt]}
 
 
 @dataclass(frozen=True)
@@ -77,27 +130,28 @@ def build_query(req: search_pb2.SearchReadsRequest, default_page_size: int, max_
     flt: dict[str, Any] = {}
     kind = req.WhichOneof("plate_query")
     if kind == "plate_exact":
-        plate = normalize_plate(req.plate_exact)
-        if not plate or len(plate) > MAX_PLATE_LEN:
-            raise InvalidQuery(f"plate_exact must hold 1-{MAX_PLATE_LEN} letters or digits")
-        flt["plate_normalized"] = plate
+        flt["plate_normalized"] = _plate(req.plate_exact, "plate_exact")
     elif kind == "plate_pattern":
         flt["plate_normalized"] = {"$regex": pattern_to_regex(req.plate_pattern)}
+    elif kind == "plate_fuzzy":
+        plate = _plate(req.plate_fuzzy, "plate_fuzzy")
+        spellings = fuzzy_spellings(plate)
+        flt["plate_normalized"] = {"$in": spellings} if spellings else {"$regex": fuzzy_regex(plate)}
+    if req.HasField("vehicle"):
+        vehicle = _vehicle_filter(req.vehicle)
+        if "plate_normalized" in vehicle and kind:
+            raise InvalidQuery("vehicle.no_plate cannot be combined with a plate")
+        flt.update(vehicle)
+    if req.HasField("near"):
+        flt["location"] = _near_filter(req.near)
     if req.camera_ids:
         if len(req.camera_ids) > MAX_CAMERAS:
             raise InvalidQuery(f"at most {MAX_CAMERAS} camera_ids")
         flt["camera_id"] = {"$in": [str(c) for c in req.camera_ids]}
-    time_range: dict[str, datetime] = {}
-    if req.HasField("start_time"):
-        time_range["$gte"] = req.start_time.ToDatetime(tzinfo=UTC)
-    if req.HasField("end_time"):
-        time_range["$lt"] = req.end_time.ToDatetime(tzinfo=UTC)
-    if "$gte" in time_range and "$lt" in time_range and time_range["$gte"] >= time_range["$lt"]:
-        raise InvalidQuery("start_time must be before end_time")
-    if time_range:
-        flt["captured_at"] = time_range
+    if window := time_range(req):
+        flt["captured_at"] = window
     if not flt:
-        raise InvalidQuery("give a plate, a plate pattern, cameras or a time range")
+        raise InvalidQuery("give a plate, a plate pattern, vehicle attributes, a place, cameras or a time range")
     if req.page_size < 0 or req.page_size > max_page_size:
         raise InvalidQuery(f"page_size must be between 1 and {max_page_size}")
     if req.page_token:

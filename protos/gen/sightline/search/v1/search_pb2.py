@@ -26,23 +26,35 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from sightline.common.v1 import read_pb2 as sightline_dot_common_dot_v1_dot_read__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n sightline/search/v1/search.proto\x12\x13sightline.search.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1esightline/common/v1/read.proto\"\xec\x01\n\x12SearchReadsRequest\x12\x15\n\x0bplate_exact\x18\x01 \x01(\tH\x00\x12\x17\n\rplate_pattern\x18\x02 \x01(\tH\x00\x12\x12\n\ncamera_ids\x18\x03 \x03(\t\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\tB\r\n\x0bplate_query\"X\n\x13SearchReadsResponse\x12(\n\x05reads\x18\x01 \x03(\x0b\x32\x19.sightline.common.v1.Read\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x0eGetReadRequest\x12\x0f\n\x07read_id\x18\x01 \x01(\t\"$\n\x0fGetImageRequest\x12\x11\n\timage_ref\x18\x01 \x01(\t\"I\n\x10GetImageResponse\x12\x11\n\timage_ref\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x32\x95\x02\n\rSearchService\x12`\n\x0bSearchReads\x12\'.sightline.search.v1.SearchReadsRequest\x1a(.sightline.search.v1.SearchReadsResponse\x12I\n\x07GetRead\x12#.sightline.search.v1.GetReadRequest\x1a\x19.sightline.common.v1.Read\x12W\n\x08GetImage\x12$.sightline.search.v1.GetImageRequest\x1a%.sightline.search.v1.GetImageResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n sightline/search/v1/search.proto\x12\x13sightline.search.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1esightline/common/v1/read.proto\"o\n\rVehicleFilter\x12.\n\x04type\x18\x01 \x01(\x0e\x32 .sightline.common.v1.VehicleType\x12\x0e\n\x06\x63olour\x18\x02 \x01(\t\x12\x0c\n\x04make\x18\x03 \x01(\t\x12\x10\n\x08no_plate\x18\x04 \x01(\x08\"L\n\tGeoCircle\x12-\n\x06\x63\x65nter\x18\x01 \x01(\x0b\x32\x1d.sightline.common.v1.GeoPoint\x12\x10\n\x08radius_m\x18\x02 \x01(\x01\"\xcc\x03\n\x12SearchReadsRequest\x12\x15\n\x0bplate_exact\x18\x01 \x01(\tH\x00\x12\x17\n\rplate_pattern\x18\x02 \x01(\tH\x00\x12\x15\n\x0bplate_fuzzy\x18\x08 \x01(\tH\x00\x12\x12\n\ncamera_ids\x18\x03 \x03(\t\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\x12-\n\x07purpose\x18\t \x01(\x0e\x32\x1c.sightline.search.v1.Purpose\x12\x13\n\x0b\x63\x61se_number\x18\n \x01(\t\x12\x33\n\x07vehicle\x18\x0b \x01(\x0b\x32\".sightline.search.v1.VehicleFilter\x12,\n\x04near\x18\x0c \x01(\x0b\x32\x1e.sightline.search.v1.GeoCircle\x12 \n\x18include_partner_agencies\x18\r \x01(\x08\x42\r\n\x0bplate_query\"X\n\x13SearchReadsResponse\x12(\n\x05reads\x18\x01 \x03(\x0b\x32\x19.sightline.common.v1.Read\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x86\x02\n\x11\x46indConvoyRequest\x12\r\n\x05plate\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0ewindow_seconds\x18\x04 \x01(\x05\x12\x13\n\x0bmin_cameras\x18\x05 \x01(\x05\x12-\n\x07purpose\x18\x06 \x01(\x0e\x32\x1c.sightline.search.v1.Purpose\x12\x13\n\x0b\x63\x61se_number\x18\x07 \x01(\t\x12\x13\n\x0bmax_results\x18\x08 \x01(\x05\"\xcc\x01\n\x0f\x43onvoyCompanion\x12\x18\n\x10plate_normalized\x18\x01 \x01(\t\x12\x14\n\x0c\x63\x61mera_count\x18\x02 \x01(\x05\x12\x16\n\x0esighting_count\x18\x03 \x01(\x05\x12\x12\n\ncamera_ids\x18\x04 \x03(\t\x12.\n\nfirst_seen\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tlast_seen\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"a\n\x12\x46indConvoyResponse\x12\x11\n\tsightings\x18\x01 \x01(\x05\x12\x38\n\ncompanions\x18\x02 \x03(\x0b\x32$.sightline.search.v1.ConvoyCompanion\"\x87\x01\n\x0eGetReadRequest\x12\x0f\n\x07read_id\x18\x01 \x01(\t\x12-\n\x07purpose\x18\x02 \x01(\x0e\x32\x1c.sightline.search.v1.Purpose\x12\x13\n\x0b\x63\x61se_number\x18\x03 \x01(\t\x12 \n\x18include_partner_agencies\x18\x04 \x01(\x08\"\x8a\x01\n\x0fGetImageRequest\x12\x11\n\timage_ref\x18\x01 \x01(\t\x12-\n\x07purpose\x18\x02 \x01(\x0e\x32\x1c.sightline.search.v1.Purpose\x12\x13\n\x0b\x63\x61se_number\x18\x03 \x01(\t\x12 \n\x18include_partner_agencies\x18\x04 \x01(\x08\"I\n\x10GetImageResponse\x12\x11\n\timage_ref\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c*\xd5\x04\n\x07Purpose\x12\x17\n\x13PURPOSE_UNSPECIFIED\x10\x00\x12\x14\n\x10PURPOSE_HOMICIDE\x10\x01\x12\x16\n\x12PURPOSE_KIDNAPPING\x10\x02\x12\x1a\n\x16PURPOSE_SEXUAL_OFFENSE\x10\x03\x12\x13\n\x0fPURPOSE_ROBBERY\x10\x04\x12\x13\n\x0fPURPOSE_ASSAULT\x10\x05\x12\x14\n\x10PURPOSE_BURGLARY\x10\x06\x12\x19\n\x15PURPOSE_VEHICLE_THEFT\x10\x07\x12\x11\n\rPURPOSE_THEFT\x10\x08\x12\x11\n\rPURPOSE_FRAUD\x10\t\x12\x1c\n\x18PURPOSE_DRUG_TRAFFICKING\x10\n\x12\x1d\n\x19PURPOSE_HUMAN_TRAFFICKING\x10\x0b\x12\x1b\n\x17PURPOSE_WEAPONS_OFFENSE\x10\x0c\x12\x15\n\x11PURPOSE_TERRORISM\x10\r\x12\x17\n\x13PURPOSE_HIT_AND_RUN\x10\x0e\x12\x1a\n\x16PURPOSE_ARREST_WARRANT\x10\x0f\x12\x18\n\x14PURPOSE_OTHER_FELONY\x10\x10\x12\x1a\n\x16PURPOSE_MISSING_PERSON\x10\x14\x12#\n\x1fPURPOSE_ENDANGERED_PERSON_ALERT\x10\x15\x12#\n\x1fPURPOSE_IMMIGRATION_ENFORCEMENT\x10Z\x12\x1f\n\x1bPURPOSE_TRAFFIC_ENFORCEMENT\x10[\x12\x1f\n\x1bPURPOSE_NON_LAW_ENFORCEMENT\x10\\2\xf4\x02\n\rSearchService\x12`\n\x0bSearchReads\x12\'.sightline.search.v1.SearchReadsRequest\x1a(.sightline.search.v1.SearchReadsResponse\x12]\n\nFindConvoy\x12&.sightline.search.v1.FindConvoyRequest\x1a\'.sightline.search.v1.FindConvoyResponse\x12I\n\x07GetRead\x12#.sightline.search.v1.GetReadRequest\x1a\x19.sightline.common.v1.Read\x12W\n\x08GetImage\x12$.sightline.search.v1.GetImageRequest\x1a%.sightline.search.v1.GetImageResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sightline.search.v1.search_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SEARCHREADSREQUEST']._serialized_start=123
-  _globals['_SEARCHREADSREQUEST']._serialized_end=359
-  _globals['_SEARCHREADSRESPONSE']._serialized_start=361
-  _globals['_SEARCHREADSRESPONSE']._serialized_end=449
-  _globals['_GETREADREQUEST']._serialized_start=451
-  _globals['_GETREADREQUEST']._serialized_end=484
-  _globals['_GETIMAGEREQUEST']._serialized_start=486
-  _globals['_GETIMAGEREQUEST']._serialized_end=522
-  _globals['_GETIMAGERESPONSE']._serialized_start=524
-  _globals['_GETIMAGERESPONSE']._serialized_end=597
-  _globals['_SEARCHSERVICE']._serialized_start=600
-  _globals['_SEARCHSERVICE']._serialized_end=877
+  _globals['_PURPOSE']._serialized_start=1792
+  _globals['_PURPOSE']._serialized_end=2389
+  _globals['_VEHICLEFILTER']._serialized_start=122
+  _globals['_VEHICLEFILTER']._serialized_end=233
+  _globals['_GEOCIRCLE']._serialized_start=235
+  _globals['_GEOCIRCLE']._serialized_end=311
+  _globals['_SEARCHREADSREQUEST']._serialized_start=314
+  _globals['_SEARCHREADSREQUEST']._serialized_end=774
+  _globals['_SEARCHREADSRESPONSE']._serialized_start=776
+  _globals['_SEARCHREADSRESPONSE']._serialized_end=864
+  _globals['_FINDCONVOYREQUEST']._serialized_start=867
+  _globals['_FINDCONVOYREQUEST']._serialized_end=1129
+  _globals['_CONVOYCOMPANION']._serialized_start=1132
+  _globals['_CONVOYCOMPANION']._serialized_end=1336
+  _globals['_FINDCONVOYRESPONSE']._serialized_start=1338
+  _globals['_FINDCONVOYRESPONSE']._serialized_end=1435
+  _globals['_GETREADREQUEST']._serialized_start=1438
+  _globals['_GETREADREQUEST']._serialized_end=1573
+  _globals['_GETIMAGEREQUEST']._serialized_start=1576
+  _globals['_GETIMAGEREQUEST']._serialized_end=1714
+  _globals['_GETIMAGERESPONSE']._serialized_start=1716
+  _globals['_GETIMAGERESPONSE']._serialized_end=1789
+  _globals['_SEARCHSERVICE']._serialized_start=2392
+  _globals['_SEARCHSERVICE']._serialized_end=2764
 # @@protoc_insertion_point(module_scope)

@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from sightline.common.v1 import read_pb2 as _read_pb2
 import builtins as _builtins
 import sys
@@ -20,47 +21,196 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _Purpose:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PurposeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Purpose.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PURPOSE_UNSPECIFIED: _Purpose.ValueType  # 0
+    PURPOSE_HOMICIDE: _Purpose.ValueType  # 1
+    """Criminal investigations."""
+    PURPOSE_KIDNAPPING: _Purpose.ValueType  # 2
+    PURPOSE_SEXUAL_OFFENSE: _Purpose.ValueType  # 3
+    PURPOSE_ROBBERY: _Purpose.ValueType  # 4
+    PURPOSE_ASSAULT: _Purpose.ValueType  # 5
+    PURPOSE_BURGLARY: _Purpose.ValueType  # 6
+    PURPOSE_VEHICLE_THEFT: _Purpose.ValueType  # 7
+    PURPOSE_THEFT: _Purpose.ValueType  # 8
+    PURPOSE_FRAUD: _Purpose.ValueType  # 9
+    PURPOSE_DRUG_TRAFFICKING: _Purpose.ValueType  # 10
+    PURPOSE_HUMAN_TRAFFICKING: _Purpose.ValueType  # 11
+    PURPOSE_WEAPONS_OFFENSE: _Purpose.ValueType  # 12
+    PURPOSE_TERRORISM: _Purpose.ValueType  # 13
+    PURPOSE_HIT_AND_RUN: _Purpose.ValueType  # 14
+    PURPOSE_ARREST_WARRANT: _Purpose.ValueType  # 15
+    PURPOSE_OTHER_FELONY: _Purpose.ValueType  # 16
+    PURPOSE_MISSING_PERSON: _Purpose.ValueType  # 20
+    """Law enforcement that is not a criminal investigation."""
+    PURPOSE_ENDANGERED_PERSON_ALERT: _Purpose.ValueType  # 21
+    PURPOSE_IMMIGRATION_ENFORCEMENT: _Purpose.ValueType  # 90
+    """Prohibited: always refused."""
+    PURPOSE_TRAFFIC_ENFORCEMENT: _Purpose.ValueType  # 91
+    """Traffic enforcement based solely on a read."""
+    PURPOSE_NON_LAW_ENFORCEMENT: _Purpose.ValueType  # 92
+    """Any use outside law enforcement (repossession, private investigation, commercial, personal)."""
+
+class Purpose(_Purpose, metaclass=_PurposeEnumTypeWrapper):
+    """Why the search is made: a standard list of offense types. The prohibited purposes are listed so that a
+    request naming one is refused with a clear error and the refusal is audited.
+    """
+
+PURPOSE_UNSPECIFIED: Purpose.ValueType  # 0
+PURPOSE_HOMICIDE: Purpose.ValueType  # 1
+"""Criminal investigations."""
+PURPOSE_KIDNAPPING: Purpose.ValueType  # 2
+PURPOSE_SEXUAL_OFFENSE: Purpose.ValueType  # 3
+PURPOSE_ROBBERY: Purpose.ValueType  # 4
+PURPOSE_ASSAULT: Purpose.ValueType  # 5
+PURPOSE_BURGLARY: Purpose.ValueType  # 6
+PURPOSE_VEHICLE_THEFT: Purpose.ValueType  # 7
+PURPOSE_THEFT: Purpose.ValueType  # 8
+PURPOSE_FRAUD: Purpose.ValueType  # 9
+PURPOSE_DRUG_TRAFFICKING: Purpose.ValueType  # 10
+PURPOSE_HUMAN_TRAFFICKING: Purpose.ValueType  # 11
+PURPOSE_WEAPONS_OFFENSE: Purpose.ValueType  # 12
+PURPOSE_TERRORISM: Purpose.ValueType  # 13
+PURPOSE_HIT_AND_RUN: Purpose.ValueType  # 14
+PURPOSE_ARREST_WARRANT: Purpose.ValueType  # 15
+PURPOSE_OTHER_FELONY: Purpose.ValueType  # 16
+PURPOSE_MISSING_PERSON: Purpose.ValueType  # 20
+"""Law enforcement that is not a criminal investigation."""
+PURPOSE_ENDANGERED_PERSON_ALERT: Purpose.ValueType  # 21
+PURPOSE_IMMIGRATION_ENFORCEMENT: Purpose.ValueType  # 90
+"""Prohibited: always refused."""
+PURPOSE_TRAFFIC_ENFORCEMENT: Purpose.ValueType  # 91
+"""Traffic enforcement based solely on a read."""
+PURPOSE_NON_LAW_ENFORCEMENT: Purpose.ValueType  # 92
+"""Any use outside law enforcement (repossession, private investigation, commercial, personal)."""
+Global___Purpose: _TypeAlias = Purpose  # noqa: Y015
+
+@_typing.final
+class VehicleFilter(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    COLOUR_FIELD_NUMBER: _builtins.int
+    MAKE_FIELD_NUMBER: _builtins.int
+    NO_PLATE_FIELD_NUMBER: _builtins.int
+    type: _read_pb2.VehicleType.ValueType
+    colour: _builtins.str
+    """A named colour, e.g. "white"."""
+    make: _builtins.str
+    no_plate: _builtins.bool
+    """Only vehicles on which no plate was read."""
+    def __init__(
+        self,
+        *,
+        type: _read_pb2.VehicleType.ValueType = ...,
+        colour: _builtins.str = ...,
+        make: _builtins.str = ...,
+        no_plate: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["colour", b"colour", "make", b"make", "no_plate", b"no_plate", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VehicleFilter: _TypeAlias = VehicleFilter  # noqa: Y015
+
+@_typing.final
+class GeoCircle(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CENTER_FIELD_NUMBER: _builtins.int
+    RADIUS_M_FIELD_NUMBER: _builtins.int
+    radius_m: _builtins.float
+    """1 m .. 100 km."""
+    @_builtins.property
+    def center(self) -> _read_pb2.GeoPoint: ...
+    def __init__(
+        self,
+        *,
+        center: _read_pb2.GeoPoint | None = ...,
+        radius_m: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["center", b"center"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["center", b"center", "radius_m", b"radius_m"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GeoCircle: _TypeAlias = GeoCircle  # noqa: Y015
+
 @_typing.final
 class SearchReadsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PLATE_EXACT_FIELD_NUMBER: _builtins.int
     PLATE_PATTERN_FIELD_NUMBER: _builtins.int
+    PLATE_FUZZY_FIELD_NUMBER: _builtins.int
     CAMERA_IDS_FIELD_NUMBER: _builtins.int
     START_TIME_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    CASE_NUMBER_FIELD_NUMBER: _builtins.int
+    VEHICLE_FIELD_NUMBER: _builtins.int
+    NEAR_FIELD_NUMBER: _builtins.int
+    INCLUDE_PARTNER_AGENCIES_FIELD_NUMBER: _builtins.int
     plate_exact: _builtins.str
     """Whole plate; compared after normalisation (A-Z and 0-9 only)."""
     plate_pattern: _builtins.str
     """Partial plate: '?' stands for one character, '*' for any run; e.g. "AB?12*"."""
+    plate_fuzzy: _builtins.str
+    """Whole plate, also matching common OCR confusions (0/O/D/Q, 1/I/L, 2/Z, 5/S, 8/B, 6/G, 4/A, 7/T, U/V)."""
     page_size: _builtins.int
     """1..500; 50 when unset."""
     page_token: _builtins.str
     """From the previous response's next_page_token."""
+    purpose: Global___Purpose.ValueType
+    case_number: _builtins.str
+    """Case or incident number; required for partner-agency access and where the agency requires it."""
+    include_partner_agencies: _builtins.bool
+    """Also search the agencies that share their reads with the caller's agency. Needs the partner-agency
+    role and an active criminal investigation: a criminal purpose and a case number.
+    """
     @_builtins.property
     def camera_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def end_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def vehicle(self) -> Global___VehicleFilter: ...
+    @_builtins.property
+    def near(self) -> Global___GeoCircle:
+        """Reads taken within this distance of a point (needs camera locations on the reads)."""
+
     def __init__(
         self,
         *,
         plate_exact: _builtins.str = ...,
         plate_pattern: _builtins.str = ...,
+        plate_fuzzy: _builtins.str = ...,
         camera_ids: _abc.Iterable[_builtins.str] | None = ...,
         start_time: _timestamp_pb2.Timestamp | None = ...,
         end_time: _timestamp_pb2.Timestamp | None = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        purpose: Global___Purpose.ValueType = ...,
+        case_number: _builtins.str = ...,
+        vehicle: Global___VehicleFilter | None = ...,
+        near: Global___GeoCircle | None = ...,
+        include_partner_agencies: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "plate_exact", b"plate_exact", "plate_pattern", b"plate_pattern", "plate_query", b"plate_query", "start_time", b"start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "near", b"near", "plate_exact", b"plate_exact", "plate_fuzzy", b"plate_fuzzy", "plate_pattern", b"plate_pattern", "plate_query", b"plate_query", "start_time", b"start_time", "vehicle", b"vehicle"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["camera_ids", b"camera_ids", "end_time", b"end_time", "page_size", b"page_size", "page_token", b"page_token", "plate_exact", b"plate_exact", "plate_pattern", b"plate_pattern", "plate_query", b"plate_query", "start_time", b"start_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["camera_ids", b"camera_ids", "case_number", b"case_number", "end_time", b"end_time", "include_partner_agencies", b"include_partner_agencies", "near", b"near", "page_size", b"page_size", "page_token", b"page_token", "plate_exact", b"plate_exact", "plate_fuzzy", b"plate_fuzzy", "plate_pattern", b"plate_pattern", "plate_query", b"plate_query", "purpose", b"purpose", "start_time", b"start_time", "vehicle", b"vehicle"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_plate_query: _TypeAlias = _typing.Literal["plate_exact", "plate_pattern"]  # noqa: Y015
+    _WhichOneofReturnType_plate_query: _TypeAlias = _typing.Literal["plate_exact", "plate_pattern", "plate_fuzzy"]  # noqa: Y015
     _WhichOneofArgType_plate_query: _TypeAlias = _typing.Literal["plate_query", b"plate_query"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_plate_query) -> _WhichOneofReturnType_plate_query | None: ...
 
@@ -91,19 +241,141 @@ class SearchReadsResponse(_message.Message):
 Global___SearchReadsResponse: _TypeAlias = SearchReadsResponse  # noqa: Y015
 
 @_typing.final
+class FindConvoyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLATE_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    WINDOW_SECONDS_FIELD_NUMBER: _builtins.int
+    MIN_CAMERAS_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    CASE_NUMBER_FIELD_NUMBER: _builtins.int
+    MAX_RESULTS_FIELD_NUMBER: _builtins.int
+    plate: _builtins.str
+    """The vehicle of interest (whole plate)."""
+    window_seconds: _builtins.int
+    """Another vehicle is a companion when seen within this many seconds of the vehicle of interest at the same
+    camera (1..3600; 300 when unset) ...
+    """
+    min_cameras: _builtins.int
+    """... at this many distinct cameras or more (2..50; 2 when unset)."""
+    purpose: Global___Purpose.ValueType
+    case_number: _builtins.str
+    max_results: _builtins.int
+    """1..200; 50 when unset."""
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """The period searched; at most 31 days."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        plate: _builtins.str = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        window_seconds: _builtins.int = ...,
+        min_cameras: _builtins.int = ...,
+        purpose: Global___Purpose.ValueType = ...,
+        case_number: _builtins.str = ...,
+        max_results: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_number", b"case_number", "end_time", b"end_time", "max_results", b"max_results", "min_cameras", b"min_cameras", "plate", b"plate", "purpose", b"purpose", "start_time", b"start_time", "window_seconds", b"window_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FindConvoyRequest: _TypeAlias = FindConvoyRequest  # noqa: Y015
+
+@_typing.final
+class ConvoyCompanion(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLATE_NORMALIZED_FIELD_NUMBER: _builtins.int
+    CAMERA_COUNT_FIELD_NUMBER: _builtins.int
+    SIGHTING_COUNT_FIELD_NUMBER: _builtins.int
+    CAMERA_IDS_FIELD_NUMBER: _builtins.int
+    FIRST_SEEN_FIELD_NUMBER: _builtins.int
+    LAST_SEEN_FIELD_NUMBER: _builtins.int
+    plate_normalized: _builtins.str
+    camera_count: _builtins.int
+    sighting_count: _builtins.int
+    @_builtins.property
+    def camera_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def first_seen(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def last_seen(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        plate_normalized: _builtins.str = ...,
+        camera_count: _builtins.int = ...,
+        sighting_count: _builtins.int = ...,
+        camera_ids: _abc.Iterable[_builtins.str] | None = ...,
+        first_seen: _timestamp_pb2.Timestamp | None = ...,
+        last_seen: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["first_seen", b"first_seen", "last_seen", b"last_seen"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["camera_count", b"camera_count", "camera_ids", b"camera_ids", "first_seen", b"first_seen", "last_seen", b"last_seen", "plate_normalized", b"plate_normalized", "sighting_count", b"sighting_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConvoyCompanion: _TypeAlias = ConvoyCompanion  # noqa: Y015
+
+@_typing.final
+class FindConvoyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIGHTINGS_FIELD_NUMBER: _builtins.int
+    COMPANIONS_FIELD_NUMBER: _builtins.int
+    sightings: _builtins.int
+    """Sightings of the vehicle of interest that were considered."""
+    @_builtins.property
+    def companions(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConvoyCompanion]:
+        """Most cameras in common first."""
+
+    def __init__(
+        self,
+        *,
+        sightings: _builtins.int = ...,
+        companions: _abc.Iterable[Global___ConvoyCompanion] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["companions", b"companions", "sightings", b"sightings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FindConvoyResponse: _TypeAlias = FindConvoyResponse  # noqa: Y015
+
+@_typing.final
 class GetReadRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     READ_ID_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    CASE_NUMBER_FIELD_NUMBER: _builtins.int
+    INCLUDE_PARTNER_AGENCIES_FIELD_NUMBER: _builtins.int
     read_id: _builtins.str
+    purpose: Global___Purpose.ValueType
+    case_number: _builtins.str
+    include_partner_agencies: _builtins.bool
     def __init__(
         self,
         *,
         read_id: _builtins.str = ...,
+        purpose: Global___Purpose.ValueType = ...,
+        case_number: _builtins.str = ...,
+        include_partner_agencies: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["read_id", b"read_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_number", b"case_number", "include_partner_agencies", b"include_partner_agencies", "purpose", b"purpose", "read_id", b"read_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -114,15 +386,24 @@ class GetImageRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     IMAGE_REF_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    CASE_NUMBER_FIELD_NUMBER: _builtins.int
+    INCLUDE_PARTNER_AGENCIES_FIELD_NUMBER: _builtins.int
     image_ref: _builtins.str
+    purpose: Global___Purpose.ValueType
+    case_number: _builtins.str
+    include_partner_agencies: _builtins.bool
     def __init__(
         self,
         *,
         image_ref: _builtins.str = ...,
+        purpose: Global___Purpose.ValueType = ...,
+        case_number: _builtins.str = ...,
+        include_partner_agencies: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["image_ref", b"image_ref"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_number", b"case_number", "image_ref", b"image_ref", "include_partner_agencies", b"include_partner_agencies", "purpose", b"purpose"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -27,7 +27,10 @@ if _version_not_supported:
 
 
 class SearchServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """Purpose-bound search. Every call needs an access token (metadata "authorization: Bearer <token>"), a
+    purpose and, where the agency requires it, a case or incident number; every call is written to the
+    audit trail before it answers, and fails with UNAVAILABLE when the audit trail cannot be written.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -39,6 +42,11 @@ class SearchServiceStub:
                 '/sightline.search.v1.SearchService/SearchReads',
                 request_serializer=sightline_dot_search_dot_v1_dot_search__pb2.SearchReadsRequest.SerializeToString,
                 response_deserializer=sightline_dot_search_dot_v1_dot_search__pb2.SearchReadsResponse.FromString,
+                _registered_method=True)
+        self.FindConvoy = channel.unary_unary(
+                '/sightline.search.v1.SearchService/FindConvoy',
+                request_serializer=sightline_dot_search_dot_v1_dot_search__pb2.FindConvoyRequest.SerializeToString,
+                response_deserializer=sightline_dot_search_dot_v1_dot_search__pb2.FindConvoyResponse.FromString,
                 _registered_method=True)
         self.GetRead = channel.unary_unary(
                 '/sightline.search.v1.SearchService/GetRead',
@@ -53,10 +61,20 @@ class SearchServiceStub:
 
 
 class SearchServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Purpose-bound search. Every call needs an access token (metadata "authorization: Bearer <token>"), a
+    purpose and, where the agency requires it, a case or incident number; every call is written to the
+    audit trail before it answers, and fails with UNAVAILABLE when the audit trail cannot be written.
+    """
 
     def SearchReads(self, request, context):
-        """Reads matching the query, newest first, paged.
+        """Reads matching the query, newest first, paged. Images are returned by reference only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FindConvoy(self, request, context):
+        """Vehicles seen together with a given vehicle at N or more cameras within a time window.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -69,7 +87,7 @@ class SearchServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetImage(self, request, context):
-        """The stored, redacted frame behind a read.
+        """The stored, redacted frame behind a read (each view is audited).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -82,6 +100,11 @@ def add_SearchServiceServicer_to_server(servicer, server):
                     servicer.SearchReads,
                     request_deserializer=sightline_dot_search_dot_v1_dot_search__pb2.SearchReadsRequest.FromString,
                     response_serializer=sightline_dot_search_dot_v1_dot_search__pb2.SearchReadsResponse.SerializeToString,
+            ),
+            'FindConvoy': grpc.unary_unary_rpc_method_handler(
+                    servicer.FindConvoy,
+                    request_deserializer=sightline_dot_search_dot_v1_dot_search__pb2.FindConvoyRequest.FromString,
+                    response_serializer=sightline_dot_search_dot_v1_dot_search__pb2.FindConvoyResponse.SerializeToString,
             ),
             'GetRead': grpc.unary_unary_rpc_method_handler(
                     servicer.GetRead,
@@ -102,7 +125,10 @@ def add_SearchServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class SearchService:
-    """Missing associated documentation comment in .proto file."""
+    """Purpose-bound search. Every call needs an access token (metadata "authorization: Bearer <token>"), a
+    purpose and, where the agency requires it, a case or incident number; every call is written to the
+    audit trail before it answers, and fails with UNAVAILABLE when the audit trail cannot be written.
+    """
 
     @staticmethod
     def SearchReads(request,
@@ -121,6 +147,33 @@ class SearchService:
             '/sightline.search.v1.SearchService/SearchReads',
             sightline_dot_search_dot_v1_dot_search__pb2.SearchReadsRequest.SerializeToString,
             sightline_dot_search_dot_v1_dot_search__pb2.SearchReadsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FindConvoy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sightline.search.v1.SearchService/FindConvoy',
+            sightline_dot_search_dot_v1_dot_search__pb2.FindConvoyRequest.SerializeToString,
+            sightline_dot_search_dot_v1_dot_search__pb2.FindConvoyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -28,33 +28,60 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class SearchServiceStub:
+    """Purpose-bound search. Every call needs an access token (metadata "authorization: Bearer <token>"), a
+    purpose and, where the agency requires it, a case or incident number; every call is written to the
+    audit trail before it answers, and fails with UNAVAILABLE when the audit trail cannot be written.
+    """
+
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> SearchServiceAsyncStub: ...
     SearchReads: _grpc.UnaryUnaryMultiCallable[_search_pb2.SearchReadsRequest, _search_pb2.SearchReadsResponse]
-    """Reads matching the query, newest first, paged."""
+    """Reads matching the query, newest first, paged. Images are returned by reference only."""
+    FindConvoy: _grpc.UnaryUnaryMultiCallable[_search_pb2.FindConvoyRequest, _search_pb2.FindConvoyResponse]
+    """Vehicles seen together with a given vehicle at N or more cameras within a time window."""
     GetRead: _grpc.UnaryUnaryMultiCallable[_search_pb2.GetReadRequest, _read_pb2.Read]
     GetImage: _grpc.UnaryUnaryMultiCallable[_search_pb2.GetImageRequest, _search_pb2.GetImageResponse]
-    """The stored, redacted frame behind a read."""
+    """The stored, redacted frame behind a read (each view is audited)."""
 
 @_typing.type_check_only
 class SearchServiceAsyncStub(SearchServiceStub):
+    """Purpose-bound search. Every call needs an access token (metadata "authorization: Bearer <token>"), a
+    purpose and, where the agency requires it, a case or incident number; every call is written to the
+    audit trail before it answers, and fails with UNAVAILABLE when the audit trail cannot be written.
+    """
+
     def __init__(self, channel: _aio.Channel) -> None: ...
     SearchReads: _aio.UnaryUnaryMultiCallable[_search_pb2.SearchReadsRequest, _search_pb2.SearchReadsResponse]  # type: ignore[assignment]
-    """Reads matching the query, newest first, paged."""
+    """Reads matching the query, newest first, paged. Images are returned by reference only."""
+    FindConvoy: _aio.UnaryUnaryMultiCallable[_search_pb2.FindConvoyRequest, _search_pb2.FindConvoyResponse]  # type: ignore[assignment]
+    """Vehicles seen together with a given vehicle at N or more cameras within a time window."""
     GetRead: _aio.UnaryUnaryMultiCallable[_search_pb2.GetReadRequest, _read_pb2.Read]  # type: ignore[assignment]
     GetImage: _aio.UnaryUnaryMultiCallable[_search_pb2.GetImageRequest, _search_pb2.GetImageResponse]  # type: ignore[assignment]
-    """The stored, redacted frame behind a read."""
+    """The stored, redacted frame behind a read (each view is audited)."""
 
 class SearchServiceServicer(metaclass=_abc_1.ABCMeta):
+    """Purpose-bound search. Every call needs an access token (metadata "authorization: Bearer <token>"), a
+    purpose and, where the agency requires it, a case or incident number; every call is written to the
+    audit trail before it answers, and fails with UNAVAILABLE when the audit trail cannot be written.
+    """
+
     @_abc_1.abstractmethod
     def SearchReads(
         self,
         request: _search_pb2.SearchReadsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_search_pb2.SearchReadsResponse, _abc.Awaitable[_search_pb2.SearchReadsResponse]]:
-        """Reads matching the query, newest first, paged."""
+        """Reads matching the query, newest first, paged. Images are returned by reference only."""
+
+    @_abc_1.abstractmethod
+    def FindConvoy(
+        self,
+        request: _search_pb2.FindConvoyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_search_pb2.FindConvoyResponse, _abc.Awaitable[_search_pb2.FindConvoyResponse]]:
+        """Vehicles seen together with a given vehicle at N or more cameras within a time window."""
 
     @_abc_1.abstractmethod
     def GetRead(
@@ -69,6 +96,6 @@ class SearchServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _search_pb2.GetImageRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_search_pb2.GetImageResponse, _abc.Awaitable[_search_pb2.GetImageResponse]]:
-        """The stored, redacted frame behind a read."""
+        """The stored, redacted frame behind a read (each view is audited)."""
 
 def add_SearchServiceServicer_to_server(servicer: SearchServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

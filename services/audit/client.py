@@ -1,0 +1,47 @@
+"""Client of the audit service, used by every service that must record an access before answering.
+
+`AuditClient.record` raises `AuditUnavailable` when the event could not be written; callers then fail the
+request with UNAVAILABLE (fail closed) instead of returning anything.
+"""
+
+from __future__ import annotations
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.common.auth import auth_metadata
+from services.common.grpc_server import Dependency
+from sightline.audit.v1 import audit_pb2, audit_pb2_grpc
+
+SERVICE_NAME = audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name
+
+
+class AuditUnavailable(Exception):
+    """The audit trail could not be written."""
+
+
+class AuditClient:
+    def __init__(self, address: str, timeout_s: float):
+        self._channel = grpc.aio.insecure_channel(address)
+        self._stub = audit_pb2_grpc.AuditServiceStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+        self._timeout = timeout_s
+
+    async def record(self, event: audit_pb2.AuditEvent, token: str) -> audit_pb2.AppendResponse:
+        """Append `event` as the holder of `token` (a user's token, or a service token)."""
+        try:
+            return await self._stub.Append(audit_pb2.AppendRequest(event=event), metadata=auth_metadata(token),
+                                           timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise AuditUnavailable(f"{exc.code().name}: {exc.details()}") from exc
+
+    def dependency(self) -> Dependency:
+        async def check() -> None:
+            reply = await self._health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=self._timeout)
+            if reply.status != health_pb2.HealthCheckResponse.SERVING:
+                raise AuditUnavailable("audit service not serving")
+
+        return Dependency("audit", check)
+
+    async def close(self) -> None:
+        await self._channel.close()

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from services.common.auth import KeySettings
+from services.common.settings import MongoSettings, ServiceSettings
+
+AUDIT_KEY = "audit_ed25519"
+
+
+class AuditSettings(ServiceSettings, MongoSettings, KeySettings):
+    service_name: str = "audit"
+    grpc_port: int = Field(default=50054, ge=1, le=65535)
+    # The audit trail lives in its own database (own access rights, own retention), never with the reads.
+    audit_mongo_db: str = "sightline_audit"
+    # Days an audit entry is kept: at least a year, independent of the reads' retention.
+    audit_retention_days: int = Field(default=400, ge=365, le=36500)
+    # Ed25519 key that signs checkpoints (PEM); the public half verifies them (`sightline audit verify`).
+    audit_signing_key_file: Path | None = None
+    audit_public_key_file: Path | None = None
+    # Seconds between signed checkpoints of the chain head (only when the head moved).
+    checkpoint_interval_s: float = Field(default=60.0, gt=0)
+    # Largest event accepted, as canonical JSON bytes.
+    max_event_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Automatic flags (see services/audit/domain/review.py).
+    flag_volume_threshold: int = Field(default=200, ge=1)
+    flag_volume_factor: float = Field(default=5.0, gt=1)
+    flag_plate_min_users: int = Field(default=5, ge=2)

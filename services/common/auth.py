@@ -1,0 +1,269 @@
+"""Access tokens, roles and permissions, checked by every service.
+
+The identity service signs short-lived JWTs with an Ed25519 key (EdDSA); every other service holds only the
+public key and calls `authenticate(context, verifier, permission)` at the top of each RPC. The claims carry
+what a service needs to decide without calling identity: the agency, roles by job function, whether the
+login used a second factor, until when the user's training is valid, the agency's case-number policy and
+the agencies that share their reads with it. A change to any of these takes effect at the next login
+(tokens live minutes).
+
+Keys come from files named in settings; when none is named and `dev_keys` is on, a key pair is generated
+once into `<data_dir>/keys/` (never commit it). Production sets the files and turns `dev_keys` off.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+
+import grpc
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TOKEN_KEY = "token_ed25519"
+ISSUER = "sightline-identity"
+AUDIENCE = "sightline"
+ALGORITHM = "EdDSA"
+SERVICE_SUBJECT_PREFIX = "service:"
+
+
+class KeySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SIGHTLINE_", extra="ignore", frozen=True)
+
+    # Local state of the dev stack (dev keys live under <data_dir>/keys).
+    data_dir: Path = Path(".local")
+    # Generate a dev key pair under data_dir when no key file is set. Turn off in production.
+    dev_keys: bool = True
+    # PEM Ed25519 public key that verifies access tokens (every service).
+    token_public_key_file: Path | None = None
+    # Seconds of clock skew tolerated when checking token times.
+    token_leeway_s: int = Field(default=30, ge=0, le=300)
+
+
+class Role(StrEnum):
+    OFFICER = "officer"
+    INVESTIGATOR = "investigator"
+    SUPERVISOR = "supervisor"
+    AUDITOR = "auditor"
+    AGENCY_ADMIN = "agency_admin"
+    PARTNER_AGENCY_USER = "partner_agency_user"
+    # Not a person: a Sightline service writing audit events of its own (e.g. identity's login events).
+    SERVICE = "service"
+
+
+class Permission(StrEnum):
+    SEARCH = "reads:search"
+    CONVOY = "reads:convoy"
+    VIEW_IMAGES = "images:view"
+    PARTNER_SEARCH = "reads:partner"
+    AUDIT_REVIEW = "audit:review"
+    AUDIT_APPEND = "audit:append"
+    MANAGE_USERS = "users:manage"
+    MANAGE_AGENCY = "agency:manage"
+
+
+P = Permission
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.OFFICER: frozenset({P.SEARCH, P.VIEW_IMAGES, P.AUDIT_APPEND}),
+    Role.INVESTIGATOR: frozenset({P.SEARCH, P.CONVOY, P.VIEW_IMAGES, P.AUDIT_APPEND}),
+    Role.SUPERVISOR: frozenset({P.SEARCH, P.CONVOY, P.VIEW_IMAGES, P.AUDIT_REVIEW, P.AUDIT_APPEND}),
+    Role.AUDITOR: frozenset({P.AUDIT_REVIEW, P.AUDIT_APPEND}),
+    Role.AGENCY_ADMIN: frozenset({P.MANAGE_USERS, P.MANAGE_AGENCY, P.AUDIT_APPEND}),
+    Role.PARTNER_AGENCY_USER: frozenset({P.SEARCH, P.VIEW_IMAGES, P.PARTNER_SEARCH, P.AUDIT_APPEND}),
+    Role.SERVICE: frozenset({P.AUDIT_APPEND}),
+}
+
+
+def permissions(roles: Iterable[str]) -> frozenset[Permission]:
+    out: set[Permission] = set()
+    for name in roles:
+        if name in Role._value2member_map_:
+            out |= ROLE_PERMISSIONS[Role(name)]
+    return frozenset(out)
+
+
+class AuthError(Exception):
+    """A refused call: `code` is UNAUTHENTICATED or PERMISSION_DENIED; `principal` is set when known."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, principal: Principal | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.principal = principal
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The verified caller."""
+
+    user_id: str
+    username: str
+    agency_id: str
+    roles: frozenset[str]
+    second_factor: bool
+    training_until: datetime | None
+    case_number_required: bool = False
+    # Agencies that share their reads with this one (from the sharing agreements at login).
+    partner_agencies: tuple[str, ...] = ()
+    # The token itself, forwarded to the audit service so that it records the verified caller.
+    token: str = field(default="", repr=False, compare=False)
+
+    @property
+    def is_service(self) -> bool:
+        return self.user_id.startswith(SERVICE_SUBJECT_PREFIX)
+
+    def can(self, permission: Permission) -> bool:
+        return permission in permissions(self.roles)
+
+
+def authorize(principal: Principal, permission: Permission, now: datetime) -> None:
+    """Raise AuthError unless the principal may use `permission` now."""
+    if principal.is_service:
+        if not principal.can(permission):
+            raise AuthError(grpc.StatusCode.PERMISSION_DENIED, f"a service token cannot {permission}", principal)
+        return
+    if not principal.second_factor:
+        raise AuthError(grpc.StatusCode.UNAUTHENTICATED,
+                        "two-factor authentication is required: log in with a TOTP code", principal)
+    if principal.training_until is None or principal.training_until <= now:
+        raise AuthError(grpc.StatusCode.PERMISSION_DENIED,
+                        "your required training has expired: renew it to regain access", principal)
+    if not principal.can(permission):
+        roles = ", ".join(sorted(principal.roles)) or "none"
+        raise AuthError(grpc.StatusCode.PERMISSION_DENIED,
+                        f"your roles ({roles}) do not allow {permission}", principal)
+
+
+class TokenVerifier:
+    def __init__(self, public_key: Ed25519PublicKey, leeway_s: int = 30):
+        self._key = public_key
+        self._leeway = leeway_s
+
+    def verify(self, token: str) -> Principal:
+        try:
+            claims = jwt.decode(token, self._key, algorithms=[ALGORITHM], audience=AUDIENCE, issuer=ISSUER,
+                                leeway=self._leeway, options={"require": ["exp", "iat", "sub", "agency"]})
+        except jwt.ExpiredSignatureError as exc:
+            raise AuthError(grpc.StatusCode.UNAUTHENTICATED, "access token expired: log in again") from exc
+        except jwt.InvalidTokenError as exc:
+            raise AuthError(grpc.StatusCode.UNAUTHENTICATED, f"invalid access token ({exc})") from exc
+        training = claims.get("training_until")
+        return Principal(
+            user_id=str(claims["sub"]),
+            username=str(claims.get("name", "")),
+            agency_id=str(claims["agency"]),
+            roles=frozenset(str(r) for r in claims.get("roles", [])),
+            second_factor="otp" in claims.get("amr", []),
+            training_until=datetime.fromtimestamp(training, UTC) if isinstance(training, int | float) else None,
+            case_number_required=bool(claims.get("case_required", False)),
+            partner_agencies=tuple(str(a) for a in claims.get("partners", [])),
+            token=token,
+        )
+
+
+class TokenIssuer:
+    """Signs access tokens (the identity service, and tools holding its key)."""
+
+    def __init__(self, private_key: Ed25519PrivateKey, ttl: timedelta):
+        self._key = private_key
+        self.ttl = ttl
+
+    def issue(self, principal: Principal, now: datetime, amr: Iterable[str]) -> tuple[str, datetime]:
+        expires = now + self.ttl
+        claims: dict[str, object] = {
+            "iss": ISSUER, "aud": AUDIENCE, "sub": principal.user_id, "name": principal.username,
+            "agency": principal.agency_id, "roles": sorted(principal.roles), "amr": list(amr),
+            "iat": int(now.timestamp()), "exp": int(expires.timestamp()), "jti": uuid.uuid4().hex,
+            "case_required": principal.case_number_required, "partners": list(principal.partner_agencies),
+        }
+        if principal.training_until is not None:
+            claims["training_until"] = int(principal.training_until.timestamp())
+        return jwt.encode(claims, self._key, algorithm=ALGORITHM), expires
+
+    def service_token(self, service: str, agency_id: str, now: datetime) -> str:
+        principal = Principal(user_id=SERVICE_SUBJECT_PREFIX + service, username=service, agency_id=agency_id,
+                              roles=frozenset({Role.SERVICE}), second_factor=False, training_until=None)
+        return self.issue(principal, now, ["key"])[0]
+
+
+def bearer_token(context: grpc.aio.ServicerContext) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization" and isinstance(value, str) and value.lower().startswith("bearer "):
+            return value[7:].strip()
+    return None
+
+
+def check_call(context: grpc.aio.ServicerContext, verifier: TokenVerifier, permission: Permission,
+               now: datetime | None = None) -> Principal:
+    """The verified caller of this RPC, or AuthError (no token, bad or expired token, no 2FA, training, role)."""
+    token = bearer_token(context)
+    if not token:
+        raise AuthError(grpc.StatusCode.UNAUTHENTICATED,
+                        "an access token is required (metadata 'authorization: Bearer <token>')")
+    principal = verifier.verify(token)
+    authorize(principal, permission, now or datetime.now(UTC))
+    return principal
+
+
+def auth_metadata(token: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),)
+
+
+# --- keys -------------------------------------------------------------------------------------------------
+
+
+def _dev_key_paths(data_dir: Path, name: str) -> tuple[Path, Path]:
+    keys = data_dir / "keys"
+    return keys / f"{name}.pem", keys / f"{name}.pub.pem"
+
+
+def _ensure_dev_pair(data_dir: Path, name: str) -> tuple[Path, Path]:
+    """Create `<name>.pem` / `<name>.pub.pem` under data_dir/keys once, safely across processes."""
+    private, public = _dev_key_paths(data_dir, name)
+    private.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(private.parent / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not private.exists():
+            key = Ed25519PrivateKey.generate()
+            tmp = private.with_suffix(".tmp")
+            tmp.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                              serialization.NoEncryption()))
+            tmp.chmod(0o600)
+            public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                             serialization.PublicFormat.SubjectPublicKeyInfo))
+            tmp.rename(private)
+    return private, public
+
+
+def load_private_key(path: Path | None, settings: KeySettings, dev_name: str) -> Ed25519PrivateKey:
+    if path is None:
+        if not settings.dev_keys:
+            raise SystemExit(f"no private key file configured for {dev_name} and dev keys are off")
+        path, _ = _ensure_dev_pair(settings.data_dir, dev_name)
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise SystemExit(f"{path} is not an Ed25519 private key")
+    return key
+
+
+def load_public_key(path: Path | None, settings: KeySettings, dev_name: str) -> Ed25519PublicKey:
+    if path is None:
+        if not settings.dev_keys:
+            raise SystemExit(f"no public key file configured for {dev_name} and dev keys are off")
+        _, path = _ensure_dev_pair(settings.data_dir, dev_name)
+    key = serialization.load_pem_public_key(path.read_bytes())
+    if not isinstance(key, Ed25519PublicKey):
+        raise SystemExit(f"{path} is not an Ed25519 public key")
+    return key
+
+
+def token_verifier(settings: KeySettings) -> TokenVerifier:
+    return TokenVerifier(load_public_key(settings.token_public_key_file, settings, TOKEN_KEY), settings.token_leeway_s)

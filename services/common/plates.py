@@ -1,0 +1,37 @@
+"""Plate text as every service sees it: the normalised form reads are stored and matched under, and the
+partial-plate patterns officers and hotlists use. Pure (standard library only): the Triton image ships it.
+"""
+
+from __future__ import annotations
+
+import re
+
+MAX_PLATE_LEN = 12
+_NOT_PLATE_CHAR = re.compile(r"[^A-Z0-9]")
+_PATTERN_RE = re.compile(r"^[A-Z0-9?*]+$")
+
+
+class InvalidQuery(ValueError):
+    """A query or pattern that cannot be run; the message says why (returned as INVALID_ARGUMENT)."""
+
+
+def normalize_plate(text: str) -> str:
+    """Upper case, keeping only A-Z and 0-9."""
+    return _NOT_PLATE_CHAR.sub("", text.upper())
+
+
+def pattern_to_regex(pattern: str) -> str:
+    """'AB?12*' -> '^AB.12.*$' over normalised plates. '?' one character, '*' any run.
+
+    Built from a validated alphabet only, with runs of '*' collapsed, so the regex can neither inject
+    operators nor backtrack catastrophically.
+    """
+    cleaned = "".join(ch for ch in pattern.upper() if ch not in " -·.")
+    if not cleaned or len(cleaned) > MAX_PLATE_LEN * 2 or not _PATTERN_RE.match(cleaned):
+        raise InvalidQuery("plate_pattern may hold only letters, digits, '?' and '*' (at most 24)")
+    cleaned = re.sub(r"\*+", "*", cleaned)
+    if cleaned.strip("*?") == "":
+        raise InvalidQuery("plate_pattern needs at least one letter or digit")
+    if sum(ch.isalnum() for ch in cleaned) > MAX_PLATE_LEN:
+        raise InvalidQuery(f"plate_pattern has more than {MAX_PLATE_LEN} characters")
+    return "^" + cleaned.replace("?", ".").replace("*", ".*") + "$"

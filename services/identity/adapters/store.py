@@ -1,0 +1,69 @@
+"""MongoDB side of identity: agencies and users."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING, IndexModel, ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+
+AGENCIES = "agencies"
+USERS = "users"
+
+
+class IdentityStore:
+    def __init__(self, db: AsyncDatabase):
+        self._db = db
+
+    async def ensure_indexes(self) -> None:
+        await self._db[USERS].create_indexes([IndexModel([("username", ASCENDING)], name="username", unique=True),
+                                              IndexModel([("agency_id", ASCENDING)], name="agency")])
+        await self._db[AGENCIES].create_index([("share_with", ASCENDING)], name="share_with")
+
+    async def agency(self, agency_id: str) -> dict[str, Any] | None:
+        return await self._db[AGENCIES].find_one({"_id": agency_id})
+
+    async def upsert_agency(self, agency_id: str, name: str) -> None:
+        await self._db[AGENCIES].update_one(
+            {"_id": agency_id},
+            {"$setOnInsert": {"name": name, "share_with": [], "case_number_required": False}}, upsert=True)
+
+    async def set_agency_policy(self, agency_id: str, share_with: list[str], case_number_required: bool) -> dict:
+        return await self._db[AGENCIES].find_one_and_update(
+            {"_id": agency_id}, {"$set": {"share_with": share_with, "case_number_required": case_number_required}},
+            return_document=ReturnDocument.AFTER)
+
+    async def sharing_with(self, agency_id: str) -> list[str]:
+        """Agencies that share their reads with `agency_id`."""
+        return sorted(d["_id"] for d in await self._db[AGENCIES].find({"share_with": agency_id}, {"_id": 1})
+                      .to_list(None))
+
+    async def user_by_name(self, username: str) -> dict[str, Any] | None:
+        return await self._db[USERS].find_one({"username": username})
+
+    async def user(self, user_id: str) -> dict[str, Any] | None:
+        return await self._db[USERS].find_one({"_id": user_id})
+
+    async def insert_user(self, doc: dict[str, Any]) -> None:
+        await self._db[USERS].insert_one(doc)
+
+    async def update_user(self, user_id: str, agency_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:
+        return await self._db[USERS].find_one_and_update({"_id": user_id, "agency_id": agency_id}, {"$set": changes},
+                                                         return_document=ReturnDocument.AFTER)
+
+    async def record_failure(self, user_id: str) -> int:
+        """One more consecutive failed login; returns the count."""
+        doc = await self._db[USERS].find_one_and_update({"_id": user_id}, {"$inc": {"failed_logins": 1}},
+                                                        return_document=ReturnDocument.AFTER)
+        return int(doc["failed_logins"]) if doc else 0
+
+    async def lock(self, user_id: str, until: datetime) -> None:
+        await self._db[USERS].update_one({"_id": user_id}, {"$set": {"locked_until": until, "failed_logins": 0}})
+
+    async def claim_login(self, user_id: str, totp_step: int, now: datetime) -> bool:
+        """Record a successful login with TOTP step `totp_step`; False when that code was already used."""
+        result = await self._db[USERS].update_one(
+            {"_id": user_id, "last_totp_step": {"$lt": totp_step}},
+            {"$set": {"last_totp_step": totp_step, "failed_logins": 0, "locked_until": None, "last_login_at": now}})
+        return result.modified_count == 1

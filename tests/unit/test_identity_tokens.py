@@ -1,0 +1,85 @@
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from services.common.auth import (
+    AuthError,
+    KeySettings,
+    Permission,
+    Principal,
+    TokenIssuer,
+    TokenVerifier,
+    authorize,
+    load_private_key,
+    load_public_key,
+)
+
+pytestmark = pytest.mark.unit
+
+KEY = Ed25519PrivateKey.generate()
+NOW = datetime.now(UTC)
+
+
+def principal(roles=("officer",), second_factor=True, training_days=30, **kw) -> Principal:
+    return Principal("u1", "amy", "pd-a", frozenset(roles), second_factor, NOW + timedelta(days=training_days), **kw)
+
+
+def roundtrip(p: Principal, amr=("pwd", "otp"), issued=NOW) -> Principal:
+    token, _ = TokenIssuer(KEY, timedelta(minutes=15)).issue(p, issued, amr)
+    return TokenVerifier(KEY.public_key()).verify(token)
+
+
+def test_token_carries_the_claims_services_need() -> None:
+    p = roundtrip(principal(roles=("partner_agency_user",), case_number_required=True, partner_agencies=("pd-b",)))
+    assert (p.user_id, p.agency_id, p.roles, p.second_factor) == ("u1", "pd-a", {"partner_agency_user"}, True)
+    assert p.case_number_required and p.partner_agencies == ("pd-b",)
+    assert abs((p.training_until - (NOW + timedelta(days=30))).total_seconds()) < 1
+
+
+def test_expired_forged_and_garbage_tokens_are_refused() -> None:
+    with pytest.raises(AuthError, match="expired"):
+        roundtrip(principal(), issued=NOW - timedelta(hours=1))
+    forged, _ = TokenIssuer(Ed25519PrivateKey.generate(), timedelta(minutes=5)).issue(principal(), NOW, ["otp"])
+    for token in (forged, "not.a.token", ""):
+        with pytest.raises(AuthError) as err:
+            TokenVerifier(KEY.public_key()).verify(token)
+        assert err.value.code == grpc.StatusCode.UNAUTHENTICATED
+
+
+@pytest.mark.parametrize(("p", "permission", "code", "text"), [
+    (principal(second_factor=False), Permission.SEARCH, grpc.StatusCode.UNAUTHENTICATED, "two-factor"),
+    (principal(training_days=-1), Permission.SEARCH, grpc.StatusCode.PERMISSION_DENIED, "training"),
+    (principal(roles=("auditor",)), Permission.SEARCH, grpc.StatusCode.PERMISSION_DENIED, "reads:search"),
+    (principal(roles=("officer",)), Permission.CONVOY, grpc.StatusCode.PERMISSION_DENIED, "reads:convoy"),
+    (principal(roles=("officer",)), Permission.AUDIT_REVIEW, grpc.StatusCode.PERMISSION_DENIED, "audit:review"),
+])
+def test_authorize_refusals(p, permission, code, text) -> None:
+    with pytest.raises(AuthError) as err:
+        authorize(p, permission, NOW)
+    assert err.value.code == code and text in err.value.message and err.value.principal == p
+
+
+def test_authorize_allows_by_role() -> None:
+    authorize(principal(roles=("investigator",)), Permission.CONVOY, NOW)
+    authorize(principal(roles=("supervisor",)), Permission.AUDIT_REVIEW, NOW)
+
+
+def test_service_tokens_can_only_append_audit_events() -> None:
+    token = TokenIssuer(KEY, timedelta(minutes=5)).service_token("identity", "", NOW)
+    p = TokenVerifier(KEY.public_key()).verify(token)
+    assert p.is_service
+    authorize(p, Permission.AUDIT_APPEND, NOW)
+    with pytest.raises(AuthError):
+        authorize(p, Permission.SEARCH, NOW)
+
+
+def test_dev_keys_are_generated_once_and_pair_up(tmp_path) -> None:
+    settings = KeySettings(data_dir=tmp_path)
+    private = load_private_key(None, settings, "k")
+    assert load_private_key(None, settings, "k").public_key().public_bytes_raw() == \
+        load_public_key(None, settings, "k").public_bytes_raw() == private.public_key().public_bytes_raw()
+    assert (tmp_path / "keys" / "k.pem").stat().st_mode & 0o077 == 0
+    with pytest.raises(SystemExit):
+        load_public_key(None, KeySettings(data_dir=tmp_path / "none", dev_keys=False), "k")
