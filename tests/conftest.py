@@ -58,7 +58,7 @@ def ingest_addr(stack: LocalStack, mongo_uri: str, redis_url: str, triton_url: s
 
 
 @pytest.fixture(scope="session")
-def search_addr(stack: LocalStack, mongo_uri: str) -> str:
+def search_addr(stack: LocalStack, mongo_uri: str, audit_addr: str) -> str:
     if "search" not in stack.procs:
         stack.start_service("search")
     return stack.address("search")

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 
+from services.common.auth import auth_metadata
 from services.simulator.render import SceneOptions, render_scene
 from sightline.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from sightline.search.v1 import search_pb2, search_pb2_grpc
@@ -13,7 +14,9 @@ from sightline.search.v1 import search_pb2, search_pb2_grpc
 pytestmark = pytest.mark.e2e
 
 CAMERA = "e2e-cam-1"
+AGENCY = "pd-alpha"  # the test officer's agency (tests/conftest.py ACCOUNTS)
 SEEDS = [1, 2, 3, 4]
+WHY = {"purpose": search_pb2.PURPOSE_VEHICLE_THEFT, "case_number": "E2E-2026-1"}
 
 
 def frame(frame_id: str, jpeg: bytes, camera: str = CAMERA) -> ingest_pb2.Frame:
@@ -26,13 +29,13 @@ def frame(frame_id: str, jpeg: bytes, camera: str = CAMERA) -> ingest_pb2.Frame:
 @pytest.fixture(scope="module")
 async def registered(ingest_addr: str) -> str:
     async with grpc.aio.insecure_channel(ingest_addr) as ch:
-        camera = ingest_pb2.Camera(camera_id=CAMERA, agency_id="e2e-pd", name="Main St eastbound", active=True)
+        camera = ingest_pb2.Camera(camera_id=CAMERA, agency_id=AGENCY, name="Main St eastbound", active=True)
         await ingest_pb2_grpc.CameraRegistryServiceStub(ch).UpsertCamera(ingest_pb2.UpsertCameraRequest(camera=camera))
     return ingest_addr
 
 
 async def test_stream_stores_reads_rejects_bad_frames_and_goes_on(registered, search_addr, channel_factory,
-                                                                  mongo_db) -> None:
+                                                                  mongo_db, tokens) -> None:
     scenes = {f"good-{s}": render_scene(s, SceneOptions(difficulty=0.0)) for s in SEEDS}
     oversized = b"\xff\xd8\xff\xe0" + os.urandom(3 * 1024 * 1024)
     frames = [
@@ -67,18 +70,20 @@ async def test_stream_stores_reads_rejects_bad_frames_and_goes_on(registered, se
     assert mongo_db["reads"].count_documents({"camera_id": "no-such-camera"}) == 0
 
     search = search_pb2_grpc.SearchServiceStub(channel_factory(search_addr))
+    officer = auth_metadata(await tokens("officer"))
     for fid, scene in scenes.items():
         found = await search.SearchReads(search_pb2.SearchReadsRequest(plate_exact=scene.truth.plate_text,
-                                                                       camera_ids=[CAMERA]))
+                                                                       camera_ids=[CAMERA], **WHY), metadata=officer)
         assert [r.frame_id for r in found.reads] == [fid], (fid, scene.truth.plate_text,
                                                               [r.plate for r in by_id[fid].reads])
         read = found.reads[0]
         assert read.confidence > 0.5 and read.location.latitude == pytest.approx(40.7128)
-        image = await search.GetImage(search_pb2.GetImageRequest(image_ref=read.image_ref))
+        image = await search.GetImage(search_pb2.GetImageRequest(image_ref=read.image_ref, **WHY), metadata=officer)
         assert image.data[:2] == b"\xff\xd8"
 
     partial = scenes["good-1"].truth.plate_text[:3] + "*"
-    found = await search.SearchReads(search_pb2.SearchReadsRequest(plate_pattern=partial, camera_ids=[CAMERA]))
+    found = await search.SearchReads(search_pb2.SearchReadsRequest(plate_pattern=partial, camera_ids=[CAMERA], **WHY),
+                                     metadata=officer)
     assert "good-1" in {r.frame_id for r in found.reads}
 
 
