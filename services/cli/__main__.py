@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from services.cli import audit, recognize
+from services.cli import audit, hotlist, identity, ops, recognize
 from services.simulator import command as simulate
 
 
@@ -13,6 +13,9 @@ def main(argv: list[str] | None = None) -> int:
     subparsers = parser.add_subparsers(dest="command", required=True)
     recognize.add_parser(subparsers)
     audit.add_parser(subparsers)
+    ops.add_parser(subparsers)
+    hotlist.add_parser(subparsers)
+    identity.add_parser(subparsers)
     simulate.add_parser(subparsers)
     args = parser.parse_args(argv)
     return int(args.handler(args))

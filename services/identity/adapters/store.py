@@ -39,6 +39,9 @@ class IdentityStore:
         return sorted(d["_id"] for d in await self._db[AGENCIES].find({"share_with": agency_id}, {"_id": 1})
                       .to_list(None))
 
+    async def agency_has_admin(self, agency_id: str) -> bool:
+        return await self._db[USERS].find_one({"agency_id": agency_id, "roles": "agency_admin"}, {"_id": 1}) is not None
+
     async def user_by_name(self, username: str) -> dict[str, Any] | None:
         return await self._db[USERS].find_one({"username": username})
 
