@@ -76,8 +76,9 @@ def bench_index(n: int, reads: int) -> None:
 
 
 def make_read(plate: str, read_id: str) -> read_pb2.Read:
+    # Confident reads: the tracker publishes each vehicle pass's preview at once, which the matcher alerts on.
     read = read_pb2.Read(read_id=read_id, camera_id="cam-bench", agency_id="pd-bench", plate_normalized=plate,
-                         region=read_pb2.Region(country="US", state=STATE), image_ref="img")
+                         confidence=0.95, region=read_pb2.Region(country="US", state=STATE), image_ref="img")
     now = datetime.now(UTC)
     read.captured_at.FromDatetime(now)
     read.stored_at.FromDatetime(now)
@@ -184,6 +185,7 @@ def main() -> None:
             stack.start_mongo()
             stack.start_redis()
             stack.start_service("hotlist", SIGHTLINE_MATCHER_START_ID="0")
+            stack.start_service("tracker")  # reads → vehicle passes → matcher, as in production
             asyncio.run(bench_latency(stack, args.rate, args.seconds))
             bench_crash(stack, args.crash_reads)
         finally:

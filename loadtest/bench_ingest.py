@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -22,6 +23,8 @@ import grpc
 from tqdm import tqdm
 
 from services.devstack.stack import LocalStack, Ports
+from services.devstack.tokens import dev_token
+from services.ingest.adapters.camera_auth import register_camera
 from services.simulator.render import SceneOptions, render_scene
 from sightline.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 
@@ -30,15 +33,13 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if len(values) > 1 else values[0]
 
 
-async def run(addr: str, jpegs: list[bytes], frames: int, cameras: int, window: int) -> dict:
+async def run(addr: str, admin_token: str, jpegs: list[bytes], frames: int, cameras: int, window: int) -> dict:
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     run_id = f"{int(time.time())}"
     async with grpc.aio.insecure_channel(addr, options=[("grpc.max_send_message_length", 32 << 20)]) as ch:
-        registry = ingest_pb2_grpc.CameraRegistryServiceStub(ch)
-        for c in range(cameras):
-            await registry.UpsertCamera(ingest_pb2.UpsertCameraRequest(camera=ingest_pb2.Camera(
-                camera_id=f"bench-{c}", agency_id="bench-pd", name=f"bench camera {c}", active=True)))
+        credentials = [await register_camera(ch, ingest_pb2.Camera(
+            camera_id=f"bench-{c}", name=f"bench camera {c}", active=True), admin_token) for c in range(cameras)]
         stub = ingest_pb2_grpc.IngestServiceStub(ch)
         bar = tqdm(total=frames, unit="frame", desc="ingest")
 
@@ -54,7 +55,7 @@ async def run(addr: str, jpegs: list[bytes], frames: int, cameras: int, window: 
                     sent[f.frame_id] = time.perf_counter()
                     yield f
 
-            async for ack in stub.StreamFrames(requests()):
+            async for ack in stub.StreamFrames(requests(), metadata=credentials[c]):
                 latencies.append(time.perf_counter() - sent.pop(ack.frame_id))
                 name = ingest_pb2.FrameStatus.Name(ack.status)
                 statuses[name] = statuses.get(name, 0) + 1
@@ -74,6 +75,8 @@ async def run(addr: str, jpegs: list[bytes], frames: int, cameras: int, window: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ingest", help="address of a running ingest service (default: start a local stack)")
+    parser.add_argument("--admin-token", default=os.environ.get("SIGHTLINE_ADMIN_TOKEN", ""),
+                        help="an agency admin's token, with --ingest (default $SIGHTLINE_ADMIN_TOKEN)")
     parser.add_argument("--frames", type=int, default=120)
     parser.add_argument("--cameras", type=int, default=4)
     parser.add_argument("--window", type=int, default=2, help="unacknowledged frames allowed per camera stream")
@@ -84,18 +87,20 @@ def main() -> None:
     jpegs = [render_scene(seed, SceneOptions(difficulty=0.3)).jpeg
              for seed in tqdm(range(args.distinct), desc="rendering", unit="scene")]
     stack = None
-    addr = args.ingest
+    addr, token = args.ingest, args.admin_token
     if addr is None:
         stack = LocalStack(Path(tempfile.mkdtemp(prefix="sightline-bench-")), Ports.free())
-        print("starting local stack (mongod, redis, triton, ingest) …", flush=True)
+        stack.env.update(SIGHTLINE_DATA_DIR=str(stack.root / "data"), SIGHTLINE_AUDIT_ADDRESS=stack.address("audit"))
+        print("starting local stack (mongod, redis, triton, audit, ingest) …", flush=True)
         stack.start_mongo()
         stack.start_redis()
         stack.start_triton()
+        stack.start_service("audit")
         stack.start_service("ingest")
-        addr = stack.address("ingest")
+        addr, token = stack.address("ingest"), dev_token(stack.root / "data", "bench-pd", ["agency_admin"])
     try:
-        asyncio.run(run(addr, jpegs[:2], min(8, args.frames), 1, 1))  # warm-up
-        figures = asyncio.run(run(addr, jpegs, args.frames, args.cameras, args.window))
+        asyncio.run(run(addr, token, jpegs[:2], min(8, args.frames), 1, 1))  # warm-up
+        figures = asyncio.run(run(addr, token, jpegs, args.frames, args.cameras, args.window))
     finally:
         if stack:
             stack.stop()

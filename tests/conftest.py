@@ -194,3 +194,62 @@ async def tokens(identity_addr: str, accounts: dict[str, Account]):
 
     yield get
     await channel.close()
+
+
+# --- retention ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def retention_addr(stack: LocalStack, mongo_uri: str, redis_url: str, audit_addr: str) -> str:
+    if "retention" not in stack.procs:
+        stack.start_service("retention", SIGHTLINE_VERIFY_INTERVAL_S="3600")
+    return stack.address("retention")
+
+
+@pytest.fixture(scope="session")
+def data_key_settings(stack: LocalStack):
+    """The data-key settings of the stack's services (the same dev master key)."""
+    from services.retention.keys import DataKeySettings
+
+    return DataKeySettings(data_dir=Path(stack.env["SIGHTLINE_DATA_DIR"]))
+
+
+# --- web front ends ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def portal_url(stack: LocalStack, mongo_uri: str, redis_url: str) -> str:
+    """The transparency portal, computing its figures afresh on every request."""
+    if "portal" not in stack.procs:
+        stack.start_web("portal", SIGHTLINE_CACHE_SECONDS="0")
+    return stack.url("portal")
+
+
+@pytest.fixture(scope="session")
+def console_url(stack: LocalStack, identity_addr: str, search_addr: str, audit_addr: str, retention_addr: str,
+                redis_url: str) -> str:
+    """The staff console, with every service it calls (hotlist included) running."""
+    if "hotlist" not in stack.procs:
+        stack.start_service("hotlist", SIGHTLINE_DRAIN_SECONDS="0")
+    if "console" not in stack.procs:
+        stack.start_web("console")
+    return stack.url("console")
+
+
+CHROMIUM = Path(os.environ.get("SIGHTLINE_CHROMIUM", "/usr/bin/chromium"))
+HAVE_CHROMIUM = CHROMIUM.exists()
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+
+
+@pytest.fixture(scope="session")
+async def browser():
+    """Headless Debian Chromium driven by Playwright (no browser download: `playwright install` is not used)."""
+    if not HAVE_CHROMIUM:
+        pytest.skip(f"{CHROMIUM} not installed (scripts/bootstrap.sh installs Debian's chromium)")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        chromium = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        await chromium.close()

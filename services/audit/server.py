@@ -65,6 +65,13 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         try:
             return check_call(context, self._verifier, permission)
         except AuthError as exc:
+            if exc.principal is not None:  # a known caller refused: recorded like every other refusal
+                event = audit_pb2.AuditEvent(action="audit.review", outcome=audit_pb2.OUTCOME_DENIED,
+                                             reason=exc.message)
+                try:
+                    await self._record(event, exc.principal)
+                except Exception:
+                    log.exception("refusal not audited")
             await context.abort(exc.code, exc.message)
             raise  # unreachable: abort raises
 

@@ -68,15 +68,20 @@ class Permission(StrEnum):
     AUDIT_APPEND = "audit:append"
     MANAGE_USERS = "users:manage"
     MANAGE_AGENCY = "agency:manage"
+    # Place and release evidence holds (reads kept past their expiry for a case).
+    MANAGE_HOLDS = "holds:manage"
+    # Register cameras and issue or rotate their gateway credentials (services/ingest CameraRegistryService).
+    MANAGE_CAMERAS = "cameras:manage"
 
 
 P = Permission
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.OFFICER: frozenset({P.SEARCH, P.VIEW_IMAGES, P.AUDIT_APPEND}),
-    Role.INVESTIGATOR: frozenset({P.SEARCH, P.CONVOY, P.VIEW_IMAGES, P.AUDIT_APPEND}),
-    Role.SUPERVISOR: frozenset({P.SEARCH, P.CONVOY, P.VIEW_IMAGES, P.AUDIT_REVIEW, P.AUDIT_APPEND}),
+    Role.INVESTIGATOR: frozenset({P.SEARCH, P.CONVOY, P.VIEW_IMAGES, P.MANAGE_HOLDS, P.AUDIT_APPEND}),
+    Role.SUPERVISOR: frozenset({P.SEARCH, P.CONVOY, P.VIEW_IMAGES, P.MANAGE_HOLDS, P.AUDIT_REVIEW, P.AUDIT_APPEND}),
     Role.AUDITOR: frozenset({P.AUDIT_REVIEW, P.AUDIT_APPEND}),
-    Role.AGENCY_ADMIN: frozenset({P.MANAGE_USERS, P.MANAGE_AGENCY, P.AUDIT_APPEND}),
+    Role.AGENCY_ADMIN: frozenset({P.MANAGE_USERS, P.MANAGE_AGENCY, P.MANAGE_HOLDS, P.MANAGE_CAMERAS,
+                                  P.AUDIT_APPEND}),
     Role.PARTNER_AGENCY_USER: frozenset({P.SEARCH, P.VIEW_IMAGES, P.PARTNER_SEARCH, P.AUDIT_APPEND}),
     Role.SERVICE: frozenset({P.AUDIT_APPEND}),
 }

@@ -2,7 +2,11 @@
 
 Every read and its redacted image carry `expire_at`; a TTL index (expireAfterSeconds=0) deletes them at
 that instant. Retention is therefore decided when a read is written (capture time + the agency's days) and
-can be changed per document (evidence holds unset it).
+can be changed per document (evidence holds unset it and list themselves in `held_by`).
+
+As stored by ingest, a read's raw `plate` and `candidates` are sealed into `sealed` (with `key_id`), and an
+image's `data` is sealed, under the agency's key for the capture day (services/retention/keys.py); open
+them with `KeyStore.open_reads` / `KeyStore.open_image` before `document_to_read`.
 """
 
 from __future__ import annotations
@@ -35,7 +39,11 @@ READ_INDEXES = [
     IndexModel([("camera_id", ASCENDING), ("captured_at", DESCENDING), ("_id", DESCENDING)], name="camera_time"),
     IndexModel([("captured_at", DESCENDING), ("_id", DESCENDING)], name="time"),
 ]
-IMAGE_INDEXES = [IndexModel([("expire_at", ASCENDING)], name="ttl_expire_at", expireAfterSeconds=0)]
+IMAGE_INDEXES = [
+    IndexModel([("expire_at", ASCENDING)], name="ttl_expire_at", expireAfterSeconds=0),
+    # The retention job's per-day checks.
+    IndexModel([("agency_id", ASCENDING), ("captured_at", ASCENDING)], name="agency_time"),
+]
 FRAME_INDEXES = [
     IndexModel([("expire_at", ASCENDING)], name="ttl_expire_at", expireAfterSeconds=0),
     # The outbox: frames stored but not yet published on the read stream.

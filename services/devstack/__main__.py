@@ -1,19 +1,21 @@
 """python -m services.devstack up — the whole Sightline stack on this machine, fed by the simulator.
 
-Starts mongod (one-node replica set), Redis, Triton and the services on their standard ports, with data
-under .local/ (kept between runs), registers demo cameras, and streams synthetic camera frames through
-ingest, printing each read as it is stored, until Ctrl-C.
+Starts mongod (one-node replica set), Redis, Triton, the services, the transparency portal (:8080) and the staff
+console (:8081) on their standard ports, with data under .local/ (kept between runs), registers demo cameras,
+and streams synthetic camera frames through ingest, printing each read as it is stored, until Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from services.devstack.stack import SERVICES, LocalStack
+from services.devstack.stack import SERVICES, WEB, LocalStack
+from services.devstack.tokens import dev_token
 from services.inference.launcher import REPO_ROOT
 
 
@@ -33,6 +35,7 @@ def main() -> int:
         return 1
     steps = [("MongoDB", stack.start_mongo), ("Redis", stack.start_redis), ("Triton (loads models)",
              stack.start_triton)] + [(name, lambda n=name: stack.start_service(n)) for name in SERVICES]
+    steps += [(name, lambda n=name: stack.start_web(n)) for name in WEB]
     try:
         for label, start in steps:
             t0 = time.monotonic()
@@ -40,11 +43,14 @@ def main() -> int:
             start()
             print(f"up in {time.monotonic() - t0:.1f}s", flush=True)
         print(f"ingest {stack.address('ingest')}  search {stack.address('search')}  logs {stack.logs}", flush=True)
+        print(f"transparency portal {stack.url('portal')}/  staff console {stack.url('console')}/", flush=True)
         if args.no_simulator:
             while True:
                 time.sleep(3600)
+        sim_env = {**os.environ, "SIGHTLINE_SIM_ADMIN_TOKEN": dev_token(args.data_dir, "demo-pd", ["agency_admin"]),
+                   "SIGHTLINE_SIM_CREDENTIALS_FILE": str(args.data_dir / "camera-credentials.json")}
         return subprocess.call([sys.executable, "-m", "services.simulator", "--target", stack.address("ingest"),
-                                "--cameras", str(args.cameras), "--fps", str(args.fps), "--print-reads"])
+                                "--cameras", str(args.cameras), "--fps", str(args.fps), "--print-reads"], env=sim_env)
     except KeyboardInterrupt:
         return 0
     finally:

@@ -106,7 +106,10 @@ def start_mongo(data_dir: Path, port: int, log_dir: Path, replset: str = "rs0") 
     """A one-node replica set (transactions, majority writes, change streams). Returns (proc, uri)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     proc = spawn("mongod", [mongod_binary(), "--dbpath", str(data_dir), "--port", str(port), "--bind_ip",
-                            "127.0.0.1", "--replSet", replset, "--quiet", "--wiredTigerCacheSizeGB", "1"], log_dir)
+                            "127.0.0.1", "--replSet", replset, "--quiet", "--wiredTigerCacheSizeGB", "1",
+                            # TTL deletes every second, not every minute: expired reads go promptly (and the
+                            # retention tests need not wait a minute).
+                            "--setParameter", "ttlMonitorSleepSecs=1"], log_dir)
     wait_until(f"mongod on port {port}", lambda: port_open(port), proc)
     direct = MongoClient("127.0.0.1", port, directConnection=True, serverSelectionTimeoutMS=2000)
     try:

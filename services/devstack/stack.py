@@ -16,7 +16,11 @@ from services.devstack.servers import Proc, free_port, port_open, spawn, start_m
 from services.inference.launcher import REPO_ROOT, wait_ready
 
 SERVICES = {"audit": "services.audit", "identity": "services.identity", "ingest": "services.ingest",
-            "search": "services.search", "hotlist": "services.hotlist"}
+            "search": "services.search", "hotlist": "services.hotlist",
+            "tracker": "services.tracker", "retention": "services.retention"}
+# The HTTP front ends: the public transparency portal and the staff console (which calls these services).
+WEB = {"portal": "services.portal", "console": "services.console"}
+CONSOLE_BACKENDS = ("identity", "search", "hotlist", "audit", "retention")
 
 
 @dataclass
@@ -31,6 +35,10 @@ class Ports:
     hotlist: int = 50053
     audit: int = 50054
     identity: int = 50055
+    retention: int = 50056
+    tracker: int = 50057
+    portal: int = 8080
+    console: int = 8081
 
     @classmethod
     def free(cls) -> Ports:
@@ -77,11 +85,23 @@ class LocalStack:
         self.procs[name] = proc
         return proc
 
+    def start_web(self, name: str, **extra_env: str) -> Proc:
+        """The portal or the console, waited for until its HTTP port accepts."""
+        port = getattr(self.ports, name)
+        backends = {f"SIGHTLINE_{svc.upper()}_ADDRESS": self.address(svc) for svc in CONSOLE_BACKENDS}
+        env = {**self.env, **backends, "SIGHTLINE_HTTP_PORT": str(port), "SIGHTLINE_HTTP_HOST": "127.0.0.1",
+               **extra_env}
+        proc = start_service(WEB[name], env, self.logs, port)
+        self.procs[name] = proc
+        return proc
+
     def restart(self, name: str, kill: bool = False) -> None:
         proc = self.procs[name]
         proc.kill() if kill else proc.stop()
         if name in SERVICES:
             self.start_service(name)
+        elif name in WEB:
+            self.start_web(name)
         elif name == "mongod":
             self.start_mongo()
         elif name == "redis":
@@ -91,6 +111,9 @@ class LocalStack:
 
     def address(self, name: str) -> str:
         return f"127.0.0.1:{getattr(self.ports, name)}"
+
+    def url(self, name: str) -> str:
+        return f"http://{self.address(name)}"
 
     def stop(self) -> None:
         for proc in reversed(list(self.procs.values())):

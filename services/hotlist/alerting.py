@@ -28,7 +28,9 @@ class AlertRaiser:
     async def raise_alerts(self, hits: Iterable[tuple[dict[str, Any], list[Match]]], historical: bool) -> int:
         """Stores an alert per (read, match) unless stored before; pushes and returns the number of new ones."""
         now = datetime.now(UTC)
-        docs = [alert_doc(alert_id(read["_id"], m.entry.entry_id, m.list_version), read, m, historical, now)
+        # A live alert is keyed on the vehicle pass (preview and final raise it once), a historical one on the read.
+        docs = [alert_doc(alert_id(read.get("pass_id", read["_id"]), m.entry.entry_id, m.list_version), read, m,
+                          historical, now)
                 for read, matches in hits for m in matches]
         new = await self._store.insert_alerts(docs)
         for doc in new:

@@ -18,9 +18,11 @@ from typing import Any
 
 import grpc
 from opentelemetry import trace
+from prometheus_client import Counter
 
 from services.common.grpc_server import ServiceSpec, retry_until_done
 from services.common.logging import redact_plate
+from services.common.metrics import watch_stream_backlog
 from services.common.storage import mongo_client, mongo_database, mongo_dependency, redis_client, redis_dependency
 from services.hotlist.adapters.active_lists import ActiveLists, StaleVersion
 from services.hotlist.adapters.alert_bus import AlertBus
@@ -51,6 +53,8 @@ tracer = trace.get_tracer(__name__)
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 MAX_REJECTIONS_LISTED = 1000
 _FORMATS = {hotlist_pb2.FILE_FORMAT_CSV: "csv", hotlist_pb2.FILE_FORMAT_FIXED_WIDTH: "fixed"}
+ALERTS_DELIVERED = Counter("sightline_hotlist_alerts_delivered_total",
+                           "Alerts sent on SubscribeAlerts streams, one per subscriber", ["mode"])
 
 
 class HotlistServicer(hotlist_pb2_grpc.HotlistServiceServicer):
@@ -195,6 +199,7 @@ class AlertServicer(hotlist_pb2_grpc.AlertServiceServicer):
                 async for doc in self._store.alerts_since(request.replay_since.ToDatetime(tzinfo=UTC), mongo_filter):
                     replayed.add(doc["_id"])
                     yield alert_to_pb(doc)
+                    ALERTS_DELIVERED.labels("replay").inc()
             subscription = trace.Link(trace.get_current_span().get_span_context())
             while (item := await sub.queue.get()) is not None:
                 alert, raised_in = item
@@ -205,6 +210,7 @@ class AlertServicer(hotlist_pb2_grpc.AlertServiceServicer):
                                          links=[subscription], attributes={"sightline.alert_id": alert.alert_id})
                 try:
                     yield alert
+                    ALERTS_DELIVERED.labels("live").inc()
                 finally:
                     span.end()
         await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -304,6 +310,6 @@ async def make_spec(settings: HotlistSettings) -> ServiceSpec:
                        for n in ("HotlistService", "AlertService")],
         register=register,
         dependencies=[mongo_dependency(mongo), redis_dependency(redis)],
-        background=[start_up, bus.run],
+        background=[start_up, bus.run, lambda: watch_stream_backlog(redis, settings.pass_stream)],
         close=[close_redis, mongo.close],
     )

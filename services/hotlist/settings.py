@@ -8,19 +8,21 @@ from services.common.settings import MongoSettings, RedisSettings, ServiceSettin
 class HotlistSettings(ServiceSettings, MongoSettings, RedisSettings):
     service_name: str = "hotlist"
     grpc_port: int = Field(default=50053, ge=1, le=65535)
-    # Run the read-stream matcher in this process (turn off for API-only replicas).
+    # Run the pass-stream matcher in this process (turn off for API-only replicas).
     matcher_enabled: bool = True
-    # Consumer group on the read stream; every matcher replica joins it.
+    # The tracker's stream of vehicle passes (services/tracker), which the matcher consumes.
+    pass_stream: str = "sightline:passes:v1"
+    # Consumer group on the pass stream; every matcher replica joins it.
     matcher_group: str = "hotlist-matcher"
     # This replica's consumer name; empty: host name and process id (a restarted process is a new consumer
-    # and takes over its predecessor's pending reads through XAUTOCLAIM).
+    # and takes over its predecessor's pending passes through XAUTOCLAIM).
     matcher_consumer: str = ""
     # Where a new consumer group starts: "$" only reads published from now on, "0" the whole stream.
     matcher_start_id: str = "$"
     matcher_batch: int = Field(default=200, ge=1, le=10_000)
     # XREADGROUP block time; also the longest a list change waits before the index is refreshed.
     matcher_block_ms: int = Field(default=200, ge=10, le=5000)
-    # Reads pending longer than this with another consumer (one that died) are claimed.
+    # Passes pending longer than this with another consumer (one that died) are claimed.
     matcher_claim_idle_ms: int = Field(default=30_000, ge=100)
     matcher_claim_interval_s: float = Field(default=5.0, gt=0)
     # Redis keys of the active list versions.

@@ -1,8 +1,12 @@
-"""Consumes the read stream through a consumer group and raises alerts for reads that match a hot list.
+"""Consumes the pass stream through a consumer group and raises alerts for vehicle passes that match a hot list.
+
+The tracker publishes each pass twice, as a preview (its first confident read) and when it closes (the plate
+voted over its frames); both are matched, and since alert ids are built on the pass id, a pass raises an
+alert per entry once, whichever comes first. Per-frame reads raise no alerts.
 
 Delivery is at least once: a batch is acknowledged (XACK) only after its alerts are stored, and alert ids
-are idempotent, so a read redelivered after a crash raises nothing twice. A restarted process is a new
-consumer; it first takes over reads its dead predecessor left pending (XAUTOCLAIM, once idle longer than
+are idempotent, so a pass redelivered after a crash raises nothing twice. A restarted process is a new
+consumer; it first takes over passes its dead predecessor left pending (XAUTOCLAIM, once idle longer than
 `matcher_claim_idle_ms`), and keeps doing so periodically for any replica that dies.
 """
 
@@ -25,12 +29,12 @@ from services.common.reads import read_to_document
 from services.hotlist.alerting import AlertRaiser
 from services.hotlist.index_sync import IndexSync
 from services.hotlist.settings import HotlistSettings
-from sightline.common.v1 import read_pb2
+from sightline.common.v1 import pass_pb2
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
-READS_MATCHED = Counter("sightline_hotlist_reads_total", "Reads taken from the stream", ["outcome"])
-MATCH_SECONDS = Histogram("sightline_hotlist_match_seconds", "Index lookup time per read",
+PASSES_MATCHED = Counter("sightline_hotlist_passes_total", "Passes taken from the stream", ["outcome"])
+MATCH_SECONDS = Histogram("sightline_hotlist_match_seconds", "Index lookup time per pass",
                           buckets=(1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2))
 
 
@@ -48,27 +52,27 @@ class StreamMatcher:
 
     async def ensure_group(self) -> None:
         try:
-            await self._r.xgroup_create(self._s.read_stream, self._s.matcher_group, id=self._s.matcher_start_id,
+            await self._r.xgroup_create(self._s.pass_stream, self._s.matcher_group, id=self._s.matcher_start_id,
                                         mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
 
     async def claim(self) -> int:
-        """Processes every read pending idle with another (dead) consumer; returns how many."""
+        """Processes every pass pending idle with another (dead) consumer; returns how many."""
         start, total = "0-0", 0
         while True:
             start, entries, *_ = await self._r.xautoclaim(
-                self._s.read_stream, self._s.matcher_group, self._consumer, self._s.matcher_claim_idle_ms,
+                self._s.pass_stream, self._s.matcher_group, self._consumer, self._s.matcher_claim_idle_ms,
                 start_id=start, count=self._s.matcher_batch)
             total += await self.process(entries)
             if start in (b"0-0", "0-0"):
                 return total
 
     async def own_pending(self) -> None:
-        """Re-processes reads this consumer took but did not acknowledge (after an error)."""
+        """Re-processes passes this consumer took but did not acknowledge (after an error)."""
         while True:
-            reply = await self._r.xreadgroup(self._s.matcher_group, self._consumer, {self._s.read_stream: "0"},
+            reply = await self._r.xreadgroup(self._s.matcher_group, self._consumer, {self._s.pass_stream: "0"},
                                              count=self._s.matcher_batch)
             entries = [e for _, batch in reply or () for e in batch]
             if not await self.process(entries):
@@ -81,26 +85,31 @@ class StreamMatcher:
         now = datetime.now(UTC)
         for _, fields in entries:
             if not fields:  # trimmed from the stream before it was claimed
-                READS_MATCHED.labels("gone").inc()
+                PASSES_MATCHED.labels("gone").inc()
                 continue
             try:
-                read = read_pb2.Read.FromString(fields[b"read"])
+                vehicle_pass = pass_pb2.VehiclePass.FromString(fields[b"pass"])
             except Exception:  # noqa: BLE001 - a malformed entry is logged and acknowledged, never retried
-                READS_MATCHED.labels("malformed").inc()
-                log.warning("malformed read stream entry", extra={"read_id": fields.get(b"read_id", b"").decode()})
+                PASSES_MATCHED.labels("malformed").inc()
+                log.warning("malformed pass stream entry", extra={"pass_id": fields.get(b"pass_id", b"").decode()})
                 continue
-            # The read's span is a child of ingest's publish; the alerts it raises are pushed inside it.
+            read = vehicle_pass.best_read
+            # The pass's span is a child of the tracker's publish; the alerts it raises are pushed inside it.
             carrier = {"traceparent": fields[b"traceparent"].decode()} if b"traceparent" in fields else {}
             with tracer.start_as_current_span("hotlist.match", context=extract(carrier),
                                               kind=trace.SpanKind.CONSUMER) as span:
                 t0 = time.perf_counter()
-                matches = self._sync.index.match(read.plate_normalized, read.region.state, now)
+                matches = self._sync.index.match(vehicle_pass.plate_normalized, read.region.state, now)
                 MATCH_SECONDS.observe(time.perf_counter() - t0)
-                READS_MATCHED.labels("hit" if matches else "miss").inc()
+                PASSES_MATCHED.labels("hit" if matches else "miss").inc()
                 span.set_attribute("sightline.matches", len(matches))
                 if matches:
-                    await self._raiser.raise_alerts([(read_to_document(read), matches)], historical=False)
-        await self._r.xack(self._s.read_stream, self._s.matcher_group, *[eid for eid, _ in entries])
+                    doc = read_to_document(read)
+                    # The alert shows the pass's plate (voted over its frames) and the best frame's image.
+                    doc.update(pass_id=vehicle_pass.pass_id, plate=vehicle_pass.plate_normalized,
+                               plate_normalized=vehicle_pass.plate_normalized, confidence=vehicle_pass.confidence)
+                    await self._raiser.raise_alerts([(doc, matches)], historical=False)
+        await self._r.xack(self._s.pass_stream, self._s.matcher_group, *[eid for eid, _ in entries])
         return len(entries)
 
     async def run(self) -> None:
@@ -117,12 +126,12 @@ class StreamMatcher:
                         await self.claim()
                         next_claim = time.monotonic() + self._s.matcher_claim_interval_s
                     reply = await self._r.xreadgroup(self._s.matcher_group, self._consumer,
-                                                     {self._s.read_stream: ">"}, count=self._s.matcher_batch,
+                                                     {self._s.pass_stream: ">"}, count=self._s.matcher_batch,
                                                      block=self._s.matcher_block_ms)
                     for _, entries in reply or ():
                         await self.process(entries)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - unacknowledged reads are redelivered via claim()
+            except Exception as exc:  # noqa: BLE001 - unacknowledged passes are redelivered via claim()
                 log.warning("matcher error; retrying", extra={"error": repr(exc)[:300]})
                 await asyncio.sleep(1)

@@ -110,12 +110,22 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             log.error("audit trail unavailable: refusing", extra={"error": str(exc)[:200]})
             await context.abort(grpc.StatusCode.UNAVAILABLE, "audit trail unavailable; try again later")
 
-    async def _admin(self, context) -> Principal:
+    async def _caller(self, context, permission: Permission, action: str) -> Principal:
+        """The verified caller; a refused known caller is audited (as `action`, denied) before the refusal."""
         try:
-            return check_call(context, self._verifier, Permission.MANAGE_USERS)
+            return check_call(context, self._verifier, permission)
         except AuthError as exc:
+            if exc.principal is not None:
+                event = audit_pb2.AuditEvent(action=action, outcome=audit_pb2.OUTCOME_DENIED, reason=exc.message)
+                try:
+                    await self._audit.record(event, exc.principal.token)
+                except AuditUnavailable as unavailable:
+                    log.error("refusal not audited", extra={"error": str(unavailable)[:200]})
             await context.abort(exc.code, exc.message)
             raise
+
+    async def _admin(self, context, action: str) -> Principal:
+        return await self._caller(context, Permission.MANAGE_USERS, action)
 
     # --- login ------------------------------------------------------------------------------------------
 
@@ -197,11 +207,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         return identity_pb2.LoginResponse(access_token=token, expires_at=_ts(expires), user=user_to_proto(user))
 
     async def ChangePassword(self, request, context):  # noqa: N802
-        try:
-            principal = check_call(context, self._verifier, Permission.AUDIT_APPEND)  # any signed-in person
-        except AuthError as exc:
-            await context.abort(exc.code, exc.message)
-            raise
+        principal = await self._caller(context, Permission.AUDIT_APPEND, "user.password")  # any signed-in person
         now = datetime.now(UTC)
         user = await self._store.user(principal.user_id)
         if user is None:
@@ -232,7 +238,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         return event
 
     async def CreateUser(self, request, context):  # noqa: N802
-        admin = await self._admin(context)
+        admin = await self._admin(context, "user.create")
         try:
             username = normalize_username(request.username)
             roles = roles_from_proto(list(request.roles))
@@ -261,7 +267,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         return user_to_proto(doc)
 
     async def SetRoles(self, request, context):  # noqa: N802
-        admin = await self._admin(context)
+        admin = await self._admin(context, "user.roles")
         try:
             roles = roles_from_proto(list(request.roles))
         except AccountError as exc:
@@ -270,7 +276,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                                        {"roles": roles})
 
     async def RecordTraining(self, request, context):  # noqa: N802
-        admin = await self._admin(context)
+        admin = await self._admin(context, "user.training")
         training = training_document(request.training)
         if training is None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "training.expires_at is required")
@@ -278,16 +284,12 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                                        {"course": training["course"], "expires_at": training["expires_at"].isoformat()})
 
     async def UnlockUser(self, request, context):  # noqa: N802
-        admin = await self._admin(context)
+        admin = await self._admin(context, "user.unlock")
         return await self._change_user(context, admin, request.user_id, "user.unlock",
                                        {"locked_until": None, "failed_logins": 0}, {})
 
     async def SetAgencyPolicy(self, request, context):  # noqa: N802
-        try:
-            admin = check_call(context, self._verifier, Permission.MANAGE_AGENCY)
-        except AuthError as exc:
-            await context.abort(exc.code, exc.message)
-            raise
+        admin = await self._caller(context, Permission.MANAGE_AGENCY, "agency.policy")
         try:
             share_with = sorted({check_agency_id(a) for a in request.share_with} - {admin.agency_id})
         except AccountError as exc:
@@ -301,11 +303,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         return agency_to_proto(doc)
 
     async def GetAgency(self, request, context):  # noqa: N802
-        try:
-            principal = check_call(context, self._verifier, Permission.MANAGE_AGENCY)
-        except AuthError as exc:
-            await context.abort(exc.code, exc.message)
-            raise
+        principal = await self._caller(context, Permission.MANAGE_AGENCY, "agency.view")
         doc = await self._store.agency(principal.agency_id)
         if doc is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, "your agency is not registered")

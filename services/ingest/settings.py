@@ -3,9 +3,11 @@ from __future__ import annotations
 from pydantic import Field
 
 from services.common.settings import MongoSettings, RedisSettings, ServiceSettings
+from services.retention.keys import DataKeySettings
+from services.retention.settings import RetentionPolicySettings
 
 
-class IngestSettings(ServiceSettings, MongoSettings, RedisSettings):
+class IngestSettings(ServiceSettings, MongoSettings, RedisSettings, DataKeySettings, RetentionPolicySettings):
     service_name: str = "ingest"
     grpc_port: int = Field(default=50051, ge=1, le=65535)
     # Triton's gRPC endpoint (host:port) and the per-frame pipeline model.
@@ -17,8 +19,16 @@ class IngestSettings(ServiceSettings, MongoSettings, RedisSettings):
     max_frame_pixels: int = Field(default=4096 * 3072, ge=64 * 64)
     # Capture times further than this in the future (camera clock skew) are refused.
     max_clock_skew_s: float = Field(default=300.0, ge=0)
-    # Days a read is kept after capture unless held as evidence (agency settings may lower it).
+    # Days a read is kept after capture when its agency has set nothing (never above its state's cap; an
+    # evidence hold keeps it longer).
     read_retention_days: int = Field(default=30, ge=1, le=3650)
+    # Seconds a camera's or an agency's record (retention setting) is cached.
+    record_cache_s: float = Field(default=10.0, ge=0, le=600)
+    # Per-agency per-day counters (reads, unique vehicles) for the transparency portal live this many days.
+    counter_ttl_days: int = Field(default=40, ge=1, le=3650)
+    # The audit service: camera registry changes and refusals are recorded there.
+    audit_address: str = "127.0.0.1:50054"
+    audit_timeout_s: float = Field(default=3.0, gt=0, le=30)
     # Frames processed at once per stream; acknowledgements still go out in order.
     stream_concurrency: int = Field(default=4, ge=1, le=64)
     # The outbox sweeper re-publishes stored frames whose reads never reached the stream.

@@ -8,6 +8,7 @@ UNAVAILABLE and returns nothing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -24,6 +25,7 @@ from services.common.grpc_server import ServiceSpec, retry_until_done
 from services.common.logging import redact_plate
 from services.common.reads import IMAGES, READS, document_to_read
 from services.common.storage import mongo_client, mongo_database, mongo_dependency
+from services.retention.keys import DataKeySettings, KeyShredded, KeyStore, load_master_key
 from services.search.adapters.indexes import ensure_search_indexes
 from services.search.domain.convoy import MAX_SIGHTINGS, build_convoy_query, companions_pipeline
 from services.search.domain.purpose import Access, Refusal, check_access, purpose_name
@@ -49,9 +51,10 @@ def _query_plates(request: Any) -> list[str]:
 
 
 class SearchServicer(search_pb2_grpc.SearchServiceServicer):
-    def __init__(self, settings: SearchSettings, db: AsyncDatabase, verifier, audit: AuditClient):
+    def __init__(self, settings: SearchSettings, db: AsyncDatabase, verifier, audit: AuditClient, keys: KeyStore):
         self._settings = settings
         self._db = db
+        self._keys = keys
         self._verifier = verifier
         self._audit = audit
 
@@ -110,7 +113,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
                                    .sort([("captured_at", DESCENDING), ("_id", DESCENDING)])
                                    .limit(query.page_size + 1)
                                    .max_time_ms(self._settings.query_timeout_ms).to_list(None))
-        page = docs[: query.page_size]
+        page = await self._keys.open_reads(docs[: query.page_size])
         event.outcome, event.result_count = audit_pb2.OUTCOME_ALLOWED, len(page)
         await self._record(context, principal, event)
         log.info("search", extra={"kind": kind, "plate": redact_plate(event.plates[0] if event.plates else ""),
@@ -168,7 +171,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         await self._record(context, principal, event)
         if doc is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such read (it may have expired)")
-        return document_to_read(doc)
+        return document_to_read((await self._keys.open_reads([doc]))[0])
 
     async def GetImage(self, request, context):  # noqa: N802
         principal, access, event = await self._admit(context, Permission.VIEW_IMAGES, request, "image.view",
@@ -182,12 +185,15 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         doc = None
         if owner is not None:
             doc = await self._run(context, lambda: self._db[IMAGES].find_one({"_id": str(request.image_ref)}))
-        event.outcome, event.result_count = audit_pb2.OUTCOME_ALLOWED, int(doc is not None)
+        data = None
+        if doc is not None:
+            with contextlib.suppress(KeyShredded):  # its retention ended: the same as deleted
+                data = await self._keys.open_image(doc)
+        event.outcome, event.result_count = audit_pb2.OUTCOME_ALLOWED, int(data is not None)
         await self._record(context, principal, event)
-        if doc is None:
+        if doc is None or data is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such image (it may have expired)")
-        return search_pb2.GetImageResponse(image_ref=doc["_id"], content_type=doc["content_type"],
-                                           data=bytes(doc["data"]))
+        return search_pb2.GetImageResponse(image_ref=doc["_id"], content_type=doc["content_type"], data=data)
 
     async def _run(self, context, query):
         try:
@@ -203,7 +209,9 @@ async def make_spec(settings: SearchSettings) -> ServiceSpec:
     mongo = mongo_client(settings)
     db = mongo_database(mongo, settings)
     audit = AuditClient(settings.audit_address, settings.audit_timeout_s)
-    servicer = SearchServicer(settings, db, token_verifier(settings), audit)
+    key_settings = DataKeySettings()
+    keys = KeyStore(db, load_master_key(key_settings), key_settings.data_key_cache_s)
+    servicer = SearchServicer(settings, db, token_verifier(settings), audit, keys)
 
 
     return ServiceSpec(

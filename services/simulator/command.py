@@ -46,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--pass-frames", type=int, help="frames per synthetic vehicle pass")
     add("--run-id", help="frame id prefix; reuse it (same seed) to resend the same frames")
     add("--window", type=int, help="unacknowledged frames at most (default 32)")
+    add("--credentials-file", type=Path, help="where the cameras' gateway secrets are kept between runs")
     add("--no-location", dest="send_location", action="store_const", const=False, help="send no GPS/heading")
     add("--print-reads", action="store_const", const=True, help="print the reads of every acknowledgement")
     add("--no-progress", dest="progress", action="store_const", const=False, help="no progress bar")
@@ -136,6 +137,10 @@ def run(args: argparse.Namespace) -> int:
         settings = settings_from_args(args)
     except ValidationError as exc:
         print(f"invalid settings: {exc}", file=sys.stderr)
+        return 2
+    if not settings.admin_token:
+        print("registering cameras needs an agency admin's access token: set SIGHTLINE_SIM_ADMIN_TOKEN",
+              file=sys.stderr)
         return 2
     if settings.folder is not None:
         try:

@@ -1,5 +1,8 @@
 """The camera-gateway simulator: registers its cameras, then streams their frames to the ingest service.
 
+Registration uses an agency admin's token; each camera's gateway secret (issued once by the registry) is kept
+in `credentials_file`, and the frame stream presents every camera's credential.
+
 One bidirectional `IngestService/StreamFrames` call carries every camera's frames. At most `window`
 frames are unacknowledged at a time (the sources wait when it is full). When the stream fails, or a
 frame is rejected with a retryable code, the frames not acknowledged are sent again with exponential
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import time
@@ -19,7 +23,9 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from services.common.auth import auth_metadata
 from services.common.plates import normalize_plate
+from services.ingest.adapters.camera_auth import camera_metadata
 from sightline.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 
 from .settings import SimulatorSettings
@@ -105,15 +111,23 @@ class Gateway:
         self._pacer = _Pacer(settings.max_rate)
         self._on_ack = on_ack
         self.stats = GatewayStats()
+        self.secrets: dict[str, str] = {}
 
     async def register(self, cameras: list[SimCamera]) -> None:
-        """Upsert every camera in the registry, retrying while the service is unavailable."""
+        """Upsert every camera in the registry (retrying while the service is unavailable) and keep its secret."""
         s = self._settings
+        stored = json.loads(s.credentials_file.read_text()) if s.credentials_file.exists() else {}
+        admin = auth_metadata(s.admin_token)
         for camera in cameras:
             request = ingest_pb2.UpsertCameraRequest(camera=camera.to_proto(s.agency_id, s.send_location))
             for attempt in range(1, 1_000_000):
                 try:
-                    await self._registry.UpsertCamera(request, timeout=s.rpc_timeout_s, wait_for_ready=True)
+                    reply = await self._registry.UpsertCamera(request, metadata=admin, timeout=s.rpc_timeout_s,
+                                                              wait_for_ready=True)
+                    if not reply.secret and camera.camera_id not in stored:
+                        reply = await self._registry.RotateCameraSecret(ingest_pb2.RotateCameraSecretRequest(
+                            camera_id=camera.camera_id), metadata=admin, timeout=s.rpc_timeout_s)
+                    self.secrets[camera.camera_id] = reply.secret or stored[camera.camera_id]
                     break
                 except grpc.aio.AioRpcError as exc:
                     if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
@@ -124,6 +138,9 @@ class Gateway:
                         extra={"camera_id": camera.camera_id, "code": exc.code().name, "delay_s": delay},
                     )
                     await asyncio.sleep(delay)
+        s.credentials_file.parent.mkdir(parents=True, exist_ok=True)
+        s.credentials_file.touch(mode=0o600)
+        s.credentials_file.write_text(json.dumps({**stored, **self.secrets}, indent=1))
         log.info("cameras registered", extra={"cameras": len(cameras), "agency_id": s.agency_id})
 
     async def run(self, cameras: list[SimCamera], run_id: str, stop: asyncio.Event) -> GatewayStats:
@@ -174,7 +191,7 @@ class Gateway:
         return self._sources_done and len(self._window) == 0
 
     async def _stream_once(self) -> None:
-        call = self._ingest.StreamFrames(wait_for_ready=True)
+        call = self._ingest.StreamFrames(metadata=camera_metadata(self.secrets.items()), wait_for_ready=True)
         writer = asyncio.create_task(self._write(call))
         try:
             while (ack := await call.read()) is not grpc.aio.EOF:

@@ -36,6 +36,11 @@ class SimulatorSettings(BaseSettings):
     backoff_initial_s: float = Field(default=0.2, gt=0)
     backoff_max_s: float = Field(default=10.0, gt=0)
     rpc_timeout_s: float = Field(default=10.0, gt=0, description="camera registration calls")
+    # An agency admin's access token (cameras:manage) to register the cameras with.
+    admin_token: str = Field(default="", repr=False)
+    # Where the cameras' gateway secrets are kept between runs (JSON camera id -> secret, mode 0600). A camera
+    # registered before whose secret is not there gets a new one (RotateCameraSecret).
+    credentials_file: Path = Path(".local/camera-credentials.json")
     max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     # Camera positions: scattered within about 2 km of this point.
     latitude: float = Field(default=37.7749, ge=-90, le=90)

@@ -7,6 +7,7 @@ import grpc
 import pytest
 
 from services.common.auth import auth_metadata
+from services.ingest.adapters.camera_auth import register_camera
 from services.simulator.render import SceneOptions, render_scene
 from sightline.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from sightline.search.v1 import search_pb2, search_pb2_grpc
@@ -27,11 +28,11 @@ def frame(frame_id: str, jpeg: bytes, camera: str = CAMERA) -> ingest_pb2.Frame:
 
 
 @pytest.fixture(scope="module")
-async def registered(ingest_addr: str) -> str:
+async def registered(ingest_addr: str, tokens) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """The ingest address and the camera's gateway credential (call metadata)."""
     async with grpc.aio.insecure_channel(ingest_addr) as ch:
         camera = ingest_pb2.Camera(camera_id=CAMERA, agency_id=AGENCY, name="Main St eastbound", active=True)
-        await ingest_pb2_grpc.CameraRegistryServiceStub(ch).UpsertCamera(ingest_pb2.UpsertCameraRequest(camera=camera))
-    return ingest_addr
+        return ingest_addr, await register_camera(ch, camera, await tokens("admin"))
 
 
 async def test_stream_stores_reads_rejects_bad_frames_and_goes_on(registered, search_addr, channel_factory,
@@ -48,13 +49,14 @@ async def test_stream_stores_reads_rejects_bad_frames_and_goes_on(registered, se
         frame("good-3", scenes["good-3"].jpeg),
         frame("good-4", scenes["good-4"].jpeg),
     ]
-    ingest = ingest_pb2_grpc.IngestServiceStub(channel_factory(registered))
+    addr, credential = registered
+    ingest = ingest_pb2_grpc.IngestServiceStub(channel_factory(addr))
 
     async def requests():
         for f in frames:
             yield f
 
-    acks = [ack async for ack in ingest.StreamFrames(requests(), timeout=300)]
+    acks = [ack async for ack in ingest.StreamFrames(requests(), metadata=credential, timeout=300)]
     by_id = {a.frame_id: a for a in acks}
     assert [a.frame_id for a in acks] == [f.frame_id for f in frames]  # one ack each, in order
     for fid in ("good-1", "good-2", "good-3", "good-4"):
@@ -63,7 +65,7 @@ async def test_stream_stores_reads_rejects_bad_frames_and_goes_on(registered, se
     assert by_id["bad-corrupt"].error_code == invalid and "JPEG" in by_id["bad-corrupt"].error_message
     assert by_id["bad-empty"].error_code == invalid and "empty" in by_id["bad-empty"].error_message
     assert by_id["bad-oversized"].error_code == invalid and "over the limit" in by_id["bad-oversized"].error_message
-    assert by_id["bad-camera"].error_code == grpc.StatusCode.NOT_FOUND.value[0]
+    assert by_id["bad-camera"].error_code == grpc.StatusCode.PERMISSION_DENIED.value[0]  # no credential for it
     for fid in ("bad-corrupt", "bad-empty", "bad-oversized"):
         assert by_id[fid].status == ingest_pb2.FRAME_STATUS_REJECTED
         assert mongo_db["frames"].count_documents({"_id": f"{CAMERA}/{fid}"}) == 0
@@ -88,10 +90,11 @@ async def test_stream_stores_reads_rejects_bad_frames_and_goes_on(registered, se
 
 
 async def test_resent_frame_is_acknowledged_as_duplicate(registered, channel_factory, mongo_db) -> None:
-    ingest = ingest_pb2_grpc.IngestServiceStub(channel_factory(registered))
+    addr, credential = registered
+    ingest = ingest_pb2_grpc.IngestServiceStub(channel_factory(addr))
     f = frame("dup-1", render_scene(11).jpeg)
-    first = await ingest.SubmitFrame(f, timeout=120)
-    second = await ingest.SubmitFrame(f, timeout=120)
+    first = await ingest.SubmitFrame(f, metadata=credential, timeout=120)
+    second = await ingest.SubmitFrame(f, metadata=credential, timeout=120)
     assert first.status == ingest_pb2.FRAME_STATUS_STORED
     assert second.status == ingest_pb2.FRAME_STATUS_DUPLICATE
     assert list(second.read_ids) == list(first.read_ids)
@@ -99,18 +102,21 @@ async def test_resent_frame_is_acknowledged_as_duplicate(registered, channel_fac
 
 
 async def test_unary_submit_returns_grpc_errors(registered, channel_factory) -> None:
-    ingest = ingest_pb2_grpc.IngestServiceStub(channel_factory(registered))
+    addr, credential = registered
+    ingest = ingest_pb2_grpc.IngestServiceStub(channel_factory(addr))
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await ingest.SubmitFrame(frame("unary-bad", b"not a jpeg"), timeout=30)
+        await ingest.SubmitFrame(frame("unary-bad", b"not a jpeg"), metadata=credential, timeout=30)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await ingest.SubmitFrame(frame("unary-cam", render_scene(5).jpeg, camera="ghost"), timeout=30)
-    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        await ingest.SubmitFrame(frame("unary-cam", render_scene(5).jpeg, camera="ghost"), metadata=credential,
+                                 timeout=30)
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
 async def test_health_reports_serving(registered, channel_factory) -> None:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    health = health_pb2_grpc.HealthStub(channel_factory(registered))
+    addr, _ = registered
+    health = health_pb2_grpc.HealthStub(channel_factory(addr))
     reply = await health.Check(health_pb2.HealthCheckRequest(service="sightline.ingest.v1.IngestService"))
     assert reply.status == health_pb2.HealthCheckResponse.SERVING

@@ -1,4 +1,5 @@
-"""One frame, one trace: camera -> ingest (Triton, MongoDB, Redis) -> hotlist matcher -> alert delivery.
+"""One frame, one trace: camera -> ingest (Triton, MongoDB, Redis) -> tracker (the vehicle pass) -> hotlist
+matcher -> alert delivery.
 
 Every process of a stack of its own exports OTLP to receivers in this test (gRPC for the services, HTTP for
 Triton); the test checks the trace's shape and prints it as a tree.
@@ -30,6 +31,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from services.devstack.servers import free_port
 from services.devstack.stack import LocalStack, Ports
+from services.devstack.tokens import dev_token
+from services.ingest.adapters.camera_auth import register_camera
 from services.simulator.render import SceneOptions, render_scene
 from sightline.hotlist.v1 import hotlist_pb2, hotlist_pb2_grpc
 from sightline.ingest.v1 import ingest_pb2, ingest_pb2_grpc
@@ -130,8 +133,12 @@ def traced_stack(tmp_path_factory: pytest.TempPathFactory, collector) -> Iterato
             env.setenv("SIGHTLINE_TRITON_TRACE_URL", http_url)
             env.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
             stack.start_triton()
-        stack.env.update(otel, SIGHTLINE_DATA_DIR=str(stack.root / "data"))
+        stack.env.update(otel, SIGHTLINE_DATA_DIR=str(stack.root / "data"),
+                         SIGHTLINE_AUDIT_ADDRESS=stack.address("audit"))
+        stack.start_service("audit")  # the camera registry audits its changes
         stack.start_service("ingest")
+        stack.start_service("tracker", SIGHTLINE_TRACKER_START_ID="0", SIGHTLINE_PASS_GAP_S="1",
+                            SIGHTLINE_DRAIN_SECONDS="0")
         stack.start_service("hotlist", SIGHTLINE_MATCHER_START_ID="0", SIGHTLINE_DRAIN_SECONDS="0")
         yield stack
     finally:
@@ -168,8 +175,9 @@ async def test_one_trace_follows_a_frame_to_its_alert(traced_stack: LocalStack, 
     scene = render_scene(1, SceneOptions(difficulty=0.0))
     async with grpc.aio.insecure_channel(traced_stack.address("ingest")) as ingest_ch, \
             grpc.aio.insecure_channel(traced_stack.address("hotlist")) as hot_ch:
-        await ingest_pb2_grpc.CameraRegistryServiceStub(ingest_ch).UpsertCamera(ingest_pb2.UpsertCameraRequest(
-            camera=ingest_pb2.Camera(camera_id=CAMERA, agency_id="trace-pd", name="traced", active=True)))
+        admin = dev_token(traced_stack.root / "data", "trace-pd", ["agency_admin"])
+        credential = await register_camera(ingest_ch, ingest_pb2.Camera(
+            camera_id=CAMERA, agency_id="trace-pd", name="traced", active=True), admin)
         hot = hotlist_pb2_grpc.HotlistServiceStub(hot_ch)
         list_id = f"trace-{uuid.uuid4().hex[:8]}"
         await hot.UpsertList(hotlist_pb2.UpsertListRequest(list=hotlist_pb2.HotList(
@@ -188,7 +196,7 @@ async def test_one_trace_follows_a_frame_to_its_alert(traced_stack: LocalStack, 
             metadata: dict[str, str] = {}
             inject(metadata)
             ack = await ingest_pb2_grpc.IngestServiceStub(ingest_ch).SubmitFrame(
-                frame, metadata=tuple(metadata.items()), timeout=120)
+                frame, metadata=(*metadata.items(), *credential), timeout=120)
         provider.shutdown()
         assert ack.status == ingest_pb2.FRAME_STATUS_STORED, ack.error_message
         alert = await asyncio.wait_for(alerts.read(), 30)
@@ -198,6 +206,7 @@ async def test_one_trace_follows_a_frame_to_its_alert(traced_stack: LocalStack, 
     trace_id = root.get_span_context().trace_id.to_bytes(16, "big")
     wanted = {"ingest": {"/sightline.ingest.v1.IngestService/SubmitFrame", "triton.infer",
                          "/inference.GRPCInferenceService/ModelInfer", "mongodb.store_frame", "redis.xadd"},
+              "tracker": {"tracker.observe", "redis.xadd"},
               "hotlist": {"hotlist.match", "hotlist.deliver_alert"}}
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -216,12 +225,23 @@ async def test_one_trace_follows_a_frame_to_its_alert(traced_stack: LocalStack, 
     server = one("ingest", "/sightline.ingest.v1.IngestService/SubmitFrame")
     infer, infer_rpc = one("ingest", "triton.infer"), one("ingest", "/inference.GRPCInferenceService/ModelInfer")
     store, xadd = one("ingest", "mongodb.store_frame"), one("ingest", "redis.xadd")
-    match, deliver = one("hotlist", "hotlist.match"), one("hotlist", "hotlist.deliver_alert")
+    deliver = one("hotlist", "hotlist.deliver_alert")
+    observes = [s for svc, s in found if svc == "tracker" and s.name == "tracker.observe"]  # one per read
+    by_id = {s.span_id: s for _, s in found}
     assert server.parent_span_id == root.get_span_context().span_id.to_bytes(8, "big")
     assert infer.parent_span_id == store.parent_span_id == xadd.parent_span_id == server.span_id
     assert infer_rpc.parent_span_id == infer.span_id
-    assert match.parent_span_id == xadd.span_id and match.kind == Span.SPAN_KIND_CONSUMER
-    assert deliver.parent_span_id == match.span_id
+    assert observes and all(o.parent_span_id == xadd.span_id and o.kind == Span.SPAN_KIND_CONSUMER
+                            for o in observes)
+    # The pass is published as a preview (inside tracker.observe) and when it closes (a child of its first
+    # read's publish); each is matched, and the one alert is delivered once.
+    matches = [s for svc, s in found if svc == "hotlist" and s.name == "hotlist.match"]
+    assert matches and all(m.kind == Span.SPAN_KIND_CONSUMER for m in matches)
+    for match in matches:
+        publish = by_id[match.parent_span_id]
+        assert publish.name == "redis.xadd" and publish.kind == Span.SPAN_KIND_PRODUCER
+        assert publish.parent_span_id in {xadd.span_id, *(o.span_id for o in observes)}
+    assert deliver.parent_span_id in {m.span_id for m in matches}
     triton = [s for svc, s in found if svc == "triton"]
     assert triton and any(s.parent_span_id == infer_rpc.span_id for s in triton)
 

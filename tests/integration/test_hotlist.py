@@ -16,16 +16,19 @@ from services.common.settings import MongoSettings, RedisSettings
 from services.common.storage import mongo_client, mongo_database, redis_client
 from services.devstack.stack import LocalStack
 from services.hotlist.adapters.active_lists import ActiveLists
+from services.hotlist.settings import HotlistSettings
 from services.ingest.adapters.store import FrameStore
-from services.ingest.adapters.stream import ReadPublisher
 from services.ingest.domain.frames import build_reads
-from sightline.common.v1 import read_pb2
+from services.retention.keys import KeyStore, load_master_key
+from services.tracker.adapters.codec import single_read_pass
+from services.tracker.adapters.stream import PassPublisher
+from sightline.common.v1 import pass_pb2, read_pb2
 from sightline.hotlist.v1 import hotlist_pb2, hotlist_pb2_grpc
 from sightline.ingest.v1 import ingest_pb2
 
 pytestmark = pytest.mark.integration
 
-STREAM = RedisSettings().read_stream
+STREAM = HotlistSettings().pass_stream
 PREFIX = "sightline:hotlist"
 HOTLIST_ENV = {"SIGHTLINE_MATCHER_START_ID": "0", "SIGHTLINE_MATCHER_CLAIM_IDLE_MS": "1000",
                "SIGHTLINE_MATCHER_CLAIM_INTERVAL_S": "0.5", "SIGHTLINE_DRAIN_SECONDS": "0"}
@@ -48,10 +51,20 @@ async def stubs(hotlist_addr: str, channel_factory):
     return hotlist_pb2_grpc.HotlistServiceStub(channel), hotlist_pb2_grpc.AlertServiceStub(channel)
 
 
+class OnePassPerRead:
+    """Publishes each read as the tracker would a vehicle pass seen in that one frame."""
+
+    def __init__(self, publisher: PassPublisher):
+        self._publisher = publisher
+
+    async def publish(self, reads: list[read_pb2.Read], stage: int = pass_pb2.PASS_STAGE_FINAL) -> None:
+        await self._publisher.publish([(single_read_pass(read, stage), None) for read in reads])
+
+
 @pytest.fixture
-async def publisher(redis_url: str) -> AsyncIterator[ReadPublisher]:
+async def publisher(redis_url: str) -> AsyncIterator[OnePassPerRead]:
     client = redis_client(RedisSettings(redis_url=redis_url))
-    yield ReadPublisher(client, STREAM, 1_000_000)
+    yield OnePassPerRead(PassPublisher(client, STREAM, 1_000_000))
     await client.aclose()
 
 
@@ -176,6 +189,21 @@ async def test_manual_entry_is_matched_within_a_second_and_pushed(stubs, publish
     other.cancel()
 
 
+async def test_a_pass_alerts_once_from_its_preview_and_not_again_when_final(stubs, publisher, mongo_db) -> None:
+    hot, _ = stubs
+    list_id = await new_list(hot)
+    await hot.AddEntry(hotlist_pb2.AddEntryRequest(entry=hotlist_pb2.HotlistEntry(
+        list_id=list_id, plate="PRV123", state="CA", code="V")))
+    await asyncio.sleep(0.5)
+    read = make_read("PRV123")
+    await publisher.publish([read], pass_pb2.PASS_STAGE_PREVIEW)
+    await wait_for("alert", lambda: alerts_for(mongo_db, list_id))
+    await publisher.publish([read], pass_pb2.PASS_STAGE_FINAL)
+    await asyncio.sleep(1.0)
+    (alert,) = alerts_for(mongo_db, list_id)
+    assert alert["read"]["pass_id"] == f"pass-{read.read_id}" and alert["read"]["_id"] == read.read_id
+
+
 async def test_workflow_steps_are_enforced_in_order(stubs, publisher, mongo_db) -> None:
     hot, alerts = stubs
     list_id = await new_list(hot)
@@ -213,11 +241,12 @@ async def test_workflow_steps_are_enforced_in_order(stubs, publisher, mongo_db) 
     await refused(alerts.RecordDisposition, stop)
 
 
-async def test_new_entry_back_searches_stored_reads(stubs, mongo_uri) -> None:
+async def test_new_entry_back_searches_stored_reads(stubs, mongo_uri, data_key_settings) -> None:
     hot, alerts = stubs
     settings = MongoSettings(mongo_uri=mongo_uri)
     client = mongo_client(settings)
-    store = FrameStore(client, mongo_database(client, settings))
+    db = mongo_database(client, settings)
+    store = FrameStore(client, db, KeyStore(db, load_master_key(data_key_settings)))
     at = datetime.now(UTC) - timedelta(days=2)
     frame = ingest_pb2.Frame(camera_id="cam-back", frame_id=f"b-{uuid.uuid4().hex[:6]}")
     frame.captured_at.FromDatetime(at)
@@ -225,7 +254,7 @@ async def test_new_entry_back_searches_stored_reads(stubs, mongo_uri) -> None:
                           "region": {"country": "US", "state": "TX"}}]}
     reads = build_reads(frame, "pd-back", result, "img-back", datetime.now(UTC), at + timedelta(days=30))
     await store.store(f"cam-back/{frame.frame_id}", reads, "img-back", b"\xff\xd8", at, at + timedelta(days=30),
-                      datetime.now(UTC))
+                      datetime.now(UTC), "pd-back")
     await client.close()
 
     list_id = await new_list(hot, fuzzy=True)

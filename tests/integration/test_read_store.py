@@ -13,6 +13,7 @@ from services.common.storage import mongo_client, mongo_database, redis_client
 from services.ingest.adapters.store import FrameStore
 from services.ingest.adapters.stream import ReadPublisher
 from services.ingest.domain.frames import build_reads
+from services.retention.keys import KeyStore, load_master_key
 from sightline.common.v1 import read_pb2
 from sightline.ingest.v1 import ingest_pb2
 from sightline.search.v1 import search_pb2, search_pb2_grpc
@@ -31,12 +32,12 @@ def plate_result(*plates: str) -> dict:
 
 
 @pytest.fixture
-async def store(mongo_uri: str):
+async def store(mongo_uri: str, data_key_settings):
     settings = MongoSettings(mongo_uri=mongo_uri)
     client = mongo_client(settings)
     db = mongo_database(client, settings)
     await ensure_indexes(db)
-    yield FrameStore(client, db), db
+    yield FrameStore(client, db, KeyStore(db, load_master_key(data_key_settings))), db
     await client.close()
 
 
@@ -45,7 +46,7 @@ async def store_frame(fs: FrameStore, camera: str, frame_id: str, at: datetime, 
     reads = build_reads(make_frame(camera, frame_id, at), "pd-alpha", plate_result(*plates), f"img-{camera}-{frame_id}",
                         now, at + timedelta(days=30))
     result = await fs.store(f"{camera}/{frame_id}", reads, f"img-{camera}-{frame_id}", b"\xff\xd8jpeg", at,
-                            at + timedelta(days=30), now)
+                            at + timedelta(days=30), now, "pd-alpha")
     return reads, result
 
 

@@ -31,8 +31,8 @@ PROFILES = {
     "gpu+keda": ["-f", str(CHART / "values-gpu.yaml"), *KEDA_ON],
     "dev": ["-f", str(CHART / "values-dev.yaml")],
 }
-PYTHON_SERVICES = ["ingest", "search", "hotlist", "audit", "identity", "retention", "portal", "console"]
-GRPC_SERVICES = PYTHON_SERVICES[:6]
+PYTHON_SERVICES = ["ingest", "search", "hotlist", "audit", "identity", "retention", "tracker", "portal", "console"]
+GRPC_SERVICES = PYTHON_SERVICES[:7]
 
 Manifest = dict[str, Any]
 
@@ -91,7 +91,7 @@ def test_pods_are_hardened(manifests: list[Manifest]) -> None:
 
 def test_service_accounts_do_not_mount_tokens(manifests: list[Manifest]) -> None:
     accounts = of_kind(manifests, "ServiceAccount")
-    assert len(accounts) == 9
+    assert len(accounts) == 10
     assert all(sa["automountServiceAccountToken"] is False for sa in accounts.values())
 
 
@@ -114,6 +114,17 @@ def test_every_service_has_a_metrics_port(manifests: list[Manifest]) -> None:
     for name, _, c in containers(manifests):
         ports = {p["name"]: p["containerPort"] for p in c["ports"]}
         assert ports["metrics"] == (8002 if name == "triton" else 9464), name
+
+
+def test_metrics_are_served_and_scraped(manifests: list[Manifest]) -> None:
+    for dep in of_kind(manifests, "Deployment").values():
+        name = component(dep)
+        port = "8002" if name == "triton" else "9464"
+        annotations = dep["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true", name
+        assert annotations["prometheus.io/port"] == port, name
+        if name != "triton":
+            assert env_of(manifests, name)["SIGHTLINE_METRICS_PORT"]["value"] == port
 
 
 def policy_for(manifests: list[Manifest], name: str) -> Manifest:
@@ -159,6 +170,9 @@ def test_service_egress_matches_the_brief(manifests: list[Manifest]) -> None:
     assert egress_ports(manifests, "ingest") == {53, 8001, 27017, 6379}
     assert egress_ports(manifests, "hotlist") == {53, 6379, 27017, 50054}
     assert egress_ports(manifests, "console") == {53, 50051, 50052, 50053, 50054, 50055, 50056}
+    assert egress_ports(manifests, "identity") == {53, 50054, 27017}
+    assert egress_ports(manifests, "retention") == {53, 50054, 27017, 6379}
+    assert egress_ports(manifests, "tracker") == {53, 27017, 6379}
     assert egress_ports(manifests, "triton") == {53}
 
 
@@ -171,19 +185,69 @@ def test_address_variables_follow_connections(manifests: list[Manifest]) -> None
     for name in PYTHON_SERVICES:
         assert ("SIGHTLINE_TRITON_URL" in env_of(manifests, name)) == (name == "ingest"), name
     search = env_of(manifests, "search")
-    assert search["SIGHTLINE_AUDIT_ADDR"]["value"] == "sl-sightline-audit:50054"
-    assert search["SIGHTLINE_IDENTITY_ADDR"]["value"] == "sl-sightline-identity:50055"
+    # the services' settings fields are <name>_address
+    assert search["SIGHTLINE_AUDIT_ADDRESS"]["value"] == "sl-sightline-audit:50054"
+    assert search["SIGHTLINE_IDENTITY_ADDRESS"]["value"] == "sl-sightline-identity:50055"
     assert env_of(manifests, "hotlist")["SIGHTLINE_MATCHER_GROUP"]["value"] == "hotlist-matcher"
     portal = env_of(manifests, "portal")
     assert portal["SIGHTLINE_MONGO_URI"]["valueFrom"]["secretKeyRef"]["key"] == "readonly-uri"
+
+
+KEY_FILES = {
+    "SIGHTLINE_TOKEN_SIGNING_KEY_FILE": "/etc/sightline/keys/token/token.pem",
+    "SIGHTLINE_TOKEN_PUBLIC_KEY_FILE": "/etc/sightline/keys/token/token.pub.pem",
+    "SIGHTLINE_AUDIT_SIGNING_KEY_FILE": "/etc/sightline/keys/audit/audit.pem",
+    "SIGHTLINE_AUDIT_PUBLIC_KEY_FILE": "/etc/sightline/keys/audit/audit.pub.pem",
+    "SIGHTLINE_DATA_MASTER_KEY_FILE": "/etc/sightline/keys/data/master.key",
+}
+
+
+def mounted_files(pod: Manifest, c: Manifest) -> set[str]:
+    """Paths of the Secret items the container can read (mounted read-only)."""
+    secrets = {v["name"]: v["secret"] for v in pod["volumes"] if "secret" in v}
+    files = set()
+    for m in c["volumeMounts"]:
+        if m["name"] in secrets:
+            assert m["readOnly"] is True
+            assert secrets[m["name"]]["defaultMode"] == 0o440
+            files |= {f"{m['mountPath']}/{item['path']}" for item in secrets[m["name"]]["items"]}
+    return files
+
+
+def test_key_files_reach_only_their_services(manifests: list[Manifest]) -> None:
+    expected = {
+        "identity": {"SIGHTLINE_TOKEN_SIGNING_KEY_FILE", "SIGHTLINE_TOKEN_PUBLIC_KEY_FILE"},
+        "audit": {"SIGHTLINE_TOKEN_PUBLIC_KEY_FILE", "SIGHTLINE_AUDIT_SIGNING_KEY_FILE",
+                  "SIGHTLINE_AUDIT_PUBLIC_KEY_FILE"},
+        **{name: {"SIGHTLINE_TOKEN_PUBLIC_KEY_FILE", "SIGHTLINE_DATA_MASTER_KEY_FILE"}
+           for name in ("ingest", "search", "retention")},
+    }
+    for name, pod, c in containers(manifests):
+        if name == "triton":
+            assert mounted_files(pod, c) == set()
+            continue
+        env = {e["name"]: e.get("value") for e in c["env"] if e["name"] in KEY_FILES}
+        assert set(env) == expected.get(name, {"SIGHTLINE_TOKEN_PUBLIC_KEY_FILE"}), name
+        assert all(env[var] == KEY_FILES[var] for var in env), name
+        # the pod can read exactly the files its variables name: no signing key where it is not used
+        assert mounted_files(pod, c) == set(env.values()), name
+    settings = next(m for m in manifests if m["kind"] == "ConfigMap")["data"]
+    assert settings["SIGHTLINE_DEV_KEYS"] == "false"
+
+
+def test_unknown_key_fails_to_render() -> None:
+    with pytest.raises(subprocess.CalledProcessError) as failed:
+        render("--set", "services.search.keys={token-public,nope}")
+    assert 'services.search.keys names "nope"' in failed.value.stderr
 
 
 def test_disruption_budgets_and_autoscalers() -> None:
     manifests = render()
     deployments = {component(d) for d in of_kind(manifests, "Deployment").values()}
     assert {component(p) for p in of_kind(manifests, "PodDisruptionBudget").values()} == deployments
-    # retention runs a single sweeper; everything else autoscales on CPU without KEDA
-    assert {component(h) for h in of_kind(manifests, "HorizontalPodAutoscaler").values()} == deployments - {"retention"}
+    # retention runs a single sweeper, tracker a single consumer; everything else autoscales on CPU without KEDA
+    hpas = {component(h) for h in of_kind(manifests, "HorizontalPodAutoscaler").values()}
+    assert hpas == deployments - {"retention", "tracker"}
 
 
 def test_keda_scales_hotlist_on_stream_lag_and_triton_on_queue_time() -> None:
@@ -191,7 +255,7 @@ def test_keda_scales_hotlist_on_stream_lag_and_triton_on_queue_time() -> None:
     scaled = {component(s): s["spec"]["triggers"] for s in of_kind(manifests, "ScaledObject").values()}
     assert set(scaled) == {"hotlist", "triton"}
     assert scaled["hotlist"][0]["type"] == "redis-streams"
-    assert scaled["hotlist"][0]["metadata"]["stream"] == "sightline:reads:v1"
+    assert scaled["hotlist"][0]["metadata"]["stream"] == "sightline:passes:v1"  # the matcher reads passes
     assert scaled["triton"][0]["type"] == "prometheus"
     assert "nv_inference_queue_duration_us" in scaled["triton"][0]["metadata"]["query"]
     hpas = {component(h) for h in of_kind(manifests, "HorizontalPodAutoscaler").values()}

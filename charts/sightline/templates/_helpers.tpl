@@ -69,6 +69,35 @@ drawn from. Triton's serving port for clients is its gRPC port.
 {{- default (printf "%s-redis" (include "sightline.fullname" .)) .Values.redis.existingSecret -}}
 {{- end -}}
 
+{{/*
+Key files a service may receive (services.<name>.keys): the Secret of `keys` they come from, the item, and the
+variable naming the file for the service (services/common/auth.py, services/audit/settings.py,
+services/retention/keys.py).
+*/}}
+{{- define "sightline.keyCatalog" -}}
+token-signing: {secret: token, item: privateKey, env: SIGHTLINE_TOKEN_SIGNING_KEY_FILE}
+token-public: {secret: token, item: publicKey, env: SIGHTLINE_TOKEN_PUBLIC_KEY_FILE}
+audit-signing: {secret: audit, item: privateKey, env: SIGHTLINE_AUDIT_SIGNING_KEY_FILE}
+audit-public: {secret: audit, item: publicKey, env: SIGHTLINE_AUDIT_PUBLIC_KEY_FILE}
+data-master: {secret: data, item: masterKey, env: SIGHTLINE_DATA_MASTER_KEY_FILE}
+{{- end -}}
+
+{{/* One service's key files as a list of {secret, item (file name), env, path}. Args: dict root, name, keys. */}}
+{{- define "sightline.keyFiles" -}}
+{{- $catalog := include "sightline.keyCatalog" . | fromYaml -}}
+{{- $out := list -}}
+{{- range $key := .keys -}}
+{{- if not (hasKey $catalog $key) -}}
+{{- fail (printf "services.%s.keys names %q; known: %s" $.name $key (keys $catalog | sortAlpha | join ", ")) -}}
+{{- end -}}
+{{- $k := index $catalog $key -}}
+{{- $item := index (index $.root.Values.keys $k.secret) $k.item -}}
+{{- $path := printf "%s/%s/%s" $.root.Values.keys.mountPath $k.secret $item -}}
+{{- $out = append $out (dict "secret" $k.secret "item" $item "env" $k.env "path" $path) -}}
+{{- end -}}
+{{- toYaml $out -}}
+{{- end -}}
+
 {{/* Pod hardening -------------------------------------------------------------------------------- */}}
 
 {{/* Args: uid. */}}

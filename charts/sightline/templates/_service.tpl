@@ -10,10 +10,15 @@ Args: dict root, name.
 {{- $ctx := dict "root" $root "name" $name -}}
 {{- $fullname := include "sightline.componentName" $ctx -}}
 {{- $portName := $svc.protocol -}}
+{{- $keyFiles := include "sightline.keyFiles" (dict "root" $root "name" $name "keys" $svc.keys) | fromYamlArray -}}
+{{- $keyVolumes := dict -}}
+{{- range $keyFiles -}}
+{{- $_ := set $keyVolumes .secret (append (default list (get $keyVolumes .secret)) .item) -}}
+{{- end -}}
 {{- $triggers := list -}}
 {{- if $root.Values.keda.enabled -}}
 {{- with $svc.autoscaling.redisStreamLag -}}
-{{- $meta := dict "address" (required "redis.kedaAddress is required for KEDA redis-streams triggers" $root.Values.redis.kedaAddress) "stream" $root.Values.settings.readStream "consumerGroup" .consumerGroup "lagCount" (toString .lagCount) "enableTLS" (toString $root.Values.redis.enableTLS) -}}
+{{- $meta := dict "address" (required "redis.kedaAddress is required for KEDA redis-streams triggers" $root.Values.redis.kedaAddress) "stream" (required (printf "services.%s.autoscaling.redisStreamLag.stream must name a key of settings" $name) (index $root.Values.settings .stream)) "consumerGroup" .consumerGroup "lagCount" (toString .lagCount) "enableTLS" (toString $root.Values.redis.enableTLS) -}}
 {{- $trigger := dict "type" "redis-streams" "metadata" $meta -}}
 {{- if $root.Values.redis.passwordKey -}}
 {{- $_ := set $trigger "authenticationRef" (dict "name" (printf "%s-redis" (include "sightline.fullname" $root))) -}}
@@ -105,6 +110,10 @@ spec:
             - name: OTEL_RESOURCE_ATTRIBUTES
               value: "service.namespace=sightline,deployment.environment={{ $root.Values.global.environment }},k8s.namespace.name=$(POD_NAMESPACE),k8s.pod.name=$(POD_NAME)"
             {{- include "sightline.connectionEnv" (dict "root" $root "svc" $svc "name" $name) | nindent 12 }}
+            {{- range $file := $keyFiles }}
+            - name: {{ $file.env }}
+              value: {{ $file.path }}
+            {{- end }}
             {{- with $svc.autoscaling.redisStreamLag }}
             # The consumer group the service reads the stream with; the KEDA trigger watches the same one.
             - name: SIGHTLINE_MATCHER_GROUP
@@ -160,10 +169,26 @@ spec:
           volumeMounts:
             - name: tmp
               mountPath: /tmp
+            {{- range $secret, $_ := $keyVolumes }}
+            - name: keys-{{ $secret }}
+              mountPath: {{ $root.Values.keys.mountPath }}/{{ $secret }}
+              readOnly: true
+            {{- end }}
       volumes:
         - name: tmp
           emptyDir:
             sizeLimit: 64Mi
+        {{- range $secret, $items := $keyVolumes }}
+        - name: keys-{{ $secret }}
+          secret:
+            secretName: {{ (index $root.Values.keys $secret).existingSecret }}
+            defaultMode: 0440
+            items:
+              {{- range $items }}
+              - key: {{ . }}
+                path: {{ . }}
+              {{- end }}
+        {{- end }}
       {{- with $svc.nodeSelector }}
       nodeSelector:
         {{- toYaml . | nindent 8 }}
@@ -227,7 +252,7 @@ Args: dict root, svc, name.
 - name: SIGHTLINE_TRITON_URL
   value: "{{ include "sightline.componentName" (dict "root" $root "name" "triton") }}:{{ $root.Values.triton.grpcPort }}"
 {{- else }}
-- name: SIGHTLINE_{{ upper $target }}_ADDR
+- name: SIGHTLINE_{{ upper $target }}_ADDRESS
   value: "{{ include "sightline.componentName" (dict "root" $root "name" $target) }}:{{ (index $components $target).port }}"
 {{- end }}
 {{- end }}

@@ -163,8 +163,18 @@ def build_entry(list_id: str, f: dict[str, str], now: datetime, require_state: b
     )
 
 
+def _csv_fields(line: str) -> list[str] | None:
+    """The fields of one CSV line, or None when it is not valid CSV (a stray carriage return, say)."""
+    try:
+        return next(csv.reader([line]), [])
+    except csv.Error:
+        return None
+
+
 def _csv_rows(lines: Iterator[tuple[int, str]], header_line: str) -> Iterator[tuple[int, dict[str, str] | str]]:
-    header = [c.strip().upper() for c in next(csv.reader([header_line]))]
+    if (fields := _csv_fields(header_line)) is None:
+        raise BadFile("the CSV header line is not valid CSV")
+    header = [c.strip().upper() for c in fields]
     columns: dict[str, int] = {}
     for name, aliases in _ALIASES.items():
         for i, col in enumerate(header):
@@ -174,8 +184,10 @@ def _csv_rows(lines: Iterator[tuple[int, str]], header_line: str) -> Iterator[tu
     if "plate" not in columns:
         raise BadFile(f"CSV header has no plate column (one of {', '.join(_ALIASES['plate'])})")
     for number, line in lines:
-        row = next(csv.reader([line]))
-        if len(row) != len(header):
+        row = _csv_fields(line)
+        if row is None:
+            yield number, "not a valid CSV line"
+        elif len(row) != len(header):
             yield number, f"{len(row)} fields where the header has {len(header)}"
         else:
             yield number, {name: row[i] for name, i in columns.items()}

@@ -56,14 +56,35 @@ def body_sample(vehicle_bgr: np.ndarray, exclude: list[tuple[int, int, int, int]
     return vehicle_bgr[mask]
 
 
-def vehicle_colour(vehicle_bgr: np.ndarray, exclude: list[tuple[int, int, int, int]]) -> tuple[str, float]:
-    """The body colour name and the share of sampled pixels that carry it."""
+# Low-light frames are brightened until their 90th brightness percentile reaches EXPOSURE_TARGET, by at most
+# EXPOSURE_MAX_GAIN: a dark frame otherwise names almost every body black.
+EXPOSURE_TARGET, EXPOSURE_MAX_GAIN = 150.0, 3.2
+
+
+def exposure_gain(frame_bgr: np.ndarray) -> float:
+    """The gain that brings a dark frame to daylight brightness (1 for a frame bright enough), measured on a
+    small copy of the frame."""
+    height, width = frame_bgr.shape[:2]
+    scale = min(1.0, 256 / max(height, width))
+    small = cv2.resize(frame_bgr, (max(1, int(width * scale)), max(1, int(height * scale))),
+                       interpolation=cv2.INTER_AREA)
+    bright = float(np.percentile(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), 90))
+    return float(np.clip(EXPOSURE_TARGET / max(bright, 1.0), 1.0, EXPOSURE_MAX_GAIN))
+
+
+def vehicle_colour(
+    vehicle_bgr: np.ndarray, exclude: list[tuple[int, int, int, int]], gain: float = 1.0
+) -> tuple[str, float]:
+    """The body colour name and its confidence: the share of sampled pixels that carry it, divided by the
+    exposure ``gain`` applied first (a colour named in a brightened dark frame is less sure)."""
     pixels = body_sample(vehicle_bgr, exclude)
     if len(pixels) == 0:
         return "", 0.0
+    if gain != 1.0:
+        pixels = cv2.convertScaleAbs(pixels, alpha=gain)
     counts = np.bincount(name_pixels(pixels), minlength=len(COLOURS))
     best = int(counts.argmax())
-    return COLOURS[best], float(counts[best] / counts.sum())
+    return COLOURS[best], float(counts[best] / counts.sum() / gain)
 
 
 def vehicle_view(vehicle_bgr: np.ndarray, colour: str) -> tuple[str, float]:

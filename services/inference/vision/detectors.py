@@ -16,6 +16,7 @@ from .imaging import Letterbox, letterbox
 PLATE_INPUT, PLATE_OUTPUT, PLATE_SIZE = "images", "output0", 640
 OBJECT_INPUT, OBJECT_OUTPUT, OBJECT_SIZE = "tower_0/images:0", "tower_0/detections:0", 512
 FACE_INPUT, FACE_SIZE = "input:0", 256
+FACE_BATCH = 8  # rows per face-detector call: model_repository/face_detector/config.pbtxt max_batch_size
 FACE_SCORES = ("Identity:0", "Identity_1:0")
 FACE_BOXES = ("Identity_2:0", "Identity_3:0")
 

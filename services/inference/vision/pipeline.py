@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from . import detectors, ocr
-from .attributes import vehicle_colour, vehicle_view
+from .attributes import exposure_gain, vehicle_colour, vehicle_view
 from .imaging import (
     CorruptFrameError,
     EmptyFrameError,
@@ -138,12 +138,12 @@ class AlprPipeline:
         )
         return vehicles, persons
 
-    def detect_faces(self, image: np.ndarray) -> list[Box]:
-        """Face boxes (``x1, y1, x2, y2``) from the whole frame and an overlapping n x n grid of tiles, so
-        that faces too small for one 256-pixel pass of the whole frame are still found."""
+    def detect_faces(self, image: np.ndarray, tiles: bool = True) -> list[Box]:
+        """Face boxes (``x1, y1, x2, y2``) from the whole frame and, with ``tiles``, an overlapping n x n grid
+        of tiles, so that faces too small for one 256-pixel pass of the whole frame are still found."""
         height, width = image.shape[:2]
         windows = [(0, 0, width, height)]
-        grid = self.settings.face_tile_grid
+        grid = self.settings.face_tile_grid if tiles else 0
         if grid:
             tile_w, tile_h = int(width / grid * 1.25), int(height / grid * 1.25)
             for row in range(grid):
@@ -151,16 +151,21 @@ class AlprPipeline:
                     x = min(width - tile_w, col * width // grid)
                     y = min(height - tile_h, row * height // grid)
                     windows.append((max(0, x), max(0, y), tile_w, tile_h))
+        prepared = [detectors.face_input(image[y : y + h, x : x + w]) for x, y, w, h in windows]
         faces: list[Box] = []
-        for x, y, w, h in windows:
-            tensor, geometry = detectors.face_input(image[y : y + h, x : x + w])
+        # The windows go to the model as batches of at most FACE_BATCH rows (its config's max_batch_size).
+        for start in range(0, len(windows), detectors.FACE_BATCH):
+            chunk = prepared[start : start + detectors.FACE_BATCH]
+            tensor = np.concatenate([t for t, _ in chunk])
             outputs = self._runner.infer(FACE_DETECTOR, {detectors.FACE_INPUT: tensor})
-            scores = np.concatenate([outputs[name][0] for name in detectors.FACE_SCORES])
-            boxes = np.concatenate([outputs[name][0] for name in detectors.FACE_BOXES])
-            found = detectors.decode_blazeface(scores, boxes, geometry, self.settings.face_score_threshold, 0.3)
-            for box in found.boxes:
-                grown = expand_box(box, 0.2, 0.25) + np.array([x, y, x, y], np.float32)
-                faces.append(clip_box(grown, width, height))
+            for row, (_, geometry) in enumerate(chunk):
+                x, y = windows[start + row][:2]
+                scores = np.concatenate([outputs[name][row] for name in detectors.FACE_SCORES])
+                boxes = np.concatenate([outputs[name][row] for name in detectors.FACE_BOXES])
+                found = detectors.decode_blazeface(scores, boxes, geometry, self.settings.face_score_threshold, 0.3)
+                for box in found.boxes:
+                    grown = expand_box(box, 0.2, 0.25) + np.array([x, y, x, y], np.float32)
+                    faces.append(clip_box(grown, width, height))
         return faces
 
     # --- the frame --------------------------------------------------------------------------------
@@ -169,13 +174,16 @@ class AlprPipeline:
         height, width = image_bgr.shape[:2]
         plates = self.detect_plates(image_bgr)
         vehicles, persons = self.detect_objects(image_bgr)
-        faces = self.detect_faces(image_bgr)
+        # Small faces are drivers' and passengers' (or people's the person detector missed): the tiles that
+        # find them are searched only when a vehicle or a person is in view. Detected persons are blurred whole.
+        faces = self.detect_faces(image_bgr, tiles=bool(len(vehicles) or len(persons)))
 
         plate_boxes = [clip_box(box, width, height) for box in plates.boxes]
         vehicle_boxes = [clip_box(box, width, height) for box in vehicles.boxes]
         owner = {i: _owning_vehicle(plate_boxes[i], vehicle_boxes) for i in range(len(plate_boxes))}
 
         observations: list[VehicleObs] = []
+        gain = exposure_gain(image_bgr) if vehicle_boxes else 1.0
         for index, (x1, y1, x2, y2) in enumerate(vehicle_boxes):
             crop = image_bgr[y1:y2, x1:x2]
             inside = [
@@ -183,7 +191,7 @@ class AlprPipeline:
                 for p, (px1, py1, px2, py2) in enumerate(plate_boxes)
                 if owner[p] == index
             ]
-            colour, colour_confidence = vehicle_colour(crop, inside)
+            colour, colour_confidence = vehicle_colour(crop, inside, gain)
             view = vehicle_view(crop, colour)[0] if inside else "unknown"
             observations.append(
                 VehicleObs(

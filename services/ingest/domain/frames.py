@@ -12,11 +12,13 @@ from typing import Any
 import grpc
 from PIL import Image, UnidentifiedImageError
 
+from services.common.plates import MAX_PLATE_LEN, normalize_plate
 from services.common.reads import VEHICLE_TYPES, VEHICLE_VIEWS, set_box
 from sightline.common.v1 import read_pb2
 from sightline.ingest.v1 import ingest_pb2
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+MAX_READS_PER_FRAME = 32
 _READ_NAMESPACE = uuid.UUID("5b1c6a53-6d0e-4f0e-9d8a-1b7e3c2f9a10")
 
 
@@ -50,17 +52,30 @@ def read_id(camera_id: str, frame_id: str, index: int) -> str:
     return str(uuid.uuid5(_READ_NAMESPACE, f"{camera_id}/{frame_id}/{index}"))
 
 
-def validate_frame(frame: ingest_pb2.Frame, limits: FrameLimits, now: datetime) -> tuple[int, int]:
-    """Check a frame before any work is spent on it; returns the JPEG's (width, height)."""
+def validate_camera_id(camera_id: str) -> None:
+    if not _ID_RE.match(camera_id):
+        raise FrameRejected(grpc.StatusCode.INVALID_ARGUMENT,
+                            "camera_id must be 1-128 characters of A-Z a-z 0-9 . _ : -")
+
+
+def _validate_header(frame: ingest_pb2.Frame | ingest_pb2.FrameReads, limits: FrameLimits, now: datetime) -> None:
     invalid = grpc.StatusCode.INVALID_ARGUMENT
-    if not _ID_RE.match(frame.camera_id):
-        raise FrameRejected(invalid, "camera_id must be 1-128 characters of A-Z a-z 0-9 . _ : -")
+    validate_camera_id(frame.camera_id)
     if not _ID_RE.match(frame.frame_id):
         raise FrameRejected(invalid, "frame_id must be 1-128 characters of A-Z a-z 0-9 . _ : -")
     if not frame.HasField("captured_at"):
         raise FrameRejected(invalid, "captured_at is required")
     if frame.captured_at.ToDatetime(tzinfo=now.tzinfo) > now + limits.max_clock_skew:
         raise FrameRejected(invalid, "captured_at is in the future: check the camera's clock")
+    if frame.HasField("location") and not (-90 <= frame.location.latitude <= 90
+                                           and -180 <= frame.location.longitude <= 180):
+        raise FrameRejected(invalid, "location is not a valid latitude/longitude")
+
+
+def validate_frame(frame: ingest_pb2.Frame, limits: FrameLimits, now: datetime) -> tuple[int, int]:
+    """Check a frame before any work is spent on it; returns the JPEG's (width, height)."""
+    invalid = grpc.StatusCode.INVALID_ARGUMENT
+    _validate_header(frame, limits, now)
     if not frame.jpeg:
         raise FrameRejected(invalid, "frame has no image (jpeg is empty)")
     if len(frame.jpeg) > limits.max_bytes:
@@ -74,10 +89,48 @@ def validate_frame(frame: ingest_pb2.Frame, limits: FrameLimits, now: datetime) 
         raise FrameRejected(invalid, f"frame is {fmt}, not JPEG")
     if width * height > limits.max_pixels:
         raise FrameRejected(invalid, f"frame is {width}x{height}, over the limit of {limits.max_pixels} pixels")
-    if frame.HasField("location") and not (-90 <= frame.location.latitude <= 90
-                                           and -180 <= frame.location.longitude <= 180):
-        raise FrameRejected(invalid, "location is not a valid latitude/longitude")
     return width, height
+
+
+def validate_frame_reads(frame: ingest_pb2.FrameReads, limits: FrameLimits, now: datetime) -> None:
+    """Check the reads a gateway made itself: the frame's header as for an image, and each plate."""
+    _validate_header(frame, limits, now)
+    invalid = grpc.StatusCode.INVALID_ARGUMENT
+    if len(frame.reads) > MAX_READS_PER_FRAME:
+        raise FrameRejected(invalid, f"at most {MAX_READS_PER_FRAME} reads per frame")
+    for read in frame.reads:
+        if len(normalize_plate(read.plate)) > MAX_PLATE_LEN or len(read.plate) > 2 * MAX_PLATE_LEN:
+            raise FrameRejected(invalid, f"a plate has more than {MAX_PLATE_LEN} letters or digits")
+        if not 0 <= read.confidence <= 1 or len(read.candidates) > MAX_READS_PER_FRAME:
+            raise FrameRejected(invalid, "confidence must be within 0-1, with at most 32 candidates")
+        if len(read.vehicle.colour) > 32 or len(read.vehicle.make) > 64:
+            raise FrameRejected(invalid, "vehicle colour or make is too long")
+
+
+def gateway_reads(frame: ingest_pb2.FrameReads, agency_id: str, stored_at: datetime,
+                  expire_at: datetime) -> list[read_pb2.Read]:
+    """The reads of a gateway's FrameReads as stored: the same ids, fields and normalisation as a frame's."""
+    reads = []
+    for i, plate in enumerate(frame.reads):
+        read = read_pb2.Read(read_id=read_id(frame.camera_id, frame.frame_id, i), camera_id=frame.camera_id,
+                             agency_id=agency_id, frame_id=frame.frame_id)
+        read.captured_at.CopyFrom(frame.captured_at)
+        read.stored_at.FromDatetime(stored_at)
+        read.expires_at.FromDatetime(expire_at)
+        if normalized := normalize_plate(plate.plate):
+            read.plate, read.plate_normalized, read.confidence = plate.plate, normalized, plate.confidence
+            read.candidates.extend(plate.candidates)
+            read.region.CopyFrom(plate.region)
+            read.plate_box.CopyFrom(plate.plate_box)
+        if plate.HasField("vehicle"):
+            read.vehicle.CopyFrom(plate.vehicle)
+            read.vehicle.colour = plate.vehicle.colour.strip().lower()
+        if frame.HasField("location"):
+            read.location.CopyFrom(frame.location)
+        if frame.HasField("heading_degrees"):
+            read.heading_degrees = frame.heading_degrees
+        reads.append(read)
+    return reads
 
 
 def _vehicle(v: dict[str, Any]) -> read_pb2.Vehicle:

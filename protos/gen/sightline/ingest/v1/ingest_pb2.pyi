@@ -180,7 +180,74 @@ class UpsertCameraRequest(_message.Message):
 Global___UpsertCameraRequest: _TypeAlias = UpsertCameraRequest  # noqa: Y015
 
 @_typing.final
+class UpsertCameraResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAMERA_FIELD_NUMBER: _builtins.int
+    SECRET_FIELD_NUMBER: _builtins.int
+    secret: _builtins.str
+    """Set only when the camera was created: the gateway's credential secret."""
+    @_builtins.property
+    def camera(self) -> Global___Camera: ...
+    def __init__(
+        self,
+        *,
+        camera: Global___Camera | None = ...,
+        secret: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["camera", b"camera"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["camera", b"camera", "secret", b"secret"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpsertCameraResponse: _TypeAlias = UpsertCameraResponse  # noqa: Y015
+
+@_typing.final
+class RotateCameraSecretRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAMERA_ID_FIELD_NUMBER: _builtins.int
+    camera_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        camera_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["camera_id", b"camera_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RotateCameraSecretRequest: _TypeAlias = RotateCameraSecretRequest  # noqa: Y015
+
+@_typing.final
+class RotateCameraSecretResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAMERA_ID_FIELD_NUMBER: _builtins.int
+    SECRET_FIELD_NUMBER: _builtins.int
+    camera_id: _builtins.str
+    secret: _builtins.str
+    def __init__(
+        self,
+        *,
+        camera_id: _builtins.str = ...,
+        secret: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["camera_id", b"camera_id", "secret", b"secret"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RotateCameraSecretResponse: _TypeAlias = RotateCameraSecretResponse  # noqa: Y015
+
+@_typing.final
 class ListCamerasRequest(_message.Message):
+    """Only the caller's own agency's cameras are listed."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     AGENCY_ID_FIELD_NUMBER: _builtins.int
@@ -217,3 +284,127 @@ class ListCamerasResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListCamerasResponse: _TypeAlias = ListCamerasResponse  # noqa: Y015
+
+@_typing.final
+class PlateRead(_message.Message):
+    """One plate (or plate-less vehicle) read by the gateway itself."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLATE_FIELD_NUMBER: _builtins.int
+    CONFIDENCE_FIELD_NUMBER: _builtins.int
+    CANDIDATES_FIELD_NUMBER: _builtins.int
+    REGION_FIELD_NUMBER: _builtins.int
+    PLATE_BOX_FIELD_NUMBER: _builtins.int
+    VEHICLE_FIELD_NUMBER: _builtins.int
+    plate: _builtins.str
+    confidence: _builtins.float
+    @_builtins.property
+    def candidates(self) -> _containers.RepeatedCompositeFieldContainer[_read_pb2.PlateCandidate]: ...
+    @_builtins.property
+    def region(self) -> _read_pb2.Region: ...
+    @_builtins.property
+    def plate_box(self) -> _read_pb2.BoundingBox: ...
+    @_builtins.property
+    def vehicle(self) -> _read_pb2.Vehicle: ...
+    def __init__(
+        self,
+        *,
+        plate: _builtins.str = ...,
+        confidence: _builtins.float = ...,
+        candidates: _abc.Iterable[_read_pb2.PlateCandidate] | None = ...,
+        region: _read_pb2.Region | None = ...,
+        plate_box: _read_pb2.BoundingBox | None = ...,
+        vehicle: _read_pb2.Vehicle | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["plate_box", b"plate_box", "region", b"region", "vehicle", b"vehicle"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidates", b"candidates", "confidence", b"confidence", "plate", b"plate", "plate_box", b"plate_box", "region", b"region", "vehicle", b"vehicle"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlateRead: _TypeAlias = PlateRead  # noqa: Y015
+
+@_typing.final
+class FrameReads(_message.Message):
+    """The reads of one frame a gateway captured and read itself."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAMERA_ID_FIELD_NUMBER: _builtins.int
+    FRAME_ID_FIELD_NUMBER: _builtins.int
+    CAPTURED_AT_FIELD_NUMBER: _builtins.int
+    LOCATION_FIELD_NUMBER: _builtins.int
+    HEADING_DEGREES_FIELD_NUMBER: _builtins.int
+    READS_FIELD_NUMBER: _builtins.int
+    camera_id: _builtins.str
+    frame_id: _builtins.str
+    """Unique per camera, as for Frame: sent again, nothing is stored twice."""
+    heading_degrees: _builtins.float
+    @_builtins.property
+    def captured_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def location(self) -> _read_pb2.GeoPoint: ...
+    @_builtins.property
+    def reads(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlateRead]: ...
+    def __init__(
+        self,
+        *,
+        camera_id: _builtins.str = ...,
+        frame_id: _builtins.str = ...,
+        captured_at: _timestamp_pb2.Timestamp | None = ...,
+        location: _read_pb2.GeoPoint | None = ...,
+        heading_degrees: _builtins.float | None = ...,
+        reads: _abc.Iterable[Global___PlateRead] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_heading_degrees", b"_heading_degrees", "captured_at", b"captured_at", "heading_degrees", b"heading_degrees", "location", b"location"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_heading_degrees", b"_heading_degrees", "camera_id", b"camera_id", "captured_at", b"captured_at", "frame_id", b"frame_id", "heading_degrees", b"heading_degrees", "location", b"location", "reads", b"reads"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__heading_degrees: _TypeAlias = _typing.Literal["heading_degrees"]  # noqa: Y015
+    _WhichOneofArgType__heading_degrees: _TypeAlias = _typing.Literal["_heading_degrees", b"_heading_degrees"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__heading_degrees) -> _WhichOneofReturnType__heading_degrees | None: ...
+
+Global___FrameReads: _TypeAlias = FrameReads  # noqa: Y015
+
+@_typing.final
+class ReadBatch(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FRAMES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def frames(self) -> _containers.RepeatedCompositeFieldContainer[Global___FrameReads]: ...
+    def __init__(
+        self,
+        *,
+        frames: _abc.Iterable[Global___FrameReads] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["frames", b"frames"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadBatch: _TypeAlias = ReadBatch  # noqa: Y015
+
+@_typing.final
+class ReadBatchAck(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACKS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def acks(self) -> _containers.RepeatedCompositeFieldContainer[Global___FrameAck]:
+        """One per FrameReads, in order (FrameAck.reads stays empty)."""
+
+    def __init__(
+        self,
+        *,
+        acks: _abc.Iterable[Global___FrameAck] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acks", b"acks"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadBatchAck: _TypeAlias = ReadBatchAck  # noqa: Y015

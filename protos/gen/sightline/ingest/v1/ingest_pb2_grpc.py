@@ -28,6 +28,11 @@ if _version_not_supported:
 class IngestServiceStub:
     """Camera gateways push still frames here. A frame is acknowledged only after
     its reads (and its redacted image) are durably stored.
+
+    Every call carries camera credentials, one metadata entry per camera the
+    gateway sends for: `authorization: Camera <camera_id>:<secret>` (the secret
+    CameraRegistryService issued). No or a wrong credential: UNAUTHENTICATED; a
+    frame of a camera not presented: PERMISSION_DENIED.
     """
 
     def __init__(self, channel):
@@ -46,11 +51,26 @@ class IngestServiceStub:
                 request_serializer=sightline_dot_ingest_dot_v1_dot_ingest__pb2.Frame.SerializeToString,
                 response_deserializer=sightline_dot_ingest_dot_v1_dot_ingest__pb2.FrameAck.FromString,
                 _registered_method=True)
+        self.SubmitReads = channel.unary_unary(
+                '/sightline.ingest.v1.IngestService/SubmitReads',
+                request_serializer=sightline_dot_ingest_dot_v1_dot_ingest__pb2.ReadBatch.SerializeToString,
+                response_deserializer=sightline_dot_ingest_dot_v1_dot_ingest__pb2.ReadBatchAck.FromString,
+                _registered_method=True)
+        self.StreamReads = channel.stream_stream(
+                '/sightline.ingest.v1.IngestService/StreamReads',
+                request_serializer=sightline_dot_ingest_dot_v1_dot_ingest__pb2.ReadBatch.SerializeToString,
+                response_deserializer=sightline_dot_ingest_dot_v1_dot_ingest__pb2.ReadBatchAck.FromString,
+                _registered_method=True)
 
 
 class IngestServiceServicer:
     """Camera gateways push still frames here. A frame is acknowledged only after
     its reads (and its redacted image) are durably stored.
+
+    Every call carries camera credentials, one metadata entry per camera the
+    gateway sends for: `authorization: Camera <camera_id>:<secret>` (the secret
+    CameraRegistryService issued). No or a wrong credential: UNAUTHENTICATED; a
+    frame of a camera not presented: PERMISSION_DENIED.
     """
 
     def StreamFrames(self, request_iterator, context):
@@ -69,6 +89,22 @@ class IngestServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitReads(self, request, context):
+        """Reads made by a gateway that reads plates itself (no image). Each
+        FrameReads is stored like a frame's pipeline reads (idempotent per
+        camera and frame id, transactional, published on the read stream); one
+        acknowledgement per FrameReads, in order, in a ReadBatchAck.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamReads(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngestServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -82,6 +118,16 @@ def add_IngestServiceServicer_to_server(servicer, server):
                     request_deserializer=sightline_dot_ingest_dot_v1_dot_ingest__pb2.Frame.FromString,
                     response_serializer=sightline_dot_ingest_dot_v1_dot_ingest__pb2.FrameAck.SerializeToString,
             ),
+            'SubmitReads': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitReads,
+                    request_deserializer=sightline_dot_ingest_dot_v1_dot_ingest__pb2.ReadBatch.FromString,
+                    response_serializer=sightline_dot_ingest_dot_v1_dot_ingest__pb2.ReadBatchAck.SerializeToString,
+            ),
+            'StreamReads': grpc.stream_stream_rpc_method_handler(
+                    servicer.StreamReads,
+                    request_deserializer=sightline_dot_ingest_dot_v1_dot_ingest__pb2.ReadBatch.FromString,
+                    response_serializer=sightline_dot_ingest_dot_v1_dot_ingest__pb2.ReadBatchAck.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'sightline.ingest.v1.IngestService', rpc_method_handlers)
@@ -93,6 +139,11 @@ def add_IngestServiceServicer_to_server(servicer, server):
 class IngestService:
     """Camera gateways push still frames here. A frame is acknowledged only after
     its reads (and its redacted image) are durably stored.
+
+    Every call carries camera credentials, one metadata entry per camera the
+    gateway sends for: `authorization: Camera <camera_id>:<secret>` (the secret
+    CameraRegistryService issued). No or a wrong credential: UNAUTHENTICATED; a
+    frame of a camera not presented: PERMISSION_DENIED.
     """
 
     @staticmethod
@@ -149,9 +200,64 @@ class IngestService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def SubmitReads(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sightline.ingest.v1.IngestService/SubmitReads',
+            sightline_dot_ingest_dot_v1_dot_ingest__pb2.ReadBatch.SerializeToString,
+            sightline_dot_ingest_dot_v1_dot_ingest__pb2.ReadBatchAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamReads(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/sightline.ingest.v1.IngestService/StreamReads',
+            sightline_dot_ingest_dot_v1_dot_ingest__pb2.ReadBatch.SerializeToString,
+            sightline_dot_ingest_dot_v1_dot_ingest__pb2.ReadBatchAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class CameraRegistryServiceStub:
-    """The register of cameras allowed to send frames.
+    """The register of cameras allowed to send frames. Agency admins only
+    (permission cameras:manage), for their own agency's cameras.
     """
 
     def __init__(self, channel):
@@ -163,21 +269,29 @@ class CameraRegistryServiceStub:
         self.UpsertCamera = channel.unary_unary(
                 '/sightline.ingest.v1.CameraRegistryService/UpsertCamera',
                 request_serializer=sightline_dot_ingest_dot_v1_dot_ingest__pb2.UpsertCameraRequest.SerializeToString,
-                response_deserializer=sightline_dot_ingest_dot_v1_dot_ingest__pb2.Camera.FromString,
+                response_deserializer=sightline_dot_ingest_dot_v1_dot_ingest__pb2.UpsertCameraResponse.FromString,
                 _registered_method=True)
         self.ListCameras = channel.unary_unary(
                 '/sightline.ingest.v1.CameraRegistryService/ListCameras',
                 request_serializer=sightline_dot_ingest_dot_v1_dot_ingest__pb2.ListCamerasRequest.SerializeToString,
                 response_deserializer=sightline_dot_ingest_dot_v1_dot_ingest__pb2.ListCamerasResponse.FromString,
                 _registered_method=True)
+        self.RotateCameraSecret = channel.unary_unary(
+                '/sightline.ingest.v1.CameraRegistryService/RotateCameraSecret',
+                request_serializer=sightline_dot_ingest_dot_v1_dot_ingest__pb2.RotateCameraSecretRequest.SerializeToString,
+                response_deserializer=sightline_dot_ingest_dot_v1_dot_ingest__pb2.RotateCameraSecretResponse.FromString,
+                _registered_method=True)
 
 
 class CameraRegistryServiceServicer:
-    """The register of cameras allowed to send frames.
+    """The register of cameras allowed to send frames. Agency admins only
+    (permission cameras:manage), for their own agency's cameras.
     """
 
     def UpsertCamera(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Creates or updates a camera. A new camera gets its secret in the reply,
+        once; only its hash is kept.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -188,18 +302,30 @@ class CameraRegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RotateCameraSecret(self, request, context):
+        """A new secret for the camera (the old one stops working), returned once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CameraRegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'UpsertCamera': grpc.unary_unary_rpc_method_handler(
                     servicer.UpsertCamera,
                     request_deserializer=sightline_dot_ingest_dot_v1_dot_ingest__pb2.UpsertCameraRequest.FromString,
-                    response_serializer=sightline_dot_ingest_dot_v1_dot_ingest__pb2.Camera.SerializeToString,
+                    response_serializer=sightline_dot_ingest_dot_v1_dot_ingest__pb2.UpsertCameraResponse.SerializeToString,
             ),
             'ListCameras': grpc.unary_unary_rpc_method_handler(
                     servicer.ListCameras,
                     request_deserializer=sightline_dot_ingest_dot_v1_dot_ingest__pb2.ListCamerasRequest.FromString,
                     response_serializer=sightline_dot_ingest_dot_v1_dot_ingest__pb2.ListCamerasResponse.SerializeToString,
+            ),
+            'RotateCameraSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateCameraSecret,
+                    request_deserializer=sightline_dot_ingest_dot_v1_dot_ingest__pb2.RotateCameraSecretRequest.FromString,
+                    response_serializer=sightline_dot_ingest_dot_v1_dot_ingest__pb2.RotateCameraSecretResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -210,7 +336,8 @@ def add_CameraRegistryServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class CameraRegistryService:
-    """The register of cameras allowed to send frames.
+    """The register of cameras allowed to send frames. Agency admins only
+    (permission cameras:manage), for their own agency's cameras.
     """
 
     @staticmethod
@@ -229,7 +356,7 @@ class CameraRegistryService:
             target,
             '/sightline.ingest.v1.CameraRegistryService/UpsertCamera',
             sightline_dot_ingest_dot_v1_dot_ingest__pb2.UpsertCameraRequest.SerializeToString,
-            sightline_dot_ingest_dot_v1_dot_ingest__pb2.Camera.FromString,
+            sightline_dot_ingest_dot_v1_dot_ingest__pb2.UpsertCameraResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -257,6 +384,33 @@ class CameraRegistryService:
             '/sightline.ingest.v1.CameraRegistryService/ListCameras',
             sightline_dot_ingest_dot_v1_dot_ingest__pb2.ListCamerasRequest.SerializeToString,
             sightline_dot_ingest_dot_v1_dot_ingest__pb2.ListCamerasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateCameraSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sightline.ingest.v1.CameraRegistryService/RotateCameraSecret',
+            sightline_dot_ingest_dot_v1_dot_ingest__pb2.RotateCameraSecretRequest.SerializeToString,
+            sightline_dot_ingest_dot_v1_dot_ingest__pb2.RotateCameraSecretResponse.FromString,
             options,
             channel_credentials,
             insecure,

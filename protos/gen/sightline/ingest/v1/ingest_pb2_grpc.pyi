@@ -29,6 +29,11 @@ GRPC_VERSION: str
 class IngestServiceStub:
     """Camera gateways push still frames here. A frame is acknowledged only after
     its reads (and its redacted image) are durably stored.
+
+    Every call carries camera credentials, one metadata entry per camera the
+    gateway sends for: `authorization: Camera <camera_id>:<secret>` (the secret
+    CameraRegistryService issued). No or a wrong credential: UNAUTHENTICATED; a
+    frame of a camera not presented: PERMISSION_DENIED.
     """
 
     @_typing.overload
@@ -42,11 +47,23 @@ class IngestServiceStub:
     """
     SubmitFrame: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.Frame, _ingest_pb2.FrameAck]
     """One frame; errors are returned as gRPC status codes."""
+    SubmitReads: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.ReadBatch, _ingest_pb2.ReadBatchAck]
+    """Reads made by a gateway that reads plates itself (no image). Each
+    FrameReads is stored like a frame's pipeline reads (idempotent per
+    camera and frame id, transactional, published on the read stream); one
+    acknowledgement per FrameReads, in order, in a ReadBatchAck.
+    """
+    StreamReads: _grpc.StreamStreamMultiCallable[_ingest_pb2.ReadBatch, _ingest_pb2.ReadBatchAck]
 
 @_typing.type_check_only
 class IngestServiceAsyncStub(IngestServiceStub):
     """Camera gateways push still frames here. A frame is acknowledged only after
     its reads (and its redacted image) are durably stored.
+
+    Every call carries camera credentials, one metadata entry per camera the
+    gateway sends for: `authorization: Camera <camera_id>:<secret>` (the secret
+    CameraRegistryService issued). No or a wrong credential: UNAUTHENTICATED; a
+    frame of a camera not presented: PERMISSION_DENIED.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -57,10 +74,22 @@ class IngestServiceAsyncStub(IngestServiceStub):
     """
     SubmitFrame: _aio.UnaryUnaryMultiCallable[_ingest_pb2.Frame, _ingest_pb2.FrameAck]  # type: ignore[assignment]
     """One frame; errors are returned as gRPC status codes."""
+    SubmitReads: _aio.UnaryUnaryMultiCallable[_ingest_pb2.ReadBatch, _ingest_pb2.ReadBatchAck]  # type: ignore[assignment]
+    """Reads made by a gateway that reads plates itself (no image). Each
+    FrameReads is stored like a frame's pipeline reads (idempotent per
+    camera and frame id, transactional, published on the read stream); one
+    acknowledgement per FrameReads, in order, in a ReadBatchAck.
+    """
+    StreamReads: _aio.StreamStreamMultiCallable[_ingest_pb2.ReadBatch, _ingest_pb2.ReadBatchAck]  # type: ignore[assignment]
 
 class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
     """Camera gateways push still frames here. A frame is acknowledged only after
     its reads (and its redacted image) are durably stored.
+
+    Every call carries camera credentials, one metadata entry per camera the
+    gateway sends for: `authorization: Camera <camera_id>:<secret>` (the secret
+    CameraRegistryService issued). No or a wrong credential: UNAUTHENTICATED; a
+    frame of a camera not presented: PERMISSION_DENIED.
     """
 
     @_abc_1.abstractmethod
@@ -82,35 +111,73 @@ class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_ingest_pb2.FrameAck, _abc.Awaitable[_ingest_pb2.FrameAck]]:
         """One frame; errors are returned as gRPC status codes."""
 
+    @_abc_1.abstractmethod
+    def SubmitReads(
+        self,
+        request: _ingest_pb2.ReadBatch,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingest_pb2.ReadBatchAck, _abc.Awaitable[_ingest_pb2.ReadBatchAck]]:
+        """Reads made by a gateway that reads plates itself (no image). Each
+        FrameReads is stored like a frame's pipeline reads (idempotent per
+        camera and frame id, transactional, published on the read stream); one
+        acknowledgement per FrameReads, in order, in a ReadBatchAck.
+        """
+
+    @_abc_1.abstractmethod
+    def StreamReads(
+        self,
+        request_iterator: _MaybeAsyncIterator[_ingest_pb2.ReadBatch],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_ingest_pb2.ReadBatchAck], _abc.AsyncIterator[_ingest_pb2.ReadBatchAck]]: ...
+
 def add_IngestServiceServicer_to_server(servicer: IngestServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
 class CameraRegistryServiceStub:
-    """The register of cameras allowed to send frames."""
+    """The register of cameras allowed to send frames. Agency admins only
+    (permission cameras:manage), for their own agency's cameras.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> CameraRegistryServiceAsyncStub: ...
-    UpsertCamera: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.UpsertCameraRequest, _ingest_pb2.Camera]
+    UpsertCamera: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.UpsertCameraRequest, _ingest_pb2.UpsertCameraResponse]
+    """Creates or updates a camera. A new camera gets its secret in the reply,
+    once; only its hash is kept.
+    """
     ListCameras: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.ListCamerasRequest, _ingest_pb2.ListCamerasResponse]
+    RotateCameraSecret: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.RotateCameraSecretRequest, _ingest_pb2.RotateCameraSecretResponse]
+    """A new secret for the camera (the old one stops working), returned once."""
 
 @_typing.type_check_only
 class CameraRegistryServiceAsyncStub(CameraRegistryServiceStub):
-    """The register of cameras allowed to send frames."""
+    """The register of cameras allowed to send frames. Agency admins only
+    (permission cameras:manage), for their own agency's cameras.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
-    UpsertCamera: _aio.UnaryUnaryMultiCallable[_ingest_pb2.UpsertCameraRequest, _ingest_pb2.Camera]  # type: ignore[assignment]
+    UpsertCamera: _aio.UnaryUnaryMultiCallable[_ingest_pb2.UpsertCameraRequest, _ingest_pb2.UpsertCameraResponse]  # type: ignore[assignment]
+    """Creates or updates a camera. A new camera gets its secret in the reply,
+    once; only its hash is kept.
+    """
     ListCameras: _aio.UnaryUnaryMultiCallable[_ingest_pb2.ListCamerasRequest, _ingest_pb2.ListCamerasResponse]  # type: ignore[assignment]
+    RotateCameraSecret: _aio.UnaryUnaryMultiCallable[_ingest_pb2.RotateCameraSecretRequest, _ingest_pb2.RotateCameraSecretResponse]  # type: ignore[assignment]
+    """A new secret for the camera (the old one stops working), returned once."""
 
 class CameraRegistryServiceServicer(metaclass=_abc_1.ABCMeta):
-    """The register of cameras allowed to send frames."""
+    """The register of cameras allowed to send frames. Agency admins only
+    (permission cameras:manage), for their own agency's cameras.
+    """
 
     @_abc_1.abstractmethod
     def UpsertCamera(
         self,
         request: _ingest_pb2.UpsertCameraRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_ingest_pb2.Camera, _abc.Awaitable[_ingest_pb2.Camera]]: ...
+    ) -> _typing.Union[_ingest_pb2.UpsertCameraResponse, _abc.Awaitable[_ingest_pb2.UpsertCameraResponse]]:
+        """Creates or updates a camera. A new camera gets its secret in the reply,
+        once; only its hash is kept.
+        """
 
     @_abc_1.abstractmethod
     def ListCameras(
@@ -118,5 +185,13 @@ class CameraRegistryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ingest_pb2.ListCamerasRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ingest_pb2.ListCamerasResponse, _abc.Awaitable[_ingest_pb2.ListCamerasResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RotateCameraSecret(
+        self,
+        request: _ingest_pb2.RotateCameraSecretRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingest_pb2.RotateCameraSecretResponse, _abc.Awaitable[_ingest_pb2.RotateCameraSecretResponse]]:
+        """A new secret for the camera (the old one stops working), returned once."""
 
 def add_CameraRegistryServiceServicer_to_server(servicer: CameraRegistryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,80 @@
+"""Per-camera gateway credentials.
+
+CameraRegistryService issues each camera a random 32-byte secret once (on creation, or on rotation) and keeps
+only its SHA-256. A gateway presents `authorization: Camera <camera_id>:<secret>`, one metadata entry per camera
+it sends for; ingest accepts a frame only for a camera presented with its right secret. A high-entropy random
+secret needs no slow password hash: SHA-256 of it cannot be brute-forced, and checking it costs microseconds.
+The camera record (with the hash) comes from FrameStore's short cache, so a frame costs no lookup; a rotated
+secret stops working on other replicas within that cache time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import grpc
+
+from services.common.auth import AuthError, auth_metadata
+from sightline.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+
+SCHEME = "camera "
+SECRET_BYTES = 32
+
+CameraLookup = Callable[[str], Awaitable[dict[str, Any] | None]]
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(SECRET_BYTES)
+
+
+def secret_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def camera_metadata(credentials: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """gRPC metadata presenting (camera_id, secret) pairs."""
+    return tuple(("authorization", f"Camera {camera_id}:{secret}") for camera_id, secret in credentials)
+
+
+def presented(metadata: Iterable[tuple[str, Any]]) -> list[tuple[str, str]]:
+    """The (camera_id, secret) pairs of the call's `authorization: Camera ...` entries."""
+    out = []
+    for key, value in metadata:
+        if key == "authorization" and isinstance(value, str) and value[:len(SCHEME)].lower() == SCHEME:
+            camera_id, sep, secret = value[len(SCHEME):].strip().partition(":")
+            if not sep or not camera_id or not secret:
+                raise AuthError(grpc.StatusCode.UNAUTHENTICATED, "camera credential must be 'Camera <id>:<secret>'")
+            out.append((camera_id, secret))
+    return out
+
+
+async def authenticate_cameras(context: grpc.aio.ServicerContext, lookup: CameraLookup) -> frozenset[str]:
+    """The cameras this call proved it speaks for; AuthError (UNAUTHENTICATED) when none or any is wrong."""
+    pairs = presented(context.invocation_metadata() or ())
+    if not pairs:
+        raise AuthError(grpc.StatusCode.UNAUTHENTICATED,
+                        "camera credentials are required (metadata 'authorization: Camera <camera_id>:<secret>')")
+    for camera_id, secret in pairs:
+        doc = await lookup(camera_id)
+        stored = (doc or {}).get("secret_hash", "")
+        # Compared even when the camera is unknown, so that both cases take the same time.
+        if not hmac.compare_digest(stored or secret_hash(""), secret_hash(secret)) or not stored:
+            raise AuthError(grpc.StatusCode.UNAUTHENTICATED,
+                            f"camera {camera_id[:128]!r}: unknown or inactive camera, or wrong secret")
+    return frozenset(camera_id for camera_id, _ in pairs)
+
+
+async def register_camera(channel: grpc.aio.Channel, camera: ingest_pb2.Camera,
+                          admin_token: str) -> tuple[tuple[str, str], ...]:
+    """Client side (tests, benchmarks): upsert `camera` as an agency admin and return the
+    call metadata presenting its secret: the one issued on creation, or a rotated one when it existed."""
+    registry = ingest_pb2_grpc.CameraRegistryServiceStub(channel)
+    admin = auth_metadata(admin_token)
+    reply = await registry.UpsertCamera(ingest_pb2.UpsertCameraRequest(camera=camera), metadata=admin, timeout=30)
+    secret = reply.secret or (await registry.RotateCameraSecret(
+        ingest_pb2.RotateCameraSecretRequest(camera_id=camera.camera_id), metadata=admin, timeout=30)).secret
+    return camera_metadata([(camera.camera_id, secret)])

@@ -1,0 +1,102 @@
+"""The staff console without the services: form parsing, CSRF, and the session rules of the web app."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from services.console.app import create_app
+from services.console.domain import forms
+from services.console.domain.forms import CSRF_COOKIE, Csrf, FormError
+from services.console.settings import ConsoleSettings
+from sightline.hotlist.v1 import hotlist_pb2
+from sightline.search.v1 import search_pb2
+
+pytestmark = pytest.mark.unit
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def test_csrf_token_is_bound_to_the_nonce_and_the_key() -> None:
+    csrf = Csrf(b"k" * 32)
+    nonce = Csrf.new_nonce()
+    assert csrf.valid(nonce, csrf.token(nonce))
+    assert not csrf.valid(nonce, Csrf(b"other key").token(nonce))
+    assert not csrf.valid(Csrf.new_nonce(), csrf.token(nonce))
+    assert not csrf.valid(None, csrf.token(nonce)) and not csrf.valid(nonce, None)
+
+
+def test_search_form_becomes_a_purpose_bound_request() -> None:
+    req = forms.search_request({"kind": "plate_pattern", "plate": " AB?12* ", "purpose": "7", "case_number": "C-1 ",
+                                "partners": "on", "hours": "2"}, NOW)
+    assert req.WhichOneof("plate_query") == "plate_pattern" and req.plate_pattern == "AB?12*"
+    assert req.purpose == search_pb2.PURPOSE_VEHICLE_THEFT and req.case_number == "C-1"
+    assert req.include_partner_agencies
+    assert req.start_time.ToDatetime(tzinfo=UTC) == datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("form", [{"purpose": ""}, {"purpose": "abc"}, {"purpose": "999"},
+                                  {"purpose": "1", "kind": "plate_regex"}, {"purpose": "1", "hours": "-1"}])
+def test_bad_search_forms_are_refused_before_any_call(form) -> None:
+    with pytest.raises(FormError):
+        forms.search_request(form, NOW)
+
+
+def test_prohibited_purposes_are_not_offered_but_reach_the_service_when_forged() -> None:
+    offered = {value for value, _ in forms.PURPOSES}
+    assert search_pb2.PURPOSE_IMMIGRATION_ENFORCEMENT not in offered
+    # A forged form is passed on: the search service refuses it and audits the refusal.
+    req = forms.search_request({"purpose": str(search_pb2.PURPOSE_IMMIGRATION_ENFORCEMENT)}, NOW)
+    assert req.purpose == search_pb2.PURPOSE_IMMIGRATION_ENFORCEMENT
+
+
+def test_alert_image_is_viewed_under_the_record_purpose() -> None:
+    alert = hotlist_pb2.Alert(entry=hotlist_pb2.HotlistEntry(code="A", record_id="AMBER-7"))
+    assert forms.alert_access(alert) == (search_pb2.PURPOSE_KIDNAPPING, "AMBER-7")
+    alert.entry.code = "Z"
+    assert forms.alert_access(alert)[0] == search_pb2.PURPOSE_OTHER_FELONY
+
+
+def test_hold_and_hotlist_forms() -> None:
+    hold = forms.hold_request({"read_ids": "r1, r2\nr3", "case_number": "C-9", "justification": "why"})
+    assert list(hold.read_ids.ids) == ["r1", "r2", "r3"]
+    with pytest.raises(FormError):
+        forms.hold_request({"read_ids": "r1", "case_number": "C-9"})
+    entry = forms.hotlist_entry({"list_id": "l", "plate": "ab 123", "state": "va", "code": "v"})
+    assert (entry.plate, entry.state, entry.code) == ("AB 123", "VA", "V")
+
+
+@pytest.fixture
+async def client(tmp_path):
+    app = create_app(ConsoleSettings(data_dir=tmp_path, csrf_secret="unit-test-key"))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://console") as c:
+        yield c
+
+
+async def test_pages_need_a_session(client) -> None:
+    reply = await client.get("/search")
+    assert reply.status_code == 303 and reply.headers["location"] == "/login"
+    client.cookies.set(forms.SESSION_COOKIE, "not-a-token")
+    reply = await client.get("/search")
+    assert reply.status_code == 303 and reply.headers["location"] == "/login"
+
+
+async def test_login_page_sets_a_strict_httponly_csrf_cookie_and_a_strict_csp(client) -> None:
+    reply = await client.get("/login")
+    assert reply.status_code == 200
+    cookie = reply.headers["set-cookie"]
+    assert cookie.startswith(f"{CSRF_COOKIE}=") and "HttpOnly" in cookie and "SameSite=strict" in cookie
+    assert "Secure" not in cookie  # plain HTTP here; over TLS the cookies are Secure
+    nonce = reply.cookies[CSRF_COOKIE]
+    assert Csrf(b"unit-test-key").token(nonce) in reply.text
+    assert "script-src 'self'" in reply.headers["content-security-policy"]
+    assert reply.headers["cache-control"] == "no-store"
+
+
+async def test_posts_without_a_valid_csrf_token_are_refused(client) -> None:
+    await client.get("/login")
+    reply = await client.post("/login", data={"username": "u", "password": "p", "totp_code": "123456"})
+    assert reply.status_code == 403 and "reload the page" in reply.text
+    reply = await client.post("/login", data={"csrf": "0" * 64, "username": "u"})
+    assert reply.status_code == 403
