@@ -25,20 +25,22 @@ from local import AGENCY, login_new_user, start_stack
 from runner import OpenLoop, Scenario, histogram, quantiles, write_summary
 from synthetic import Traffic, cameras
 
+from services.common.auth import auth_metadata
 from sightline.hotlist.v1 import hotlist_pb2, hotlist_pb2_grpc
 from sightline.ingest.v1 import ingest_pb2_grpc
 
 H = hotlist_pb2
 
 
-async def make_list(channel: grpc.aio.Channel, plates: list[str]) -> str:
-    stub = hotlist_pb2_grpc.HotlistServiceStub(channel)
+async def make_list(channel: grpc.aio.Channel, plates: list[str], token: str) -> str:
+    """A list of the load agency, made by `token`'s holder (an agency admin: hotlists:manage)."""
+    stub, md = hotlist_pb2_grpc.HotlistServiceStub(channel), auth_metadata(token)
     list_id = f"load-{uuid.uuid4().hex[:8]}"
     await stub.UpsertList(H.UpsertListRequest(list=H.HotList(list_id=list_id, name="load test", owner=AGENCY,
-                                                             source=H.LIST_SOURCE_AGENCY)), timeout=30)
+                                                             source=H.LIST_SOURCE_AGENCY)), metadata=md, timeout=30)
     for plate in plates:
         await stub.AddEntry(H.AddEntryRequest(entry=H.HotlistEntry(list_id=list_id, plate=plate, code="V",
-                                                                   reason="stolen vehicle")), timeout=30)
+                                                                   reason="stolen vehicle")), metadata=md, timeout=30)
     return list_id
 
 
@@ -49,14 +51,16 @@ async def run(scenario: Scenario, stack) -> dict[str, Any]:
     hot = sorted({v[0] for v in traffic.vehicles[: int(opts.get("hot_plates", 200))]})
     uri = stack.env["SIGHTLINE_MONGO_URI"]
     admin = await login_new_user(uri, stack.address("identity"), ["agency_admin"])
+    officer = auth_metadata(await login_new_user(uri, stack.address("identity"), ["officer"]))
     delay = histogram()
     received: list[int] = []
     async with grpc.aio.insecure_channel(stack.address("hotlist")) as hch, \
             grpc.aio.insecure_channel(stack.address("ingest"), options=GRPC_OPTIONS) as ich:
-        list_id = await make_list(hch, hot)
+        list_id = await make_list(hch, hot, admin)
         alerts = hotlist_pb2_grpc.AlertServiceStub(hch)
         n = int(opts.get("subscribers", 50))
-        calls = [alerts.SubscribeAlerts(H.SubscribeAlertsRequest(list_ids=[list_id])) for _ in range(n)]
+        calls = [alerts.SubscribeAlerts(H.SubscribeAlertsRequest(list_ids=[list_id]), metadata=officer)
+                 for _ in range(n)]
         received = [0] * n
 
         async def listen(i: int, call) -> None:

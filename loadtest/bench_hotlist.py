@@ -2,8 +2,9 @@
 
     python loadtest/bench_hotlist.py [--entries 1000000] [--rate 200] [--seconds 10] [--crash-reads 2000]
 
-Part 1 runs in process. Parts 2 and 3 start a private MongoDB, Redis and hotlist service on free ports
-(services/devstack) and drive them through Redis (the read stream) and gRPC (SubscribeAlerts).
+Part 1 runs in process. Parts 2 and 3 start a private MongoDB, Redis, audit, hotlist and tracker on free
+ports (services/devstack) and drive them through Redis (the read stream) and gRPC (SubscribeAlerts), as a
+supervisor of the bench agency with a token signed by the stack's dev key (list changes are audited).
 """
 
 from __future__ import annotations
@@ -24,11 +25,14 @@ import grpc
 import redis as redis_sync
 from pymongo import MongoClient
 
+from services.common.auth import auth_metadata
 from services.common.settings import RedisSettings
 from services.common.storage import redis_client
 from services.devstack.stack import LocalStack, Ports
+from services.devstack.tokens import dev_token
 from services.hotlist.domain.matcher import ListIndex
 from services.hotlist.domain.model import Entry, ListConfig
+from services.hotlist.settings import HotlistSettings
 from services.ingest.adapters.stream import ReadPublisher
 from sightline.common.v1 import read_pb2
 from sightline.hotlist.v1 import hotlist_pb2, hotlist_pb2_grpc
@@ -36,6 +40,7 @@ from sightline.hotlist.v1 import hotlist_pb2, hotlist_pb2_grpc
 ALNUM = string.ascii_uppercase + string.digits
 CONFUSE = {"B": "8", "0": "O", "S": "5", "1": "I", "Z": "2", "G": "6", "D": "0", "8": "B", "5": "S", "O": "0"}
 STATE = "CA"
+AGENCY = "pd-bench"
 
 
 def rss_mib() -> float:
@@ -77,7 +82,9 @@ def bench_index(n: int, reads: int) -> None:
 
 def make_read(plate: str, read_id: str) -> read_pb2.Read:
     # Confident reads: the tracker publishes each vehicle pass's preview at once, which the matcher alerts on.
-    read = read_pb2.Read(read_id=read_id, camera_id="cam-bench", agency_id="pd-bench", plate_normalized=plate,
+    # One camera per plate: the tracker rightly groups near-identical plates seen back to back on one camera
+    # (LAT0001, LAT0002, ...) into one vehicle pass.
+    read = read_pb2.Read(read_id=read_id, camera_id=f"cam-{plate}", agency_id=AGENCY, plate_normalized=plate,
                          confidence=0.95, region=read_pb2.Region(country="US", state=STATE), image_ref="img")
     now = datetime.now(UTC)
     read.captured_at.FromDatetime(now)
@@ -86,24 +93,30 @@ def make_read(plate: str, read_id: str) -> read_pb2.Read:
     return read
 
 
-async def setup_list(hot, list_id: str, plates: list[str]) -> None:
+def supervisor(stack: LocalStack) -> tuple[tuple[str, str], ...]:
+    """Call metadata of a supervisor of the bench agency (manages its lists, receives its alerts)."""
+    return auth_metadata(dev_token(stack.root / "data", AGENCY, ["supervisor"]))
+
+
+async def setup_list(hot, md, list_id: str, plates: list[str]) -> None:
     """Exact matching: with similar synthetic plates, fuzzy tolerance would make one read hit many entries."""
     await hot.UpsertList(hotlist_pb2.UpsertListRequest(list=hotlist_pb2.HotList(
-        list_id=list_id, source=hotlist_pb2.LIST_SOURCE_AGENCY, fuzzy_confusions=False, max_edits=0)))
+        list_id=list_id, source=hotlist_pb2.LIST_SOURCE_AGENCY, fuzzy_confusions=False, max_edits=0)), metadata=md)
     data = ("LIC,LIS,TYP\n" + "".join(f"{p},{STATE},V\n" for p in plates)).encode()
 
     async def chunks():
         yield hotlist_pb2.ImportListChunk(list_id=list_id, data=data)
 
-    await hot.ImportList(chunks())
+    await hot.ImportList(chunks(), metadata=md)
 
 
 async def bench_latency(stack: LocalStack, rate: float, seconds: float) -> None:
     channel = grpc.aio.insecure_channel(stack.address("hotlist"))
     hot, alerts = hotlist_pb2_grpc.HotlistServiceStub(channel), hotlist_pb2_grpc.AlertServiceStub(channel)
-    await setup_list(hot, "lat", [f"LAT{i:04d}" for i in range(1000)])
+    md = supervisor(stack)
+    await setup_list(hot, md, "lat", [f"LAT{i:04d}" for i in range(1000)])
     await asyncio.sleep(1.0)
-    stream = alerts.SubscribeAlerts(hotlist_pb2.SubscribeAlertsRequest(list_ids=["lat"]))
+    stream = alerts.SubscribeAlerts(hotlist_pb2.SubscribeAlertsRequest(list_ids=["lat"]), metadata=md)
     await asyncio.sleep(0.3)
     client = redis_client(RedisSettings(redis_url=stack.env["SIGHTLINE_REDIS_URL"]))
     pub = ReadPublisher(client, RedisSettings().read_stream, 1_000_000)
@@ -134,7 +147,7 @@ async def bench_latency(stack: LocalStack, rate: float, seconds: float) -> None:
 async def plant_crash_reads(stack: LocalStack, reads: int) -> int:
     channel = grpc.aio.insecure_channel(stack.address("hotlist"))
     hot = hotlist_pb2_grpc.HotlistServiceStub(channel)
-    await setup_list(hot, "crash", [f"CR{i:05d}" for i in range(reads)])
+    await setup_list(hot, supervisor(stack), "crash", [f"CR{i:05d}" for i in range(reads)])
     await channel.close()
     stack.procs["hotlist"].stop()
     stack.start_service("hotlist", SIGHTLINE_MATCHER_BATCH="5", SIGHTLINE_MATCHER_CLAIM_IDLE_MS="1000",
@@ -159,9 +172,10 @@ def bench_crash(stack: LocalStack, reads: int) -> None:
     before = mongo.count_documents({"list_id": "crash"})
     stack.start_service("hotlist", SIGHTLINE_MATCHER_CLAIM_IDLE_MS="1000", SIGHTLINE_MATCHER_CLAIM_INTERVAL_S="0.5")
     r = redis_sync.Redis.from_url(stack.env["SIGHTLINE_REDIS_URL"])
+    matcher = HotlistSettings()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (mongo.count_documents({"list_id": "crash"}) < planted
-                                           or r.xpending(RedisSettings().read_stream, "hotlist-matcher")["pending"]):
+                                           or r.xpending(matcher.pass_stream, matcher.matcher_group)["pending"]):
         time.sleep(0.2)
     time.sleep(1.0)
     ids = [d["read"]["_id"] for d in mongo.find({"list_id": "crash"}, {"read._id": 1})]  # one entry per read
@@ -182,8 +196,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         stack = LocalStack(Path(tmp), Ports.free())
         try:
+            stack.env.update(SIGHTLINE_DATA_DIR=str(stack.root / "data"),
+                             SIGHTLINE_AUDIT_ADDRESS=stack.address("audit"))
             stack.start_mongo()
             stack.start_redis()
+            stack.start_service("audit")
             stack.start_service("hotlist", SIGHTLINE_MATCHER_START_ID="0")
             stack.start_service("tracker")  # reads → vehicle passes → matcher, as in production
             asyncio.run(bench_latency(stack, args.rate, args.seconds))

@@ -6,6 +6,7 @@ Triton that is already running instead of starting one.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import Iterator
@@ -134,6 +135,19 @@ class Account:
 
         return pyotp.TOTP(self.totp_secret).at(datetime.now(UTC), counter_offset=steps_ahead)
 
+    async def fresh_code(self, mongo_db) -> str:
+        """A code identity accepts now: a time step later than the last one this account used (a code works
+        once, and tests in one session log the same accounts in several times)."""
+        import pyotp
+
+        totp = pyotp.TOTP(self.totp_secret)
+        while True:
+            current = totp.timecode(datetime.now(UTC))
+            step = max(current, mongo_db["users"].find_one({"_id": self.user_id})["last_totp_step"] + 1)
+            if step <= current + 1:
+                return totp.generate_otp(step)
+            await asyncio.sleep(1)
+
 
 # name -> (agency, roles, training valid for days (negative: expired))
 ACCOUNTS = {
@@ -176,7 +190,7 @@ def accounts(mongo_db) -> dict[str, Account]:
 
 
 @pytest.fixture(scope="session")
-async def tokens(identity_addr: str, accounts: dict[str, Account]):
+async def tokens(identity_addr: str, accounts: dict[str, Account], mongo_db):
     """tokens(name) -> an access token of that account (one login per account and session)."""
     from sightline.identity.v1 import identity_pb2, identity_pb2_grpc
 
@@ -188,7 +202,7 @@ async def tokens(identity_addr: str, accounts: dict[str, Account]):
         if name not in cache:
             acc = accounts[name]
             reply = await stub.Login(identity_pb2.LoginRequest(username=acc.username, password=acc.password,
-                                                               totp_code=acc.code()))
+                                                               totp_code=await acc.fresh_code(mongo_db)))
             cache[name] = reply.access_token
         return cache[name]
 

@@ -2,7 +2,8 @@
 
 The file is streamed to HotlistService.ImportList in chunks with a progress bar; the service swaps the
 list's active version atomically once the whole file is parsed, and answers with the accepted count and
-the rejected lines with their reasons, printed here.
+the rejected lines with their reasons, printed here. The call carries SIGHTLINE_TOKEN: an access token of a
+user with hotlists:manage in the agency that owns the list (the import is audited before it takes effect).
 """
 
 from __future__ import annotations

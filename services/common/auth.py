@@ -72,16 +72,24 @@ class Permission(StrEnum):
     MANAGE_HOLDS = "holds:manage"
     # Register cameras and issue or rotate their gateway credentials (services/ingest CameraRegistryService).
     MANAGE_CAMERAS = "cameras:manage"
+    # Create hot lists of the caller's agency, import them, add and remove their entries (services/hotlist).
+    HOTLIST_MANAGE = "hotlists:manage"
+    # Receive and read the alerts raised on the caller's agency's reads.
+    ALERTS_VIEW = "alerts:view"
+    # Record the officer's verification, reconfirmation and disposition of an alert.
+    ALERTS_RESPOND = "alerts:respond"
 
 
 P = Permission
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    Role.OFFICER: frozenset({P.SEARCH, P.VIEW_IMAGES, P.AUDIT_APPEND}),
-    Role.INVESTIGATOR: frozenset({P.SEARCH, P.CONVOY, P.VIEW_IMAGES, P.MANAGE_HOLDS, P.AUDIT_APPEND}),
-    Role.SUPERVISOR: frozenset({P.SEARCH, P.CONVOY, P.VIEW_IMAGES, P.MANAGE_HOLDS, P.AUDIT_REVIEW, P.AUDIT_APPEND}),
+    Role.OFFICER: frozenset({P.SEARCH, P.VIEW_IMAGES, P.ALERTS_VIEW, P.ALERTS_RESPOND, P.AUDIT_APPEND}),
+    Role.INVESTIGATOR: frozenset({P.SEARCH, P.CONVOY, P.VIEW_IMAGES, P.MANAGE_HOLDS, P.ALERTS_VIEW,
+                                  P.ALERTS_RESPOND, P.AUDIT_APPEND}),
+    Role.SUPERVISOR: frozenset({P.SEARCH, P.CONVOY, P.VIEW_IMAGES, P.MANAGE_HOLDS, P.AUDIT_REVIEW, P.AUDIT_APPEND,
+                                P.HOTLIST_MANAGE, P.ALERTS_VIEW, P.ALERTS_RESPOND}),
     Role.AUDITOR: frozenset({P.AUDIT_REVIEW, P.AUDIT_APPEND}),
     Role.AGENCY_ADMIN: frozenset({P.MANAGE_USERS, P.MANAGE_AGENCY, P.MANAGE_HOLDS, P.MANAGE_CAMERAS,
-                                  P.AUDIT_APPEND}),
+                                  P.HOTLIST_MANAGE, P.AUDIT_APPEND}),
     Role.PARTNER_AGENCY_USER: frozenset({P.SEARCH, P.VIEW_IMAGES, P.PARTNER_SEARCH, P.AUDIT_APPEND}),
     Role.SERVICE: frozenset({P.AUDIT_APPEND}),
 }

@@ -8,7 +8,7 @@ import re
 
 MAX_PLATE_LEN = 12
 _NOT_PLATE_CHAR = re.compile(r"[^A-Z0-9]")
-_PATTERN_RE = re.compile(r"^[A-Z0-9?*]+$")
+_PATTERN_RE = re.compile(r"[A-Z0-9?*]+")
 
 
 class InvalidQuery(ValueError):
@@ -27,7 +27,7 @@ def pattern_to_regex(pattern: str) -> str:
     operators nor backtrack catastrophically.
     """
     cleaned = "".join(ch for ch in pattern.upper() if ch not in " -·.")
-    if not cleaned or len(cleaned) > MAX_PLATE_LEN * 2 or not _PATTERN_RE.match(cleaned):
+    if not cleaned or len(cleaned) > MAX_PLATE_LEN * 2 or not _PATTERN_RE.fullmatch(cleaned):
         raise InvalidQuery("plate_pattern may hold only letters, digits, '?' and '*' (at most 24)")
     cleaned = re.sub(r"\*+", "*", cleaned)
     if cleaned.strip("*?") == "":

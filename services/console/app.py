@@ -231,10 +231,9 @@ class Console:
         return EventSourceResponse(events(), ping=15, headers={"Cache-Control": "no-store"})
 
     async def alert_detail(self, request: Request) -> Response:
+        # Hotlist answers only alerts of the user's agency (any other is NOT_FOUND: a 404 page).
         alert = await self.backends.alerts.GetAlert(hotlist_pb2.GetAlertRequest(
             alert_id=request.path_params["alert_id"]), metadata=self.metadata(request), timeout=self.backends.timeout)
-        if alert.read.agency_id != request.state.principal.agency_id:
-            raise HTTPException(404, "no such alert")
         purpose, case_number = forms.alert_access(alert)
         link = urlencode(forms.access_params(purpose, case_number, False))
         return self.render(request, "alert.html", {
@@ -244,24 +243,20 @@ class Console:
     async def alert_step(self, request: Request) -> Response:
         data = await self.form(request)
         alert_id, step = request.path_params["alert_id"], request.path_params["step"]
-        officer = request.state.principal.user_id
         note = str(data.get("note", ""))[:500]
-        alert = await self.backends.alerts.GetAlert(hotlist_pb2.GetAlertRequest(alert_id=alert_id),
-                                                    metadata=self.metadata(request), timeout=self.backends.timeout)
-        if alert.read.agency_id != request.state.principal.agency_id:
-            raise HTTPException(404, "no such alert")
+        # Hotlist records each step as the token's user, for alerts of the user's agency only, and audits it.
         stub, md, timeout = self.backends.alerts, self.metadata(request), self.backends.timeout
         if step == "verification":
             await stub.RecordVerification(hotlist_pb2.RecordVerificationRequest(
-                alert_id=alert_id, officer_id=officer, plate_matches=data.get("plate_matches") == "on",
+                alert_id=alert_id, plate_matches=data.get("plate_matches") == "on",
                 state_matches=data.get("state_matches") == "on", note=note), metadata=md, timeout=timeout)
         elif step == "reconfirmation":
             await stub.RecordReconfirmation(hotlist_pb2.RecordReconfirmationRequest(
-                alert_id=alert_id, officer_id=officer, record_active=data.get("record_active") == "on", note=note),
+                alert_id=alert_id, record_active=data.get("record_active") == "on", note=note),
                 metadata=md, timeout=timeout)
         elif step == "disposition":
             await stub.RecordDisposition(hotlist_pb2.RecordDispositionRequest(
-                alert_id=alert_id, officer_id=officer, disposition=int(str(data.get("disposition", "0")) or 0),
+                alert_id=alert_id, disposition=int(str(data.get("disposition", "0")) or 0),
                 note=note), metadata=md, timeout=timeout)
         else:
             raise HTTPException(404, "no such step")
@@ -277,7 +272,7 @@ class Console:
     async def add_entry(self, request: Request) -> Response:
         data = await self.form(request)
         principal: Principal = request.state.principal
-        if not principal.can(Permission.SEARCH):
+        if not principal.can(Permission.HOTLIST_MANAGE):
             raise HTTPException(403, "your roles do not allow hot-list changes")
         try:
             entry = forms.hotlist_entry(data)
@@ -290,12 +285,7 @@ class Console:
             if exc.code() != grpc.StatusCode.INVALID_ARGUMENT:
                 raise
             return await self.hotlists_page(request, exc.details() or "", status=400)
-        event = audit_pb2.AuditEvent(action="hotlist.change", outcome=audit_pb2.OUTCOME_ALLOWED,
-                                     subject=reply.entry.list_id, plates=[reply.entry.plate])
-        event.details.update({"added": {"entry_id": reply.entry.entry_id, "code": reply.entry.code,
-                                        "state": reply.entry.state, "record_id": reply.entry.record_id}})
-        await self.backends.audit.Append(audit_pb2.AppendRequest(event=event), metadata=self.metadata(request),
-                                         timeout=self.backends.timeout)
+        # Hotlist itself audited the change (hotlist.entry.add) before making it.
         return await self.hotlists_page(request, added=reply)
 
     # --- evidence holds -----------------------------------------------------------------------------------------

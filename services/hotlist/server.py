@@ -4,6 +4,15 @@ One process serves the API and runs the read-stream matcher as a background task
 the matcher needs no port of its own, shares the clients, and its health is the process's health. Replicas
 scale both together; API-only replicas turn the matcher off. Alerts reach every replica's subscribers
 through Redis pub/sub, so a client may be connected to any replica.
+
+Every RPC checks the caller's access token (services/common/auth.py). Lists belong to an agency: only users
+of that agency with HOTLIST_MANAGE change them (UpsertList, ImportList, AddEntry, RemoveEntry); each change
+is written to the audit trail before it takes effect, and fails with UNAVAILABLE, changing nothing, when
+the audit trail cannot be written. Alerts are those raised on the caller's agency's reads (ALERTS_VIEW);
+each workflow step is recorded as the token's user (ALERTS_RESPOND) and audited first in the same way.
+Refusals of a known caller are audited too. The matcher and the delivery of alerts to subscribers keep
+running while the audit service is down (officers still receive alerts), so audit is not a health
+dependency of this service; the change and workflow RPCs are what fail closed.
 """
 
 from __future__ import annotations
@@ -20,6 +29,8 @@ import grpc
 from opentelemetry import trace
 from prometheus_client import Counter
 
+from services.audit.client import AuditClient, AuditUnavailable
+from services.common.auth import AuthError, Permission, Principal, TokenVerifier, check_call, token_verifier
 from services.common.grpc_server import ServiceSpec, retry_until_done
 from services.common.logging import redact_plate
 from services.common.metrics import watch_stream_backlog
@@ -46,6 +57,7 @@ from services.hotlist.domain.ncic import BadFile, Rejected, build_entry, parse
 from services.hotlist.index_sync import IndexSync
 from services.hotlist.settings import HotlistSettings
 from services.hotlist.stream_matcher import StreamMatcher
+from sightline.audit.v1 import audit_pb2
 from sightline.hotlist.v1 import hotlist_pb2, hotlist_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -57,29 +69,105 @@ ALERTS_DELIVERED = Counter("sightline_hotlist_alerts_delivered_total",
                            "Alerts sent on SubscribeAlerts streams, one per subscriber", ["mode"])
 
 
+class Gate:
+    """The caller of each RPC (token, permission) and the audit trail written before anything changes."""
+
+    def __init__(self, verifier: TokenVerifier, audit: AuditClient):
+        self._verifier = verifier
+        self._audit = audit
+
+    async def admit(self, context, *allowed: Permission, event: audit_pb2.AuditEvent | None = None) -> Principal:
+        """The caller, holding any of `allowed`; a refusal of a known caller is audited when `event` is given."""
+        refusal: AuthError | None = None
+        for permission in allowed:
+            try:
+                return check_call(context, self._verifier, permission)
+            except AuthError as exc:
+                refusal = exc
+                if exc.principal is None:  # no token or a bad one: no other permission changes that
+                    break
+        assert refusal is not None
+        if event is not None and refusal.principal is not None:
+            await self.deny(context, refusal.principal, event, refusal.code, refusal.message)
+        await context.abort(refusal.code, refusal.message)
+        raise AssertionError("unreachable")
+
+    async def record(self, context, principal: Principal, event: audit_pb2.AuditEvent) -> None:
+        """Audits an allowed action; UNAVAILABLE (and the action is not taken) when that cannot be written."""
+        event.outcome = audit_pb2.OUTCOME_ALLOWED
+        try:
+            await self._audit.record(event, principal.token)
+        except AuditUnavailable as exc:
+            log.error("audit trail unavailable: refusing", extra={"action": event.action, "error": str(exc)[:200]})
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "audit trail unavailable: nothing was changed")
+
+    async def deny(self, context, principal: Principal, event: audit_pb2.AuditEvent, code: grpc.StatusCode,
+                   message: str) -> None:
+        """Audits the refusal (best effort) and fails the call with `code`."""
+        event.outcome, event.reason = audit_pb2.OUTCOME_DENIED, message
+        try:
+            await self._audit.record(event, principal.token)
+        except AuditUnavailable as exc:
+            log.error("refusal not audited: audit trail unavailable", extra={"error": str(exc)[:200]})
+        await context.abort(code, message)
+
+
+def _list_event(action: str, list_id: str, **details: Any) -> audit_pb2.AuditEvent:
+    event = audit_pb2.AuditEvent(action=action, subject=list_id[:128])
+    event.details.update({"list_id": list_id, **details})
+    return event
+
+
 class HotlistServicer(hotlist_pb2_grpc.HotlistServiceServicer):
-    def __init__(self, settings: HotlistSettings, store: HotlistStore, active: ActiveLists, backsearch: BackSearch):
+    def __init__(self, settings: HotlistSettings, store: HotlistStore, active: ActiveLists, backsearch: BackSearch,
+                 gate: Gate):
         self._settings = settings
         self._store = store
         self._active = active
         self._backsearch = backsearch
+        self._gate = gate
         self._background: set[asyncio.Task] = set()
 
-    async def _list(self, list_id: str, context) -> dict[str, Any]:
+    async def _owned_list(self, list_id: str, principal: Principal, event: audit_pb2.AuditEvent,
+                          context) -> dict[str, Any]:
+        """The list, when the caller's agency owns it: NOT_FOUND, or PERMISSION_DENIED (audited)."""
         doc = await self._store.get_list(list_id) if list_id else None
         if doc is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no list {list_id!r}; create it with UpsertList")
+        await self._check_owner(doc, principal, event, context)
         return doc
+
+    async def _check_owner(self, doc: dict[str, Any], principal: Principal, event: audit_pb2.AuditEvent,
+                           context) -> None:
+        event.data_agency_ids[:] = [doc.get("owner", "")]
+        if doc.get("owner") != principal.agency_id:
+            await self._gate.deny(context, principal, event, grpc.StatusCode.PERMISSION_DENIED,
+                                  f"list {doc['_id']!r} belongs to another agency: only its owner may change it")
 
     async def UpsertList(self, request, context):  # noqa: N802 - gRPC method name
         hl = request.list
+        fields = {"name": hl.name, "source": SOURCES.get(hl.source, ""), "fuzzy_confusions": hl.fuzzy_confusions,
+                  "max_edits": hl.max_edits}
+        event = _list_event("hotlist.upsert", hl.list_id, **fields)
+        principal = await self._gate.admit(context, Permission.HOTLIST_MANAGE, event=event)
         if not _ID_RE.match(hl.list_id):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "list_id must be 1-128 of A-Z a-z 0-9 . _ : -")
         if hl.max_edits not in (0, 1):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "max_edits must be 0 or 1")
-        doc = await self._store.upsert_list(hl.list_id, {
-            "name": hl.name, "source": SOURCES.get(hl.source, ""), "owner": hl.owner,
-            "fuzzy_confusions": hl.fuzzy_confusions, "max_edits": hl.max_edits}, datetime.now(UTC))
+        if hl.owner and hl.owner != principal.agency_id:
+            await self._gate.deny(context, principal, event, grpc.StatusCode.PERMISSION_DENIED,
+                                  "a list belongs to the agency that creates it: leave owner empty or set your own")
+        existing = await self._store.get_list(hl.list_id)
+        if existing is not None:
+            await self._check_owner(existing, principal, event, context)
+            event.details.update({"version": existing["version"]})
+        event.details.update({"created": existing is None})
+        event.data_agency_ids[:] = [principal.agency_id]
+        await self._gate.record(context, principal, event)
+        doc = await self._store.upsert_list(hl.list_id, principal.agency_id, fields, datetime.now(UTC))
+        if doc is None:  # created by another agency since the check above
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                f"list {hl.list_id!r} belongs to another agency: only its owner may change it")
         if hl.list_id in (await self._active.snapshot()).versions:
             await self._active.set_config(hl.list_id, config_of(doc))
         else:
@@ -87,25 +175,38 @@ class HotlistServicer(hotlist_pb2_grpc.HotlistServiceServicer):
         return list_to_pb(doc)
 
     async def ListLists(self, request, context):  # noqa: N802
-        return hotlist_pb2.ListListsResponse(lists=[list_to_pb(d) for d in await self._store.lists()])
+        principal = await self._gate.admit(context, Permission.ALERTS_VIEW, Permission.HOTLIST_MANAGE)
+        docs = await self._store.lists(principal.agency_id)
+        return hotlist_pb2.ListListsResponse(lists=[list_to_pb(d) for d in docs])
 
     async def ImportList(self, request_iterator, context):  # noqa: N802
-        list_id, fmt, data, size = "", None, [], 0
+        event = audit_pb2.AuditEvent(action="hotlist.import")
+        principal = await self._gate.admit(context, Permission.HOTLIST_MANAGE, event=event)
+        doc: dict[str, Any] | None = None
+        fmt, data, size = None, [], 0
         async for chunk in request_iterator:
-            if not list_id:
-                list_id, fmt = chunk.list_id, _FORMATS.get(chunk.format)
+            if doc is None:  # the first chunk names the list: refuse before reading the rest of the file
+                event = _list_event("hotlist.import", chunk.list_id)
+                doc = await self._owned_list(chunk.list_id, principal, event, context)
+                fmt = _FORMATS.get(chunk.format)
             size += len(chunk.data)
             if size > self._settings.max_import_bytes:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                     f"file larger than {self._settings.max_import_bytes} bytes")
             data.append(chunk.data)
-        doc = await self._list(list_id, context)
+        if doc is None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "empty import: the first chunk names the list")
+        list_id = doc["_id"]
         text = b"".join(data).decode("utf-8", errors="replace")
         now = datetime.now(UTC)
         try:
             parsed = await asyncio.to_thread(parse, text.splitlines(), list_id, now, fmt)
         except BadFile as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        event.details.update({"from_version": doc["version"], "version": doc["version"] + 1, "bytes": size,
+                              "accepted": len(parsed.entries), "rejected": len(parsed.rejected)})
+        event.result_count = len(parsed.entries)
+        await self._gate.record(context, principal, event)
         try:
             doc = await self._store.replace_entries(list_id, doc["version"], parsed.entries, now)
         except ConcurrentImport as exc:
@@ -133,7 +234,9 @@ class HotlistServicer(hotlist_pb2_grpc.HotlistServiceServicer):
             log.warning("back-search failed", extra={"list_id": index.list_id, "error": repr(exc)[:200]})
 
     async def AddEntry(self, request, context):  # noqa: N802
-        doc = await self._list(request.entry.list_id, context)
+        event = _list_event("hotlist.entry.add", request.entry.list_id)
+        principal = await self._gate.admit(context, Permission.HOTLIST_MANAGE, event=event)
+        doc = await self._owned_list(request.entry.list_id, principal, event, context)
         try:
             entry = build_entry(doc["_id"], entry_fields_from_pb(request.entry), datetime.now(UTC),
                                 require_state=False)
@@ -148,6 +251,10 @@ class HotlistServicer(hotlist_pb2_grpc.HotlistServiceServicer):
             entry = replace(entry, entry_id=entry_id_for(doc["_id"], entry.plate, entry.state, entry.code,
                                                          f"manual:{datetime.now(UTC).isoformat()}"))
         version = doc["version"]
+        event.plates[:] = [entry.plate]
+        event.details.update({"version": version, "entry_id": entry.entry_id, "state": entry.state,
+                              "code": entry.code, "record_id": entry.record_id})
+        await self._gate.record(context, principal, event)
         await self._store.add_entry(version, entry)
         try:
             await self._active.add_entry(version, entry)
@@ -159,7 +266,11 @@ class HotlistServicer(hotlist_pb2_grpc.HotlistServiceServicer):
         return hotlist_pb2.AddEntryResponse(entry=entry_to_pb(entry), list_version=version, historical_alerts=raised)
 
     async def RemoveEntry(self, request, context):  # noqa: N802
-        doc = await self._list(request.list_id, context)
+        event = _list_event("hotlist.entry.remove", request.list_id, entry_id=request.entry_id[:128])
+        principal = await self._gate.admit(context, Permission.HOTLIST_MANAGE, event=event)
+        doc = await self._owned_list(request.list_id, principal, event, context)
+        event.details.update({"version": doc["version"]})
+        await self._gate.record(context, principal, event)
         try:
             removed = await self._active.remove_entry(doc["_id"], doc["version"], request.entry_id)
         except StaleVersion as exc:
@@ -187,12 +298,20 @@ def _accepts(req: hotlist_pb2.SubscribeAlertsRequest):
 
 
 class AlertServicer(hotlist_pb2_grpc.AlertServiceServicer):
-    def __init__(self, store: HotlistStore, bus: AlertBus):
+    def __init__(self, store: HotlistStore, bus: AlertBus, gate: Gate):
         self._store = store
         self._bus = bus
+        self._gate = gate
 
     async def SubscribeAlerts(self, request, context) -> AsyncIterator[hotlist_pb2.Alert]:  # noqa: N802
-        accept, mongo_filter = _accepts(request)
+        principal = await self._gate.admit(context, Permission.ALERTS_VIEW)
+        if set(request.agency_ids) - {principal.agency_id}:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                "alerts of other agencies are not available: filter on your own agency or none")
+        scoped = hotlist_pb2.SubscribeAlertsRequest()
+        scoped.CopyFrom(request)
+        scoped.agency_ids[:] = [principal.agency_id]
+        accept, mongo_filter = _accepts(scoped)
         with self._bus.subscribe(accept) as sub:  # subscribed before the replay: nothing falls in between
             replayed: set[str] = set()
             if request.HasField("replay_since"):
@@ -216,21 +335,34 @@ class AlertServicer(hotlist_pb2_grpc.AlertServiceServicer):
         await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                             "subscriber fell too far behind; reconnect with replay_since")
 
-    async def _alert(self, alert_id: str, officer_id: str, context) -> dict[str, Any]:
-        if not officer_id:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "officer_id is required")
+    async def _agency_alert(self, alert_id: str, principal: Principal, context) -> dict[str, Any]:
+        """The alert, when raised on a read of the caller's agency (any other is NOT_FOUND, never shown)."""
         doc = await self._store.alert(alert_id) if alert_id else None
-        if doc is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, "no such alert")
+        if doc is None or doc.get("agency_id") != principal.agency_id:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no such alert in your agency")
         return doc
 
     async def GetAlert(self, request, context):  # noqa: N802
-        doc = await self._store.alert(request.alert_id) if request.alert_id else None
-        if doc is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, "no such alert")
-        return alert_to_pb(doc)
+        principal = await self._gate.admit(context, Permission.ALERTS_VIEW)
+        return alert_to_pb(await self._agency_alert(request.alert_id, principal, context))
 
-    async def _advance(self, doc, check, new: wf.Status, step: str, record: dict[str, Any], context):
+    async def _responder(self, request, action: str, context) -> tuple[Principal, audit_pb2.AuditEvent, dict]:
+        """The officer taking a workflow step (the token's user), the alert, and the step's audit event."""
+        event = audit_pb2.AuditEvent(action=action, subject=request.alert_id[:64])
+        principal = await self._gate.admit(context, Permission.ALERTS_RESPOND, event=event)
+        if request.officer_id and request.officer_id != principal.user_id:
+            await self._gate.deny(context, principal, event, grpc.StatusCode.PERMISSION_DENIED,
+                                  "officer_id must be empty or your own user id: steps are recorded as the caller")
+        doc = await self._agency_alert(request.alert_id, principal, context)
+        event.data_agency_ids[:] = [doc["agency_id"]]
+        if plate := doc["read"].get("plate_normalized"):
+            event.plates[:] = [plate]
+        event.details.update({"alert_id": doc["_id"], "list_id": doc["list_id"],
+                              "list_version": doc["list_version"], "entry_id": doc["entry"]["entry_id"]})
+        return principal, event, doc
+
+    async def _advance(self, doc, check, new: wf.Status, step: str, record: dict[str, Any],
+                       principal: Principal, event: audit_pb2.AuditEvent, context):
         state = wf.WorkflowState(wf.Status(doc["status"]),
                                  (doc.get("verification") or {}).get("matched"),
                                  (doc.get("reconfirmation") or {}).get("record_active"))
@@ -238,6 +370,9 @@ class AlertServicer(hotlist_pb2_grpc.AlertServiceServicer):
             check(state)
         except wf.OutOfOrder as exc:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        record = {"officer_id": principal.user_id, **record}
+        event.details.update({step: record})
+        await self._gate.record(context, principal, event)
         updated = await self._store.advance(doc["_id"], state.status, new, step,
                                             {**record, "at": datetime.now(UTC)})
         if updated is None:
@@ -247,26 +382,26 @@ class AlertServicer(hotlist_pb2_grpc.AlertServiceServicer):
         return alert_to_pb(updated)
 
     async def RecordVerification(self, request, context):  # noqa: N802
-        doc = await self._alert(request.alert_id, request.officer_id, context)
-        record = {"officer_id": request.officer_id, "plate_matches": request.plate_matches,
-                  "state_matches": request.state_matches, "note": request.note,
-                  "matched": request.plate_matches and request.state_matches}
-        return await self._advance(doc, wf.check_verification, wf.Status.VERIFIED, "verification", record, context)
+        principal, event, doc = await self._responder(request, "alert.verify", context)
+        record = {"plate_matches": request.plate_matches, "state_matches": request.state_matches,
+                  "note": request.note, "matched": request.plate_matches and request.state_matches}
+        return await self._advance(doc, wf.check_verification, wf.Status.VERIFIED, "verification", record,
+                                   principal, event, context)
 
     async def RecordReconfirmation(self, request, context):  # noqa: N802
-        doc = await self._alert(request.alert_id, request.officer_id, context)
-        record = {"officer_id": request.officer_id, "record_active": request.record_active, "note": request.note}
+        principal, event, doc = await self._responder(request, "alert.reconfirm", context)
+        record = {"record_active": request.record_active, "note": request.note}
         return await self._advance(doc, wf.check_reconfirmation, wf.Status.RECONFIRMED, "reconfirmation", record,
-                                   context)
+                                   principal, event, context)
 
     async def RecordDisposition(self, request, context):  # noqa: N802
-        doc = await self._alert(request.alert_id, request.officer_id, context)
+        principal, event, doc = await self._responder(request, "alert.dispose", context)
         disposition = DISPOSITION_FROM_PB.get(request.disposition)
         if disposition is None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "disposition is required")
-        record = {"officer_id": request.officer_id, "disposition": disposition.value, "note": request.note}
+        record = {"disposition": disposition.value, "note": request.note}
         return await self._advance(doc, lambda s: wf.check_disposition(s, disposition), wf.Status.DISPOSED,
-                                   "disposition", record, context)
+                                   "disposition", record, principal, event, context)
 
 
 async def reconcile(store: HotlistStore, active: ActiveLists) -> None:
@@ -289,8 +424,10 @@ async def make_spec(settings: HotlistSettings) -> ServiceSpec:
     bus = AlertBus(redis, settings.alert_channel, settings.subscriber_queue)
     raiser = AlertRaiser(store, bus)
     backsearch = BackSearch(db, raiser, settings.backsearch_max_alerts, settings.backsearch_timeout_ms)
-    hotlists = HotlistServicer(settings, store, active, backsearch)
-    alerts = AlertServicer(store, bus)
+    audit = AuditClient(settings.audit_address, settings.audit_timeout_s)
+    gate = Gate(token_verifier(settings), audit)
+    hotlists = HotlistServicer(settings, store, active, backsearch, gate)
+    alerts = AlertServicer(store, bus, gate)
 
     async def start_up() -> None:
         await retry_until_done("mongodb indexes", store.ensure_indexes)
@@ -311,5 +448,5 @@ async def make_spec(settings: HotlistSettings) -> ServiceSpec:
         register=register,
         dependencies=[mongo_dependency(mongo), redis_dependency(redis)],
         background=[start_up, bus.run, lambda: watch_stream_backlog(redis, settings.pass_stream)],
-        close=[close_redis, mongo.close],
+        close=[audit.close, close_redis, mongo.close],
     )

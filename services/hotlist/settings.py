@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from services.common.auth import KeySettings
 from services.common.settings import MongoSettings, RedisSettings, ServiceSettings
 
 
-class HotlistSettings(ServiceSettings, MongoSettings, RedisSettings):
+class HotlistSettings(ServiceSettings, MongoSettings, RedisSettings, KeySettings):
     service_name: str = "hotlist"
     grpc_port: int = Field(default=50053, ge=1, le=65535)
     # Run the pass-stream matcher in this process (turn off for API-only replicas).
@@ -36,3 +37,6 @@ class HotlistSettings(ServiceSettings, MongoSettings, RedisSettings):
     backsearch_timeout_ms: int = Field(default=30_000, ge=100)
     # Buffer of a SubscribeAlerts stream; a client that falls this far behind is disconnected.
     subscriber_queue: int = Field(default=1000, ge=10)
+    # The audit service: list changes and alert workflow steps are recorded there before they take effect.
+    audit_address: str = "127.0.0.1:50054"
+    audit_timeout_s: float = Field(default=3.0, gt=0, le=30)

@@ -150,7 +150,10 @@ class KeyStore:
         if missing:
             docs = {d["_id"]: d for d in await self._db[DATA_KEYS].find({"_id": {"$in": missing}}).to_list(None)}
             for key_id in missing:
-                out[key_id] = self._remember(key_id, self._from_doc(docs.get(key_id)))
+                doc = docs.get(key_id)
+                # A key not created yet may be created any moment by another process: only keys that exist
+                # (or were destroyed, which is final) are cached.
+                out[key_id] = self._from_doc(doc) if doc is None else self._remember(key_id, self._from_doc(doc))
         return out
 
     async def destroy(self, key_id: str, now: datetime) -> datetime | None:

@@ -7,16 +7,16 @@ Each test saves screenshots under docs/screenshots/.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pyotp
 import pytest
 from playwright.async_api import Browser, Page, expect
 
+from services.common.auth import auth_metadata
 from services.common.reads import CAMERAS, IMAGES, READS, read_to_document
+from services.devstack.tokens import dev_token
 from services.ingest.adapters.counters import reads_key, vehicles_key
 from services.simulator.render import SceneOptions, render_scene
 from sightline.common.v1 import read_pb2
@@ -38,18 +38,6 @@ async def shot(page: Page, name: str, full_page: bool = False) -> None:
     await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
 
 
-async def fresh_code(mongo_db, account) -> str:
-    """A TOTP code the identity service will accept now: a time step later than the account's last one used."""
-    totp = pyotp.TOTP(account.totp_secret)
-    while True:
-        current = totp.timecode(datetime.now(UTC))
-        last = mongo_db["users"].find_one({"_id": account.user_id})["last_totp_step"]
-        step = max(current, last + 1)
-        if step <= current + 1:
-            return totp.generate_otp(step)
-        await asyncio.sleep(1)
-
-
 async def log_in(browser: Browser, console_url: str, mongo_db, account, screenshot: str = "") -> Page:
     context = await browser.new_context(base_url=console_url, viewport={"width": 1280, "height": 800})
     page = await context.new_page()
@@ -57,7 +45,7 @@ async def log_in(browser: Browser, console_url: str, mongo_db, account, screensh
     await expect(page).to_have_url(re.compile(r"/login$"))  # no session: sent to the login page
     await page.fill("#username", account.username)
     await page.fill("#password", account.password)
-    await page.fill("#totp_code", await fresh_code(mongo_db, account))
+    await page.fill("#totp_code", await account.fresh_code(mongo_db))
     if screenshot:
         await shot(page, screenshot)
     await page.click("button[type=submit]")
@@ -111,7 +99,8 @@ async def test_officer_search_is_seen_by_the_supervisor(browser, console_url, mo
     await expect(officer.locator("h1")).to_contain_text(seeded["plate"])
     image = officer.locator("#read-image")
     await expect(image).to_be_visible()
-    await officer.wait_for_function("document.getElementById('read-image').naturalWidth > 0")
+    await expect(image).to_have_js_property("complete", True)  # property reads go through CDP, not page eval (CSP)
+    assert await image.evaluate("img => img.naturalWidth") > 0
     await shot(officer, "console-read-detail", full_page=True)
 
     supervisor = await log_in(browser, console_url, mongo_db, accounts["supervisor"])
@@ -143,7 +132,9 @@ async def test_hotlist_entry_raises_an_alert_that_the_officer_works_through(
         browser, console_url, mongo_db, accounts, seeded, stack, channel_factory) -> None:
     hotlists = hotlist_pb2_grpc.HotlistServiceStub(channel_factory(stack.address("hotlist")))
     await hotlists.UpsertList(hotlist_pb2.UpsertListRequest(list=hotlist_pb2.HotList(
-        list_id=HOT_LIST, name="Alpha PD stolen vehicles", source=hotlist_pb2.LIST_SOURCE_AGENCY, owner=AGENCY)))
+        list_id=HOT_LIST, name="Alpha PD stolen vehicles", source=hotlist_pb2.LIST_SOURCE_AGENCY, owner=AGENCY)),
+        # Signed with the stack's dev key: a login here would spend the supervisor's TOTP step the browser needs.
+        metadata=auth_metadata(dev_token(Path(stack.env["SIGHTLINE_DATA_DIR"]), AGENCY, ["supervisor"])))
     page = await log_in(browser, console_url, mongo_db, accounts["supervisor"])
     await page.goto("/hotlists")
     await page.select_option("#list_id", HOT_LIST)
@@ -172,6 +163,13 @@ async def test_hotlist_entry_raises_an_alert_that_the_officer_works_through(
     await expect(page.locator("#alert-status")).to_have_text("disposed")
     await shot(page, "console-alert-disposed", full_page=True)
     assert mongo_db["alerts"].count_documents({"entry.record_id": "V-2026-77", "status": "disposed"}) == 1
+    # Hotlist audited the entry and each step as the supervisor; the console wrote no event of its own.
+    trail = mongo_db.client["sightline_audit"]["audit_entries"]
+    mine = {"event.user_id": accounts["supervisor"].user_id, "event.outcome": "OUTCOME_ALLOWED"}
+    assert trail.count_documents({**mine, "event.action": "hotlist.entry.add", "event.subject": HOT_LIST}) >= 1
+    for action in ("alert.verify", "alert.reconfirm", "alert.dispose"):
+        assert trail.count_documents({**mine, "event.action": action}) >= 1
+    assert trail.count_documents({"event.action": "hotlist.change"}) == 0
 
 
 async def test_supervisor_holds_a_read_as_evidence_and_releases_it(browser, console_url, mongo_db, accounts,

@@ -29,6 +29,7 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
+from services.common.auth import auth_metadata
 from services.devstack.servers import free_port
 from services.devstack.stack import LocalStack, Ports
 from services.devstack.tokens import dev_token
@@ -176,17 +177,20 @@ async def test_one_trace_follows_a_frame_to_its_alert(traced_stack: LocalStack, 
     async with grpc.aio.insecure_channel(traced_stack.address("ingest")) as ingest_ch, \
             grpc.aio.insecure_channel(traced_stack.address("hotlist")) as hot_ch:
         admin = dev_token(traced_stack.root / "data", "trace-pd", ["agency_admin"])
+        # Lists are managed by a supervisor, alerts received by an officer, of the camera's agency.
+        supervisor = auth_metadata(dev_token(traced_stack.root / "data", "trace-pd", ["supervisor"]))
+        officer = auth_metadata(dev_token(traced_stack.root / "data", "trace-pd", ["officer"]))
         credential = await register_camera(ingest_ch, ingest_pb2.Camera(
             camera_id=CAMERA, agency_id="trace-pd", name="traced", active=True), admin)
         hot = hotlist_pb2_grpc.HotlistServiceStub(hot_ch)
         list_id = f"trace-{uuid.uuid4().hex[:8]}"
         await hot.UpsertList(hotlist_pb2.UpsertListRequest(list=hotlist_pb2.HotList(
             list_id=list_id, name="traced", source=hotlist_pb2.LIST_SOURCE_AGENCY, owner="trace-pd",
-            fuzzy_confusions=True, max_edits=1)))
+            fuzzy_confusions=True, max_edits=1)), metadata=supervisor)
         await hot.AddEntry(hotlist_pb2.AddEntryRequest(entry=hotlist_pb2.HotlistEntry(
-            list_id=list_id, plate=scene.truth.plate_text, code="S", reason="stolen vehicle")))
+            list_id=list_id, plate=scene.truth.plate_text, code="S", reason="stolen vehicle")), metadata=supervisor)
         alerts = hotlist_pb2_grpc.AlertServiceStub(hot_ch).SubscribeAlerts(
-            hotlist_pb2.SubscribeAlertsRequest(list_ids=[list_id]))
+            hotlist_pb2.SubscribeAlertsRequest(list_ids=[list_id]), metadata=officer)
         await asyncio.sleep(1.0)  # the subscription and the matcher's index are in place
 
         provider = camera_tracer(endpoint)
@@ -208,7 +212,7 @@ async def test_one_trace_follows_a_frame_to_its_alert(traced_stack: LocalStack, 
                          "/inference.GRPCInferenceService/ModelInfer", "mongodb.store_frame", "redis.xadd"},
               "tracker": {"tracker.observe", "redis.xadd"},
               "hotlist": {"hotlist.match", "hotlist.deliver_alert"}}
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60  # Triton batches its span exports (5 s by default) and may lag under load
     while time.monotonic() < deadline:
         found = spans.trace(trace_id)
         names = {(svc, s.name) for svc, s in found}

@@ -1,4 +1,5 @@
-"""The hotlist service against real MongoDB and Redis: imports, matching, alerts, workflow, crash safety."""
+"""The hotlist service against real MongoDB and Redis: imports, matching, alerts, workflow, crash safety, and
+who may do what (tokens, roles, the owner agency) with every change and workflow step audited first."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ import grpc
 import pytest
 import redis as redis_sync
 
+from services.common.auth import auth_metadata
 from services.common.settings import MongoSettings, RedisSettings
 from services.common.storage import mongo_client, mongo_database, redis_client
-from services.devstack.stack import LocalStack
+from services.devstack.stack import LocalStack, Ports
 from services.hotlist.adapters.active_lists import ActiveLists
 from services.hotlist.settings import HotlistSettings
 from services.ingest.adapters.store import FrameStore
@@ -30,6 +32,7 @@ pytestmark = pytest.mark.integration
 
 STREAM = HotlistSettings().pass_stream
 PREFIX = "sightline:hotlist"
+AGENCY = "pd-alpha"  # the agency of the test accounts' supervisor and officer (tests/conftest.py)
 HOTLIST_ENV = {"SIGHTLINE_MATCHER_START_ID": "0", "SIGHTLINE_MATCHER_CLAIM_IDLE_MS": "1000",
                "SIGHTLINE_MATCHER_CLAIM_INTERVAL_S": "0.5", "SIGHTLINE_DRAIN_SECONDS": "0"}
 
@@ -39,7 +42,7 @@ def start_hotlist(stack: LocalStack, **env: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def hotlist_addr(stack: LocalStack, mongo_uri: str, redis_url: str) -> str:
+def hotlist_addr(stack: LocalStack, mongo_uri: str, redis_url: str, audit_addr: str) -> str:
     if "hotlist" not in stack.procs:
         start_hotlist(stack)
     return stack.address("hotlist")
@@ -49,6 +52,16 @@ def hotlist_addr(stack: LocalStack, mongo_uri: str, redis_url: str) -> str:
 async def stubs(hotlist_addr: str, channel_factory):
     channel = channel_factory(hotlist_addr)
     return hotlist_pb2_grpc.HotlistServiceStub(channel), hotlist_pb2_grpc.AlertServiceStub(channel)
+
+
+@pytest.fixture
+async def md(tokens):
+    """md(name): the call metadata of that test account (supervisor: manages lists; officer: works alerts)."""
+
+    async def get(name: str = "supervisor") -> tuple[tuple[str, str], ...]:
+        return auth_metadata(await tokens(name))
+
+    return get
 
 
 class OnePassPerRead:
@@ -68,8 +81,9 @@ async def publisher(redis_url: str) -> AsyncIterator[OnePassPerRead]:
     await client.aclose()
 
 
-def make_read(plate: str, state: str = "CA", camera: str = "cam-hot", read_id: str | None = None) -> read_pb2.Read:
-    read = read_pb2.Read(read_id=read_id or str(uuid.uuid4()), camera_id=camera, agency_id="pd-hot", plate=plate,
+def make_read(plate: str, state: str = "CA", camera: str = "cam-hot", read_id: str | None = None,
+              agency: str = AGENCY) -> read_pb2.Read:
+    read = read_pb2.Read(read_id=read_id or str(uuid.uuid4()), camera_id=camera, agency_id=agency, plate=plate,
                          plate_normalized=plate, region=read_pb2.Region(country="US", state=state),
                          image_ref=f"img-{plate}")
     now = datetime.now(UTC)
@@ -79,15 +93,20 @@ def make_read(plate: str, state: str = "CA", camera: str = "cam-hot", read_id: s
     return read
 
 
-async def new_list(hot, fuzzy: bool = False, max_edits: int = 0) -> str:
+async def new_list(hot, md, fuzzy: bool = False, max_edits: int = 0) -> str:
     list_id = f"test-{uuid.uuid4().hex[:8]}"
     await hot.UpsertList(hotlist_pb2.UpsertListRequest(list=hotlist_pb2.HotList(
-        list_id=list_id, name="test", source=hotlist_pb2.LIST_SOURCE_AGENCY, owner="pd-hot",
-        fuzzy_confusions=fuzzy, max_edits=max_edits)))
+        list_id=list_id, name="test", source=hotlist_pb2.LIST_SOURCE_AGENCY, owner=AGENCY,
+        fuzzy_confusions=fuzzy, max_edits=max_edits)), metadata=md)
     return list_id
 
 
-async def import_csv(hot, list_id: str, rows: list[str]) -> hotlist_pb2.ImportListResponse:
+def add_entry(hot, md, list_id: str, plate: str, **fields: str):
+    return hot.AddEntry(hotlist_pb2.AddEntryRequest(entry=hotlist_pb2.HotlistEntry(
+        list_id=list_id, plate=plate, **fields)), metadata=md)
+
+
+async def import_csv(hot, md, list_id: str, rows: list[str]) -> hotlist_pb2.ImportListResponse:
     data = ("LIC,LIS,TYP,NIC\n" + "\n".join(rows) + "\n").encode()
 
     async def chunks():
@@ -95,7 +114,7 @@ async def import_csv(hot, list_id: str, rows: list[str]) -> hotlist_pb2.ImportLi
         for i in range(0, len(data), 64 * 1024):
             yield hotlist_pb2.ImportListChunk(data=data[i:i + 64 * 1024])
 
-    return await hot.ImportList(chunks())
+    return await hot.ImportList(chunks(), metadata=md)
 
 
 async def next_alert(stream, within_s: float = 5.0) -> hotlist_pb2.Alert:
@@ -104,6 +123,19 @@ async def next_alert(stream, within_s: float = 5.0) -> hotlist_pb2.Alert:
 
 def alerts_for(mongo_db, list_id: str) -> list[dict]:
     return list(mongo_db["alerts"].find({"list_id": list_id}))
+
+
+def audited(mongo_db, **match: object) -> list[dict]:
+    """The audit trail's events matching `match` (event fields), oldest first."""
+    flt = {f"event.{k}": v for k, v in match.items()}
+    return [e["event"] for e in mongo_db.client["sightline_audit"]["audit_entries"].find(flt, sort=[("_id", 1)])]
+
+
+async def refused(call, code: grpc.StatusCode) -> str:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call
+    assert err.value.code() == code, err.value.details()
+    return err.value.details() or ""
 
 
 async def wait_for(what: str, ok, within_s: float = 15.0) -> None:
@@ -115,11 +147,12 @@ async def wait_for(what: str, ok, within_s: float = 15.0) -> None:
     raise TimeoutError(what)
 
 
-async def test_import_reports_rejections_and_replaces_the_list_atomically(stubs, redis_url, publisher,
+async def test_import_reports_rejections_and_replaces_the_list_atomically(stubs, md, redis_url, publisher,
                                                                           mongo_db) -> None:
     hot, _ = stubs
-    list_id = await new_list(hot)
-    first = await import_csv(hot, list_id, [f"OLD{i:05d},CA,V,N{i}" for i in range(20_000)] + ["BAD!,CA,V,x",
+    sup = await md()
+    list_id = await new_list(hot, sup)
+    first = await import_csv(hot, sup, list_id, [f"OLD{i:05d},CA,V,N{i}" for i in range(20_000)] + ["BAD!,CA,V,x",
                                                                                               "OK1,ZZ,V,y"])
     assert first.accepted == 20_000 and first.rejected_count == 2
     assert [(r.line_number, r.reason) for r in first.rejected] == [
@@ -130,7 +163,7 @@ async def test_import_reports_rejections_and_replaces_the_list_atomically(stubs,
     client = redis_client(RedisSettings(redis_url=redis_url))
     active = ActiveLists(client, PREFIX)
     seen: set[tuple[int, int]] = set()
-    importing = asyncio.create_task(import_csv(hot, list_id, [f"NEW{i:05d},CA,V,M{i}" for i in range(30_000)]))
+    importing = asyncio.create_task(import_csv(hot, sup, list_id, [f"NEW{i:05d},CA,V,M{i}" for i in range(30_000)]))
     while not importing.done():
         version = (await active.snapshot()).versions[list_id]
         seen.add((version, await client.hlen(f"{PREFIX}:{list_id}:{version}:entries")))
@@ -149,15 +182,19 @@ async def test_import_reports_rejections_and_replaces_the_list_atomically(stubs,
     assert [(a["entry"]["plate"], a["list_version"]) for a in found] == [("NEW00007", 2)]
 
 
-async def test_manual_entry_is_matched_within_a_second_and_pushed(stubs, publisher) -> None:
+async def test_manual_entry_is_matched_within_a_second_and_pushed(stubs, md, publisher) -> None:
     hot, alerts = stubs
-    list_id = await new_list(hot, fuzzy=True)
-    stream = alerts.SubscribeAlerts(hotlist_pb2.SubscribeAlertsRequest(list_ids=[list_id]))
-    other = alerts.SubscribeAlerts(hotlist_pb2.SubscribeAlertsRequest(camera_ids=["no-such-camera"]))
+    sup = await md()
+    list_id = await new_list(hot, sup, fuzzy=True)
+    stream = alerts.SubscribeAlerts(hotlist_pb2.SubscribeAlertsRequest(list_ids=[list_id]),
+                                    metadata=await md("officer"))
+    other = alerts.SubscribeAlerts(hotlist_pb2.SubscribeAlertsRequest(camera_ids=["no-such-camera"]), metadata=sup)
+    # Another agency's officer is never sent this agency's alerts.
+    beta = alerts.SubscribeAlerts(hotlist_pb2.SubscribeAlertsRequest(list_ids=[list_id]),
+                                  metadata=await md("beta_officer"))
     await asyncio.sleep(0.3)  # subscriptions reach the server
     added_at = time.monotonic()
-    await hot.AddEntry(hotlist_pb2.AddEntryRequest(entry=hotlist_pb2.HotlistEntry(
-        list_id=list_id, plate="AMB3R1", state="CA", code="A", reason="Amber alert: child abducted")))
+    await add_entry(hot, sup, list_id, "AMB3R1", state="CA", code="A", reason="Amber alert: child abducted")
     # Reads keep arriving; the first one after the entry took effect alerts.
     sent: dict[str, float] = {}
 
@@ -183,17 +220,19 @@ async def test_manual_entry_is_matched_within_a_second_and_pushed(stubs, publish
     while fuzzy.read.plate_normalized != "AM83R1":
         fuzzy = await next_alert(stream)
     assert fuzzy.match_kind == hotlist_pb2.MATCH_KIND_FUZZY and fuzzy.match_detail == "fuzzy: 8→B"
-    with pytest.raises(TimeoutError):
-        await next_alert(other, within_s=0.5)
+    for silent in (other, beta):
+        with pytest.raises(TimeoutError):
+            await next_alert(silent, within_s=0.5)
+        silent.cancel()
     stream.cancel()
-    other.cancel()
 
 
-async def test_a_pass_alerts_once_from_its_preview_and_not_again_when_final(stubs, publisher, mongo_db) -> None:
+async def test_a_pass_alerts_once_from_its_preview_and_not_again_when_final(stubs, md, publisher,
+                                                                           mongo_db) -> None:
     hot, _ = stubs
-    list_id = await new_list(hot)
-    await hot.AddEntry(hotlist_pb2.AddEntryRequest(entry=hotlist_pb2.HotlistEntry(
-        list_id=list_id, plate="PRV123", state="CA", code="V")))
+    sup = await md()
+    list_id = await new_list(hot, sup)
+    await add_entry(hot, sup, list_id, "PRV123", state="CA", code="V")
     await asyncio.sleep(0.5)
     read = make_read("PRV123")
     await publisher.publish([read], pass_pb2.PASS_STAGE_PREVIEW)
@@ -204,45 +243,63 @@ async def test_a_pass_alerts_once_from_its_preview_and_not_again_when_final(stub
     assert alert["read"]["pass_id"] == f"pass-{read.read_id}" and alert["read"]["_id"] == read.read_id
 
 
-async def test_workflow_steps_are_enforced_in_order(stubs, publisher, mongo_db) -> None:
+async def test_workflow_steps_are_enforced_in_order_recorded_as_the_officer_and_audited(
+        stubs, md, accounts, publisher, mongo_db) -> None:
     hot, alerts = stubs
-    list_id = await new_list(hot)
-    await hot.AddEntry(hotlist_pb2.AddEntryRequest(entry=hotlist_pb2.HotlistEntry(
-        list_id=list_id, plate="WRK123", state="CA", code="V")))
+    list_id = await new_list(hot, await md())
+    await add_entry(hot, await md(), list_id, "WRK123", state="CA", code="V")
     await asyncio.sleep(0.5)
     await publisher.publish([make_read("WRK123")])
     await wait_for("alert", lambda: alerts_for(mongo_db, list_id))
     alert_id = alerts_for(mongo_db, list_id)[0]["_id"]
+    officer, me = await md("officer"), accounts["officer"].user_id
 
-    async def refused(call, request) -> str:
-        with pytest.raises(grpc.aio.AioRpcError) as err:
-            await call(request)
-        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-        return err.value.details()
+    async def out_of_order(call, request) -> str:
+        return await refused(call(request, metadata=officer), grpc.StatusCode.FAILED_PRECONDITION)
 
-    reconfirm = hotlist_pb2.RecordReconfirmationRequest(alert_id=alert_id, officer_id="o-1", record_active=True)
-    stop = hotlist_pb2.RecordDispositionRequest(alert_id=alert_id, officer_id="o-1",
+    reconfirm = hotlist_pb2.RecordReconfirmationRequest(alert_id=alert_id, record_active=True)
+    stop = hotlist_pb2.RecordDispositionRequest(alert_id=alert_id, officer_id=me,
                                                 disposition=hotlist_pb2.DISPOSITION_STOP_MADE)
-    assert "verification" in await refused(alerts.RecordReconfirmation, reconfirm)
-    assert "verification" in await refused(alerts.RecordDisposition, stop)
-    verified = await alerts.RecordVerification(hotlist_pb2.RecordVerificationRequest(
-        alert_id=alert_id, officer_id="o-1", plate_matches=True, state_matches=True))
-    assert verified.status == hotlist_pb2.ALERT_STATUS_VERIFIED and verified.verification.officer_id == "o-1"
-    await refused(alerts.RecordVerification, hotlist_pb2.RecordVerificationRequest(alert_id=alert_id,
-                                                                                   officer_id="o-2"))
-    assert "reconfirm" in await refused(alerts.RecordDisposition, stop)
-    await alerts.RecordReconfirmation(reconfirm)
-    assert "allowed" in await refused(alerts.RecordDisposition, hotlist_pb2.RecordDispositionRequest(
-        alert_id=alert_id, officer_id="o-1", disposition=hotlist_pb2.DISPOSITION_NO_LONGER_ACTIVE))
-    done = await alerts.RecordDisposition(stop)
+    assert "verification" in await out_of_order(alerts.RecordReconfirmation, reconfirm)
+    assert "verification" in await out_of_order(alerts.RecordDisposition, stop)
+    verify = hotlist_pb2.RecordVerificationRequest(alert_id=alert_id, plate_matches=True, state_matches=True)
+    # Another agency does not see the alert; nobody records a step in someone else's name.
+    beta = await md("beta_officer")
+    await refused(alerts.GetAlert(hotlist_pb2.GetAlertRequest(alert_id=alert_id), metadata=beta),
+                  grpc.StatusCode.NOT_FOUND)
+    await refused(alerts.RecordVerification(verify, metadata=beta), grpc.StatusCode.NOT_FOUND)
+    impostor = hotlist_pb2.RecordVerificationRequest(alert_id=alert_id, officer_id=accounts["supervisor"].user_id,
+                                                     plate_matches=True, state_matches=True)
+    await refused(alerts.RecordVerification(impostor, metadata=officer), grpc.StatusCode.PERMISSION_DENIED)
+
+    verified = await alerts.RecordVerification(verify, metadata=officer)
+    assert verified.status == hotlist_pb2.ALERT_STATUS_VERIFIED and verified.verification.officer_id == me
+    await out_of_order(alerts.RecordVerification, verify)
+    assert "reconfirm" in await out_of_order(alerts.RecordDisposition, stop)
+    await alerts.RecordReconfirmation(reconfirm, metadata=officer)
+    assert "allowed" in await out_of_order(alerts.RecordDisposition, hotlist_pb2.RecordDispositionRequest(
+        alert_id=alert_id, disposition=hotlist_pb2.DISPOSITION_NO_LONGER_ACTIVE))
+    done = await alerts.RecordDisposition(stop, metadata=officer)
     assert done.status == hotlist_pb2.ALERT_STATUS_DISPOSED
     assert done.disposition.disposition == hotlist_pb2.DISPOSITION_STOP_MADE
     assert done.verification.at.ToDatetime() <= done.reconfirmation.at.ToDatetime() <= done.disposition.at.ToDatetime()
-    await refused(alerts.RecordDisposition, stop)
+    assert {done.reconfirmation.officer_id, done.disposition.officer_id} == {me}
+    await out_of_order(alerts.RecordDisposition, stop)
+    assert (await alerts.GetAlert(hotlist_pb2.GetAlertRequest(alert_id=alert_id), metadata=officer)).status == \
+        hotlist_pb2.ALERT_STATUS_DISPOSED
+
+    steps = audited(mongo_db, subject=alert_id, outcome="OUTCOME_ALLOWED")
+    assert [e["action"] for e in steps] == ["alert.verify", "alert.reconfirm", "alert.dispose"]
+    assert all(e["user_id"] == me and e["plates"] == ["WRK123"] and e["data_agency_ids"] == [AGENCY]
+               for e in steps)
+    assert steps[2]["details"]["disposition"]["disposition"] == "stop_made"
+    (denied,) = audited(mongo_db, subject=alert_id, outcome="OUTCOME_DENIED")
+    assert denied["action"] == "alert.verify" and denied["user_id"] == me
 
 
-async def test_new_entry_back_searches_stored_reads(stubs, mongo_uri, data_key_settings) -> None:
+async def test_new_entry_back_searches_stored_reads(stubs, md, mongo_uri, data_key_settings) -> None:
     hot, alerts = stubs
+    sup = await md()
     settings = MongoSettings(mongo_uri=mongo_uri)
     client = mongo_client(settings)
     db = mongo_database(client, settings)
@@ -252,16 +309,15 @@ async def test_new_entry_back_searches_stored_reads(stubs, mongo_uri, data_key_s
     frame.captured_at.FromDatetime(at)
     result = {"plates": [{"text": "BKS8ER", "normalized": "BKS8ER", "confidence": 0.9, "box": [1, 2, 3, 4],
                           "region": {"country": "US", "state": "TX"}}]}
-    reads = build_reads(frame, "pd-back", result, "img-back", datetime.now(UTC), at + timedelta(days=30))
+    reads = build_reads(frame, AGENCY, result, "img-back", datetime.now(UTC), at + timedelta(days=30))
     await store.store(f"cam-back/{frame.frame_id}", reads, "img-back", b"\xff\xd8", at, at + timedelta(days=30),
-                      datetime.now(UTC), "pd-back")
+                      datetime.now(UTC), AGENCY)
     await client.close()
 
-    list_id = await new_list(hot, fuzzy=True)
-    stream = alerts.SubscribeAlerts(hotlist_pb2.SubscribeAlertsRequest(list_ids=[list_id]))
+    list_id = await new_list(hot, sup, fuzzy=True)
+    stream = alerts.SubscribeAlerts(hotlist_pb2.SubscribeAlertsRequest(list_ids=[list_id]), metadata=sup)
     await asyncio.sleep(0.3)
-    added = await hot.AddEntry(hotlist_pb2.AddEntryRequest(entry=hotlist_pb2.HotlistEntry(
-        list_id=list_id, plate="BKSBER", code="F")))
+    added = await add_entry(hot, sup, list_id, "BKSBER", code="F")
     assert added.historical_alerts == 1
     alert = await next_alert(stream)
     assert alert.historical and alert.read.read_id == reads[0].read_id
@@ -269,11 +325,12 @@ async def test_new_entry_back_searches_stored_reads(stubs, mongo_uri, data_key_s
     stream.cancel()
 
 
-async def test_matcher_killed_mid_stream_loses_and_repeats_nothing(stack, hotlist_addr, stubs, publisher,
+async def test_matcher_killed_mid_stream_loses_and_repeats_nothing(stack, hotlist_addr, stubs, md, publisher,
                                                                   mongo_db) -> None:
     hot, _ = stubs
-    list_id = await new_list(hot, fuzzy=True)
-    await import_csv(hot, list_id, [f"CR{i:04d}X,CA,V,C{i}" for i in range(500)])
+    sup = await md()
+    list_id = await new_list(hot, sup, fuzzy=True)
+    await import_csv(hot, sup, list_id, [f"CR{i:04d}X,CA,V,C{i}" for i in range(500)])
     hits = {f"CR{i:04d}X" for i in range(0, 500, 2)}
     stack.procs["hotlist"].stop()
     start_hotlist(stack, SIGHTLINE_MATCHER_BATCH="5")
@@ -294,3 +351,153 @@ async def test_matcher_killed_mid_stream_loses_and_repeats_nothing(stack, hotlis
     found = alerts_for(mongo_db, list_id)
     assert raised_before < len(planted)
     assert sorted(a["read"]["_id"] for a in found) == sorted(planted)  # each planted hit once, nothing else
+
+
+# --- who may do what ----------------------------------------------------------------------------------------
+
+
+async def test_every_call_needs_a_token(stubs) -> None:
+    hot, alerts = stubs
+    list_id = "no-token-list"
+    unauthenticated = grpc.StatusCode.UNAUTHENTICATED
+    for call in (hot.UpsertList(hotlist_pb2.UpsertListRequest(list=hotlist_pb2.HotList(list_id=list_id))),
+                 hot.ListLists(hotlist_pb2.ListListsRequest()),
+                 hot.AddEntry(hotlist_pb2.AddEntryRequest(entry=hotlist_pb2.HotlistEntry(list_id=list_id,
+                                                                                         plate="NOTOK1"))),
+                 hot.RemoveEntry(hotlist_pb2.RemoveEntryRequest(list_id=list_id, entry_id="e")),
+                 import_csv(hot, None, list_id, ["NOTOK1,CA,V,x"]),
+                 alerts.GetAlert(hotlist_pb2.GetAlertRequest(alert_id="a")),
+                 alerts.RecordVerification(hotlist_pb2.RecordVerificationRequest(alert_id="a")),
+                 alerts.SubscribeAlerts(hotlist_pb2.SubscribeAlertsRequest()).read()):
+        await refused(call, unauthenticated)
+    forged = auth_metadata("not-a-token")
+    await refused(hot.ListLists(hotlist_pb2.ListListsRequest(), metadata=forged), unauthenticated)
+
+
+async def test_officer_may_not_manage_lists_and_the_refusal_is_audited(stubs, md, accounts, mongo_db) -> None:
+    hot, _ = stubs
+    list_id = await new_list(hot, await md())
+    officer = await md("officer")
+    denied = grpc.StatusCode.PERMISSION_DENIED
+    await refused(hot.UpsertList(hotlist_pb2.UpsertListRequest(list=hotlist_pb2.HotList(
+        list_id=list_id, name="renamed")), metadata=officer), denied)
+    await refused(add_entry(hot, officer, list_id, "OFF1CR", code="V"), denied)
+    await refused(hot.RemoveEntry(hotlist_pb2.RemoveEntryRequest(list_id=list_id, entry_id="e"), metadata=officer),
+                  denied)
+    await refused(import_csv(hot, officer, list_id, ["OFF1CR,CA,V,x"]), denied)
+    assert mongo_db["hotlists"].find_one({"_id": list_id})["name"] == "test"
+    assert mongo_db["hotlist_entries"].count_documents({"list_id": list_id}) == 0
+    refusals = audited(mongo_db, user_id=accounts["officer"].user_id, outcome="OUTCOME_DENIED",
+                       action={"$regex": "^hotlist\\."})
+    assert {"hotlist.upsert", "hotlist.entry.add", "hotlist.entry.remove", "hotlist.import"} <= \
+        {e["action"] for e in refusals}
+    # Officers see which lists are in force, though.
+    lists = await hot.ListLists(hotlist_pb2.ListListsRequest(), metadata=officer)
+    assert list_id in {lst.list_id for lst in lists.lists}
+
+
+async def test_lists_of_another_agency_cannot_be_changed_and_only_shared_sources_are_seen(
+        stubs, md, accounts, mongo_db) -> None:
+    hot, _ = stubs
+    sup, denied = await md(), grpc.StatusCode.PERMISSION_DENIED
+    tag = uuid.uuid4().hex[:6]
+    beta_own, beta_ncic = f"beta-own-{tag}", f"beta-ncic-{tag}"
+    for list_id, source in ((beta_own, "agency"), (beta_ncic, "ncic")):
+        mongo_db["hotlists"].insert_one({"_id": list_id, "name": list_id, "source": source, "owner": "pd-beta",
+                                         "version": 0, "entry_count": 0})
+    for list_id in (beta_own, beta_ncic):
+        await refused(hot.UpsertList(hotlist_pb2.UpsertListRequest(list=hotlist_pb2.HotList(
+            list_id=list_id, name="taken over")), metadata=sup), denied)
+        await refused(add_entry(hot, sup, list_id, "TAKE1", code="V"), denied)
+        await refused(hot.RemoveEntry(hotlist_pb2.RemoveEntryRequest(list_id=list_id, entry_id="e"), metadata=sup),
+                      denied)
+        await refused(import_csv(hot, sup, list_id, ["TAKE1,CA,V,x"]), denied)
+        assert mongo_db["hotlists"].find_one({"_id": list_id})["name"] == list_id
+    # Nor can a new list be created in another agency's name.
+    await refused(hot.UpsertList(hotlist_pb2.UpsertListRequest(list=hotlist_pb2.HotList(
+        list_id=f"forged-{tag}", owner="pd-beta")), metadata=sup), denied)
+    assert mongo_db["hotlists"].find_one({"_id": f"forged-{tag}"}) is None
+    assert {e["subject"] for e in audited(mongo_db, user_id=accounts["supervisor"].user_id,
+                                          outcome="OUTCOME_DENIED", action={"$regex": "^hotlist\\."})} >= \
+        {beta_own, beta_ncic, f"forged-{tag}"}
+
+    own = await new_list(hot, sup)
+    seen = {lst.list_id for lst in (await hot.ListLists(hotlist_pb2.ListListsRequest(), metadata=sup)).lists}
+    assert own in seen and beta_ncic in seen and beta_own not in seen
+    beta = await md("beta_officer")
+    seen_by_beta = {lst.list_id for lst in (await hot.ListLists(hotlist_pb2.ListListsRequest(), metadata=beta)).lists}
+    assert beta_own in seen_by_beta and own not in seen_by_beta
+
+
+async def test_partner_agency_users_get_no_alerts_and_nobody_gets_another_agencys(stubs, md) -> None:
+    _, alerts = stubs
+    partner, denied = await md("gamma_partner"), grpc.StatusCode.PERMISSION_DENIED
+    await refused(alerts.SubscribeAlerts(hotlist_pb2.SubscribeAlertsRequest(), metadata=partner).read(), denied)
+    await refused(alerts.GetAlert(hotlist_pb2.GetAlertRequest(alert_id="a"), metadata=partner), denied)
+    await refused(alerts.RecordVerification(hotlist_pb2.RecordVerificationRequest(alert_id="a"), metadata=partner),
+                  denied)
+    # An officer asking for another agency's alerts is refused, not silently given them.
+    await refused(alerts.SubscribeAlerts(hotlist_pb2.SubscribeAlertsRequest(agency_ids=["pd-beta"]),
+                                         metadata=await md("officer")).read(), denied)
+
+
+async def test_list_changes_are_audited_with_list_version_and_counts(stubs, md, accounts, mongo_db) -> None:
+    hot, _ = stubs
+    sup = await md()
+    list_id = await new_list(hot, sup)
+    await import_csv(hot, sup, list_id, ["AUD001,CA,V,N1", "AUD002,CA,V,N2", "BAD!,CA,V,x"])
+    added = await add_entry(hot, sup, list_id, "AUD777", state="CA", code="A", reason="Amber alert")
+    await hot.RemoveEntry(hotlist_pb2.RemoveEntryRequest(list_id=list_id, entry_id=added.entry.entry_id),
+                          metadata=sup)
+    events = audited(mongo_db, subject=list_id)
+    assert [e["action"] for e in events] == ["hotlist.upsert", "hotlist.import", "hotlist.entry.add",
+                                             "hotlist.entry.remove"]
+    assert all(e["outcome"] == "OUTCOME_ALLOWED" and e["user_id"] == accounts["supervisor"].user_id
+               and e["data_agency_ids"] == [AGENCY] for e in events)
+    upsert, imported, add, remove = (e["details"] for e in events)
+    assert upsert["created"] is True and upsert["list_id"] == list_id
+    assert (imported["from_version"], imported["version"], imported["accepted"], imported["rejected"]) == (0, 1, 2, 1)
+    assert "plates" not in events[1] or not events[1]["plates"]  # an import names no plate in the trail
+    assert events[2]["plates"] == ["AUD777"] and add["entry_id"] == added.entry.entry_id and add["version"] == 1
+    assert remove["entry_id"] == added.entry.entry_id and remove["version"] == 1
+
+
+@pytest.fixture
+def audit_down_stack(stack: LocalStack, mongo_uri: str, redis_url: str, tmp_path):
+    """Its own audit and hotlist (API only: no matcher competing for the session's passes) on the shared
+    mongod, Redis and keys, so that stopping this audit leaves the session's running."""
+    own = LocalStack(tmp_path / "stack", Ports.free())
+    own.env.update({"SIGHTLINE_MONGO_URI": mongo_uri, "SIGHTLINE_REDIS_URL": redis_url,
+                    "SIGHTLINE_DATA_DIR": stack.env["SIGHTLINE_DATA_DIR"],
+                    "SIGHTLINE_AUDIT_ADDRESS": own.address("audit"), "SIGHTLINE_DRAIN_SECONDS": "0"})
+    own.start_service("audit")
+    own.start_service("hotlist", SIGHTLINE_MATCHER_ENABLED="false")
+    yield own
+    own.stop()
+
+
+async def test_changes_and_workflow_steps_fail_closed_when_the_audit_service_is_down(
+        audit_down_stack: LocalStack, md, channel_factory, mongo_db) -> None:
+    channel = channel_factory(audit_down_stack.address("hotlist"))
+    hot, alerts = hotlist_pb2_grpc.HotlistServiceStub(channel), hotlist_pb2_grpc.AlertServiceStub(channel)
+    sup, officer = await md(), await md("officer")
+    list_id = await new_list(hot, sup)  # audit up: done
+    alert_id = f"down-{uuid.uuid4().hex[:8]}"
+    read = make_read("DWN123")
+    mongo_db["alerts"].insert_one({"_id": alert_id, "read": {"_id": read.read_id, "plate_normalized": "DWN123"},
+                                   "agency_id": AGENCY, "camera_id": read.camera_id, "list_id": list_id,
+                                   "list_version": 0, "entry": {"entry_id": "e-down"}, "status": "new",
+                                   "raised_at": datetime.now(UTC)})
+    audit_down_stack.procs["audit"].stop()
+
+    unavailable = grpc.StatusCode.UNAVAILABLE
+    assert "audit" in await refused(hot.UpsertList(hotlist_pb2.UpsertListRequest(list=hotlist_pb2.HotList(
+        list_id=list_id, name="renamed")), metadata=sup), unavailable)
+    await refused(add_entry(hot, sup, list_id, "DWN123", code="V"), unavailable)
+    await refused(import_csv(hot, sup, list_id, ["DWN123,CA,V,x"]), unavailable)
+    await refused(alerts.RecordVerification(hotlist_pb2.RecordVerificationRequest(
+        alert_id=alert_id, plate_matches=True, state_matches=True), metadata=officer), unavailable)
+    listed = mongo_db["hotlists"].find_one({"_id": list_id})
+    assert (listed["name"], listed["version"], listed["entry_count"]) == ("test", 0, 0)
+    assert mongo_db["hotlist_entries"].count_documents({"list_id": list_id}) == 0
+    assert mongo_db["alerts"].find_one({"_id": alert_id})["status"] == "new"

@@ -149,9 +149,9 @@ async def test_state_cap_refuses_longer_retention_and_is_audited(retention, toke
 async def test_hold_keeps_reads_past_expiry_and_survives_shredding(retention, tokens, mongo_db, env) -> None:
     db, fs, keys, verifier, _ = env
     at = datetime.now(UTC) - timedelta(days=3)
+    metadata = auth_metadata(await tokens("supervisor"))  # first: a login may wait for a fresh TOTP step
     reads = await store_frame(fs, AGENCY, at, datetime.now(UTC) + timedelta(seconds=2), "HOLD42")
     read_id, image_ref = reads[0].read_id, reads[0].image_ref
-    metadata = auth_metadata(await tokens("supervisor"))
     hold = await retention.PlaceHold(R.PlaceHoldRequest(case_number="2025-0042", justification="homicide evidence",
                                                         read_ids=R.ReadIds(ids=[read_id])), metadata=metadata)
     assert hold.status == R.HOLD_STATUS_ACTIVE and (hold.read_count, hold.image_count) == (1, 1)

@@ -1,7 +1,8 @@
 """Property tests: whatever bytes or text arrive, the input parsers answer with their own refusal, never crash.
 
-The frame decoder and ingest's frame check, the plate normaliser and partial-plate patterns, the search query
-builder (user input only ever becomes plain values, never operators), and the hot-file parser.
+The frame decoder and ingest's frame check (images and gateway reads), the plate normaliser and partial-plate
+patterns, the search query builder (user input only ever becomes plain values, never operators), the hot-file
+parser, and camera credentials in call metadata.
 Run with `--hypothesis-show-statistics` to see how many inputs each property tried.
 """
 
@@ -17,9 +18,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from services.common.auth import AuthError
 from services.common.plates import MAX_PLATE_LEN, InvalidQuery, normalize_plate, pattern_to_regex
 from services.hotlist.domain.ncic import BadFile, parse
 from services.inference.vision.imaging import FrameDecodeError, decode_jpeg
+from services.ingest.adapters.camera_auth import presented
 from services.ingest.domain.frames import FrameLimits, FrameRejected, validate_frame, validate_frame_reads
 from services.search.domain.query import PageToken, build_query
 from sightline.common.v1 import read_pb2
@@ -89,6 +92,15 @@ def test_frame_check_refuses_with_a_status_never_crashes(camera, frame_id, data,
         assert exc.code.name == "INVALID_ARGUMENT" and exc.message
     else:
         assert width * height <= LIMITS.max_pixels
+        assert all(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}", i) for i in (camera, frame_id))
+
+
+@pytest.mark.parametrize(("camera", "frame_id"), [("cam-1\n", "f-1"), ("cam-1", "f-1\n"), ("cam 1", "f-1")])
+def test_ids_with_a_trailing_newline_are_refused(camera: str, frame_id: str) -> None:
+    frame = ingest_pb2.Frame(camera_id=camera, frame_id=frame_id, jpeg=GOOD_JPEG)
+    frame.captured_at.FromDatetime(NOW)
+    with pytest.raises(FrameRejected):
+        validate_frame(frame, LIMITS, NOW)
 
 
 @MANY
@@ -220,3 +232,19 @@ def test_hot_file_lines_are_accepted_or_refused_with_a_reason(header: str, lines
     assert all(reason for _, reason in result.rejected)
     assert all(re.fullmatch(r"[A-Z0-9?*]{1,12}", e.plate) for e in result.entries)
     assert len(result.entries) + len(result.rejected) <= len(lines) + 1
+
+
+# --- camera credentials ----------------------------------------------------------------------------------------
+
+
+@MANY
+@given(st.lists(st.tuples(st.sampled_from(["authorization", "x-other"]),
+                          st.one_of(st.text(max_size=80), st.builds("Camera {}".format, st.text(max_size=80)))),
+                max_size=5))
+def test_camera_credentials_parse_or_are_refused(metadata: list[tuple[str, str]]) -> None:
+    try:
+        pairs = presented(metadata)
+    except AuthError as exc:
+        assert exc.code.name == "UNAUTHENTICATED"
+        return
+    assert all(camera_id and secret for camera_id, secret in pairs)

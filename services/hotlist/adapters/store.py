@@ -18,7 +18,7 @@ from pymongo.read_concern import ReadConcern
 
 from services.hotlist.adapters.codec import entry_to_doc
 from services.hotlist.domain.alerts import Status
-from services.hotlist.domain.model import Entry
+from services.hotlist.domain.model import SHARED_SOURCES, Entry
 
 LISTS = "hotlists"
 ENTRIES = "hotlist_entries"
@@ -42,17 +42,24 @@ class HotlistStore:
             IndexModel([("list_id", ASCENDING), ("raised_at", ASCENDING)], name="list_raised"),
         ])
 
-    async def upsert_list(self, list_id: str, fields: dict[str, Any], now: datetime) -> dict[str, Any]:
-        return await self._db[LISTS].find_one_and_update(
-            {"_id": list_id},
-            {"$set": {**fields, "updated_at": now}, "$setOnInsert": {"version": 0, "entry_count": 0}},
-            upsert=True, return_document=ReturnDocument.AFTER)
+    async def upsert_list(self, list_id: str, owner: str, fields: dict[str, Any],
+                          now: datetime) -> dict[str, Any] | None:
+        """Creates the list for `owner`, or updates it when `owner` owns it; None when another agency does."""
+        try:
+            return await self._db[LISTS].find_one_and_update(
+                {"_id": list_id, "owner": owner},
+                {"$set": {**fields, "updated_at": now}, "$setOnInsert": {"version": 0, "entry_count": 0}},
+                upsert=True, return_document=ReturnDocument.AFTER)
+        except DuplicateKeyError:  # the id exists with another owner: the upsert tried to insert it again
+            return None
 
     async def get_list(self, list_id: str) -> dict[str, Any] | None:
         return await self._db[LISTS].find_one({"_id": list_id})
 
-    async def lists(self) -> list[dict[str, Any]]:
-        return await self._db[LISTS].find().sort("_id", 1).to_list(None)
+    async def lists(self, agency_id: str | None = None) -> list[dict[str, Any]]:
+        """Every list, or those `agency_id` sees: its own and the shared sources (NCIC, state, NCMEC)."""
+        flt = {} if agency_id is None else {"$or": [{"owner": agency_id}, {"source": {"$in": list(SHARED_SOURCES)}}]}
+        return await self._db[LISTS].find(flt).sort("_id", 1).to_list(None)
 
     async def replace_entries(self, list_id: str, old_version: int, entries: Sequence[Entry],
                               now: datetime) -> dict[str, Any]:

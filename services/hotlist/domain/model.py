@@ -36,6 +36,11 @@ class Entry:
         return self.expires_at is None or now < self.expires_at
 
 
+# Sources that are national or state records rather than one agency's own: every agency sees these lists
+# (ListLists), while only the owner agency that loads them may change them.
+SHARED_SOURCES = ("ncic", "state", "ncmec")
+
+
 @dataclass(frozen=True, slots=True)
 class ListConfig:
     """How a list's entries are matched beyond exact equality."""

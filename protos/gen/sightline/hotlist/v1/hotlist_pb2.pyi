@@ -147,7 +147,9 @@ class HotList(_message.Message):
     name: _builtins.str
     source: Global___ListSource.ValueType
     owner: _builtins.str
-    """Agency (ORI) that owns the list."""
+    """Agency (ORI) that owns the list: set by the service to the creator's agency. In UpsertList leave it
+    empty or set the caller's own agency (another agency: PERMISSION_DENIED).
+    """
     version: _builtins.int
     """Raised by every bulk import; part of each alert's id."""
     fuzzy_confusions: _builtins.bool
@@ -500,6 +502,7 @@ class Verification(_message.Message):
     STATE_MATCHES_FIELD_NUMBER: _builtins.int
     NOTE_FIELD_NUMBER: _builtins.int
     officer_id: _builtins.str
+    """The user id of the officer who took the step (from the access token)."""
     plate_matches: _builtins.bool
     state_matches: _builtins.bool
     note: _builtins.str
@@ -655,7 +658,9 @@ class SubscribeAlertsRequest(_message.Message):
     REPLAY_SINCE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def agency_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Each filter, when set, must match; empty filters match every alert."""
+        """Each filter, when set, must match; empty filters match every alert of the caller's agency.
+        agency_ids may only name the caller's own agency (any other: PERMISSION_DENIED).
+        """
 
     @_builtins.property
     def camera_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
@@ -711,6 +716,9 @@ class RecordVerificationRequest(_message.Message):
     NOTE_FIELD_NUMBER: _builtins.int
     alert_id: _builtins.str
     officer_id: _builtins.str
+    """Deprecated: the step is recorded as the token's user. Kept for compatibility: leave empty, or set the
+    caller's own user id (any other value: PERMISSION_DENIED).
+    """
     plate_matches: _builtins.bool
     state_matches: _builtins.bool
     note: _builtins.str
@@ -741,6 +749,9 @@ class RecordReconfirmationRequest(_message.Message):
     NOTE_FIELD_NUMBER: _builtins.int
     alert_id: _builtins.str
     officer_id: _builtins.str
+    """Deprecated: the step is recorded as the token's user. Kept for compatibility: leave empty, or set the
+    caller's own user id (any other value: PERMISSION_DENIED).
+    """
     record_active: _builtins.bool
     note: _builtins.str
     def __init__(
@@ -769,6 +780,9 @@ class RecordDispositionRequest(_message.Message):
     NOTE_FIELD_NUMBER: _builtins.int
     alert_id: _builtins.str
     officer_id: _builtins.str
+    """Deprecated: the step is recorded as the token's user. Kept for compatibility: leave empty, or set the
+    caller's own user id (any other value: PERMISSION_DENIED).
+    """
     disposition: Global___Disposition.ValueType
     note: _builtins.str
     def __init__(

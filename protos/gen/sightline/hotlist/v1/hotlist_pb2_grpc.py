@@ -27,6 +27,12 @@ if _version_not_supported:
 
 class HotlistServiceStub:
     """Hot lists (NCIC / state extracts, NCMEC Amber alerts, agency lists) and their entries.
+
+    Every call carries an access token (metadata "authorization: Bearer <token>"; UNAUTHENTICATED without
+    one). A list belongs to the agency that created it: UpsertList, ImportList, AddEntry and RemoveEntry need
+    the permission hotlists:manage and a list of the caller's own agency (PERMISSION_DENIED otherwise). Each
+    change is written to the audit trail before it takes effect; when the audit trail cannot be written the
+    call fails with UNAVAILABLE and nothing changes.
     """
 
     def __init__(self, channel):
@@ -64,17 +70,26 @@ class HotlistServiceStub:
 
 class HotlistServiceServicer:
     """Hot lists (NCIC / state extracts, NCMEC Amber alerts, agency lists) and their entries.
+
+    Every call carries an access token (metadata "authorization: Bearer <token>"; UNAUTHENTICATED without
+    one). A list belongs to the agency that created it: UpsertList, ImportList, AddEntry and RemoveEntry need
+    the permission hotlists:manage and a list of the caller's own agency (PERMISSION_DENIED otherwise). Each
+    change is written to the audit trail before it takes effect; when the audit trail cannot be written the
+    call fails with UNAVAILABLE and nothing changes.
     """
 
     def UpsertList(self, request, context):
-        """Creates a list or updates its settings (name, source, owner, fuzzy matching); keeps its entries.
+        """Creates a list of the caller's agency or updates its settings (name, source, fuzzy matching); keeps its
+        entries.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListLists(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The lists of the caller's agency and the shared sources (NCIC, state, NCMEC) whoever owns them
+        (permission alerts:view or hotlists:manage).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -139,6 +154,12 @@ def add_HotlistServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class HotlistService:
     """Hot lists (NCIC / state extracts, NCMEC Amber alerts, agency lists) and their entries.
+
+    Every call carries an access token (metadata "authorization: Bearer <token>"; UNAUTHENTICATED without
+    one). A list belongs to the agency that created it: UpsertList, ImportList, AddEntry and RemoveEntry need
+    the permission hotlists:manage and a list of the caller's own agency (PERMISSION_DENIED otherwise). Each
+    change is written to the audit trail before it takes effect; when the audit trail cannot be written the
+    call fails with UNAVAILABLE and nothing changes.
     """
 
     @staticmethod
@@ -280,6 +301,10 @@ class HotlistService:
 class AlertServiceStub:
     """Alerts raised when a read matches an entry, and the officer's workflow on them. A hit is not probable
     cause: an alert must be visually verified, then its record reconfirmed as active, then disposed of.
+
+    A caller sees only the alerts raised on its own agency's reads (permission alerts:view); an alert of
+    another agency is NOT_FOUND. Workflow steps need alerts:respond, are recorded as the token's user and
+    are written to the audit trail before they take effect (UNAVAILABLE, nothing recorded, when it is down).
     """
 
     def __init__(self, channel):
@@ -318,6 +343,10 @@ class AlertServiceStub:
 class AlertServiceServicer:
     """Alerts raised when a read matches an entry, and the officer's workflow on them. A hit is not probable
     cause: an alert must be visually verified, then its record reconfirmed as active, then disposed of.
+
+    A caller sees only the alerts raised on its own agency's reads (permission alerts:view); an alert of
+    another agency is NOT_FOUND. Workflow steps need alerts:respond, are recorded as the token's user and
+    are written to the audit trail before they take effect (UNAVAILABLE, nothing recorded, when it is down).
     """
 
     def SubscribeAlerts(self, request, context):
@@ -393,6 +422,10 @@ def add_AlertServiceServicer_to_server(servicer, server):
 class AlertService:
     """Alerts raised when a read matches an entry, and the officer's workflow on them. A hit is not probable
     cause: an alert must be visually verified, then its record reconfirmed as active, then disposed of.
+
+    A caller sees only the alerts raised on its own agency's reads (permission alerts:view); an alert of
+    another agency is NOT_FOUND. Workflow steps need alerts:respond, are recorded as the token's user and
+    are written to the audit trail before they take effect (UNAVAILABLE, nothing recorded, when it is down).
     """
 
     @staticmethod

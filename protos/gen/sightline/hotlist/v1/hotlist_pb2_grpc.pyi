@@ -27,15 +27,27 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class HotlistServiceStub:
-    """Hot lists (NCIC / state extracts, NCMEC Amber alerts, agency lists) and their entries."""
+    """Hot lists (NCIC / state extracts, NCMEC Amber alerts, agency lists) and their entries.
+
+    Every call carries an access token (metadata "authorization: Bearer <token>"; UNAUTHENTICATED without
+    one). A list belongs to the agency that created it: UpsertList, ImportList, AddEntry and RemoveEntry need
+    the permission hotlists:manage and a list of the caller's own agency (PERMISSION_DENIED otherwise). Each
+    change is written to the audit trail before it takes effect; when the audit trail cannot be written the
+    call fails with UNAVAILABLE and nothing changes.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> HotlistServiceAsyncStub: ...
     UpsertList: _grpc.UnaryUnaryMultiCallable[_hotlist_pb2.UpsertListRequest, _hotlist_pb2.HotList]
-    """Creates a list or updates its settings (name, source, owner, fuzzy matching); keeps its entries."""
+    """Creates a list of the caller's agency or updates its settings (name, source, fuzzy matching); keeps its
+    entries.
+    """
     ListLists: _grpc.UnaryUnaryMultiCallable[_hotlist_pb2.ListListsRequest, _hotlist_pb2.ListListsResponse]
+    """The lists of the caller's agency and the shared sources (NCIC, state, NCMEC) whoever owns them
+    (permission alerts:view or hotlists:manage).
+    """
     ImportList: _grpc.StreamUnaryMultiCallable[_hotlist_pb2.ImportListChunk, _hotlist_pb2.ImportListResponse]
     """Bulk import of a hot file, streamed in chunks (the first carries the list id and format). The new
     entries replace the list's previous version atomically: matching sees either all old or all new.
@@ -48,12 +60,24 @@ class HotlistServiceStub:
 
 @_typing.type_check_only
 class HotlistServiceAsyncStub(HotlistServiceStub):
-    """Hot lists (NCIC / state extracts, NCMEC Amber alerts, agency lists) and their entries."""
+    """Hot lists (NCIC / state extracts, NCMEC Amber alerts, agency lists) and their entries.
+
+    Every call carries an access token (metadata "authorization: Bearer <token>"; UNAUTHENTICATED without
+    one). A list belongs to the agency that created it: UpsertList, ImportList, AddEntry and RemoveEntry need
+    the permission hotlists:manage and a list of the caller's own agency (PERMISSION_DENIED otherwise). Each
+    change is written to the audit trail before it takes effect; when the audit trail cannot be written the
+    call fails with UNAVAILABLE and nothing changes.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     UpsertList: _aio.UnaryUnaryMultiCallable[_hotlist_pb2.UpsertListRequest, _hotlist_pb2.HotList]  # type: ignore[assignment]
-    """Creates a list or updates its settings (name, source, owner, fuzzy matching); keeps its entries."""
+    """Creates a list of the caller's agency or updates its settings (name, source, fuzzy matching); keeps its
+    entries.
+    """
     ListLists: _aio.UnaryUnaryMultiCallable[_hotlist_pb2.ListListsRequest, _hotlist_pb2.ListListsResponse]  # type: ignore[assignment]
+    """The lists of the caller's agency and the shared sources (NCIC, state, NCMEC) whoever owns them
+    (permission alerts:view or hotlists:manage).
+    """
     ImportList: _aio.StreamUnaryMultiCallable[_hotlist_pb2.ImportListChunk, _hotlist_pb2.ImportListResponse]  # type: ignore[assignment]
     """Bulk import of a hot file, streamed in chunks (the first carries the list id and format). The new
     entries replace the list's previous version atomically: matching sees either all old or all new.
@@ -65,7 +89,14 @@ class HotlistServiceAsyncStub(HotlistServiceStub):
     RemoveEntry: _aio.UnaryUnaryMultiCallable[_hotlist_pb2.RemoveEntryRequest, _hotlist_pb2.RemoveEntryResponse]  # type: ignore[assignment]
 
 class HotlistServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Hot lists (NCIC / state extracts, NCMEC Amber alerts, agency lists) and their entries."""
+    """Hot lists (NCIC / state extracts, NCMEC Amber alerts, agency lists) and their entries.
+
+    Every call carries an access token (metadata "authorization: Bearer <token>"; UNAUTHENTICATED without
+    one). A list belongs to the agency that created it: UpsertList, ImportList, AddEntry and RemoveEntry need
+    the permission hotlists:manage and a list of the caller's own agency (PERMISSION_DENIED otherwise). Each
+    change is written to the audit trail before it takes effect; when the audit trail cannot be written the
+    call fails with UNAVAILABLE and nothing changes.
+    """
 
     @_abc_1.abstractmethod
     def UpsertList(
@@ -73,14 +104,19 @@ class HotlistServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _hotlist_pb2.UpsertListRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_hotlist_pb2.HotList, _abc.Awaitable[_hotlist_pb2.HotList]]:
-        """Creates a list or updates its settings (name, source, owner, fuzzy matching); keeps its entries."""
+        """Creates a list of the caller's agency or updates its settings (name, source, fuzzy matching); keeps its
+        entries.
+        """
 
     @_abc_1.abstractmethod
     def ListLists(
         self,
         request: _hotlist_pb2.ListListsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_hotlist_pb2.ListListsResponse, _abc.Awaitable[_hotlist_pb2.ListListsResponse]]: ...
+    ) -> _typing.Union[_hotlist_pb2.ListListsResponse, _abc.Awaitable[_hotlist_pb2.ListListsResponse]]:
+        """The lists of the caller's agency and the shared sources (NCIC, state, NCMEC) whoever owns them
+        (permission alerts:view or hotlists:manage).
+        """
 
     @_abc_1.abstractmethod
     def ImportList(
@@ -114,6 +150,10 @@ def add_HotlistServiceServicer_to_server(servicer: HotlistServiceServicer, serve
 class AlertServiceStub:
     """Alerts raised when a read matches an entry, and the officer's workflow on them. A hit is not probable
     cause: an alert must be visually verified, then its record reconfirmed as active, then disposed of.
+
+    A caller sees only the alerts raised on its own agency's reads (permission alerts:view); an alert of
+    another agency is NOT_FOUND. Workflow steps need alerts:respond, are recorded as the token's user and
+    are written to the audit trail before they take effect (UNAVAILABLE, nothing recorded, when it is down).
     """
 
     @_typing.overload
@@ -134,6 +174,10 @@ class AlertServiceStub:
 class AlertServiceAsyncStub(AlertServiceStub):
     """Alerts raised when a read matches an entry, and the officer's workflow on them. A hit is not probable
     cause: an alert must be visually verified, then its record reconfirmed as active, then disposed of.
+
+    A caller sees only the alerts raised on its own agency's reads (permission alerts:view); an alert of
+    another agency is NOT_FOUND. Workflow steps need alerts:respond, are recorded as the token's user and
+    are written to the audit trail before they take effect (UNAVAILABLE, nothing recorded, when it is down).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -150,6 +194,10 @@ class AlertServiceAsyncStub(AlertServiceStub):
 class AlertServiceServicer(metaclass=_abc_1.ABCMeta):
     """Alerts raised when a read matches an entry, and the officer's workflow on them. A hit is not probable
     cause: an alert must be visually verified, then its record reconfirmed as active, then disposed of.
+
+    A caller sees only the alerts raised on its own agency's reads (permission alerts:view); an alert of
+    another agency is NOT_FOUND. Workflow steps need alerts:respond, are recorded as the token's user and
+    are written to the audit trail before they take effect (UNAVAILABLE, nothing recorded, when it is down).
     """
 
     @_abc_1.abstractmethod
