@@ -3,6 +3,7 @@ who may do what (tokens, roles, the owner agency) with every change and workflow
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import time
 import uuid
@@ -13,6 +14,7 @@ import grpc
 import pytest
 import redis as redis_sync
 
+from services.cli.hotlist import run_import
 from services.common.auth import auth_metadata
 from services.common.settings import MongoSettings, RedisSettings
 from services.common.storage import mongo_client, mongo_database, redis_client
@@ -180,6 +182,24 @@ async def test_import_reports_rejections_and_replaces_the_list_atomically(stubs,
     await asyncio.sleep(0.5)
     found = alerts_for(mongo_db, list_id)
     assert [(a["entry"]["plate"], a["list_version"]) for a in found] == [("NEW00007", 2)]
+
+
+async def test_cli_import_streams_a_hot_file_and_prints_rejections(stubs, md, hotlist_addr, tokens, tmp_path,
+                                                                   monkeypatch, capsys) -> None:
+    hot, _ = stubs
+    list_id = await new_list(hot, await md())
+    hot_file = tmp_path / "ncic.csv"
+    rows = "".join(f"CLI{i:04d},TX,V,N{i}\n" for i in range(2_000))
+    hot_file.write_text("LIC,LIS,TYP,NIC\n" + rows + "BAD!,TX,V,x\n")
+    monkeypatch.setenv("SIGHTLINE_TOKEN", await tokens("supervisor"))
+    args = argparse.Namespace(file=hot_file, list_id=list_id, format="csv", address=hotlist_addr, show_rejected=5)
+    assert await asyncio.to_thread(run_import, args) == 0
+    out = capsys.readouterr().out
+    assert f"list {list_id} now at version 1: 2000 entries accepted, 1 lines rejected" in out
+    assert "line 2002: plate has characters other than letters" in out
+    monkeypatch.setenv("SIGHTLINE_TOKEN", await tokens("officer"))
+    assert await asyncio.to_thread(run_import, args) == 1
+    assert "PERMISSION_DENIED" in capsys.readouterr().out
 
 
 async def test_manual_entry_is_matched_within_a_second_and_pushed(stubs, md, publisher) -> None:
