@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 import time
 from datetime import UTC, datetime
 
@@ -23,9 +21,9 @@ import redis.asyncio as aioredis
 from opentelemetry import trace
 from opentelemetry.propagate import extract
 from prometheus_client import Counter, Histogram
-from redis.exceptions import ResponseError
 
 from services.common.reads import read_to_document
+from services.common.streams import ConsumerGroup, consumer_name, trace_carrier
 from services.hotlist.alerting import AlertRaiser
 from services.hotlist.index_sync import IndexSync
 from services.hotlist.settings import HotlistSettings
@@ -38,45 +36,14 @@ MATCH_SECONDS = Histogram("sightline_hotlist_match_seconds", "Index lookup time 
                           buckets=(1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2))
 
 
-def consumer_name(settings: HotlistSettings) -> str:
-    return settings.matcher_consumer or f"{socket.gethostname()}-{os.getpid()}"
-
-
 class StreamMatcher:
     def __init__(self, redis: aioredis.Redis, settings: HotlistSettings, sync: IndexSync, raiser: AlertRaiser):
-        self._r = redis
         self._s = settings
         self._sync = sync
         self._raiser = raiser
-        self._consumer = consumer_name(settings)
-
-    async def ensure_group(self) -> None:
-        try:
-            await self._r.xgroup_create(self._s.pass_stream, self._s.matcher_group, id=self._s.matcher_start_id,
-                                        mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-
-    async def claim(self) -> int:
-        """Processes every pass pending idle with another (dead) consumer; returns how many."""
-        start, total = "0-0", 0
-        while True:
-            start, entries, *_ = await self._r.xautoclaim(
-                self._s.pass_stream, self._s.matcher_group, self._consumer, self._s.matcher_claim_idle_ms,
-                start_id=start, count=self._s.matcher_batch)
-            total += await self.process(entries)
-            if start in (b"0-0", "0-0"):
-                return total
-
-    async def own_pending(self) -> None:
-        """Re-processes passes this consumer took but did not acknowledge (after an error)."""
-        while True:
-            reply = await self._r.xreadgroup(self._s.matcher_group, self._consumer, {self._s.pass_stream: "0"},
-                                             count=self._s.matcher_batch)
-            entries = [e for _, batch in reply or () for e in batch]
-            if not await self.process(entries):
-                return
+        self._group = ConsumerGroup(redis, settings.pass_stream, settings.matcher_group,
+                                    consumer_name(settings.matcher_consumer), settings.matcher_batch,
+                                    settings.matcher_claim_idle_ms)
 
     async def process(self, entries: list) -> int:
         """Matches a batch, stores its alerts, then acknowledges it. Returns the number of entries."""
@@ -95,8 +62,7 @@ class StreamMatcher:
                 continue
             read = vehicle_pass.best_read
             # The pass's span is a child of the tracker's publish; the alerts it raises are pushed inside it.
-            carrier = {"traceparent": fields[b"traceparent"].decode()} if b"traceparent" in fields else {}
-            with tracer.start_as_current_span("hotlist.match", context=extract(carrier),
+            with tracer.start_as_current_span("hotlist.match", context=extract(trace_carrier(fields)),
                                               kind=trace.SpanKind.CONSUMER) as span:
                 t0 = time.perf_counter()
                 matches = self._sync.index.match(vehicle_pass.plate_normalized, read.region.state, now)
@@ -109,27 +75,25 @@ class StreamMatcher:
                     doc.update(pass_id=vehicle_pass.pass_id, plate=vehicle_pass.plate_normalized,
                                plate_normalized=vehicle_pass.plate_normalized, confidence=vehicle_pass.confidence)
                     await self._raiser.raise_alerts([(doc, matches)], historical=False)
-        await self._r.xack(self._s.pass_stream, self._s.matcher_group, *[eid for eid, _ in entries])
+        await self._group.ack(eid for eid, _ in entries)
         return len(entries)
 
     async def run(self) -> None:
         """Until cancelled; Redis or MongoDB errors are retried (nothing is acknowledged that was not done)."""
-        log.info("matcher starting", extra={"consumer": self._consumer, "group": self._s.matcher_group})
+        log.info("matcher starting", extra={"consumer": self._group.consumer, "group": self._group.group})
         next_claim = 0.0
         while True:
             try:
-                await self.ensure_group()
-                await self.own_pending()
+                await self._group.ensure(self._s.matcher_start_id)
+                async for entries in self._group.own_pending():
+                    await self.process(entries)
                 while True:
                     await self._sync.refresh()
                     if time.monotonic() >= next_claim:
-                        await self.claim()
+                        async for entries in self._group.claimed():
+                            await self.process(entries)
                         next_claim = time.monotonic() + self._s.matcher_claim_interval_s
-                    reply = await self._r.xreadgroup(self._s.matcher_group, self._consumer,
-                                                     {self._s.pass_stream: ">"}, count=self._s.matcher_batch,
-                                                     block=self._s.matcher_block_ms)
-                    for _, entries in reply or ():
-                        await self.process(entries)
+                    await self.process(await self._group.new(self._s.matcher_block_ms))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - unacknowledged passes are redelivered via claim()

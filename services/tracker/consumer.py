@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -21,8 +19,8 @@ from opentelemetry import context, trace
 from opentelemetry.context import Context
 from opentelemetry.propagate import extract
 from prometheus_client import Counter, Histogram
-from redis.exceptions import ResponseError
 
+from services.common.streams import ConsumerGroup, consumer_name, trace_carrier
 from services.tracker.adapters.codec import build_pass, pass_to_document, sighting_of
 from services.tracker.adapters.store import PassStore
 from services.tracker.adapters.stream import PassPublisher
@@ -47,46 +45,15 @@ class _Pending:
 
 class PassBuilder:
     def __init__(self, redis: aioredis.Redis, settings: TrackerSettings, store: PassStore, publisher: PassPublisher):
-        self._r = redis
         self._s = settings
         self._store = store
         self._publisher = publisher
         self._config = settings.tracker_config()
         self.tracker = PassTracker(self._config)
         self._pending: dict[str, _Pending] = {}  # read id -> its stream entry, while its pass is open
-        self._consumer = settings.tracker_consumer or f"{socket.gethostname()}-{os.getpid()}"
-
-    async def ensure_group(self) -> None:
-        try:
-            await self._r.xgroup_create(self._s.read_stream, self._s.tracker_group, id=self._s.tracker_start_id,
-                                        mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-
-    async def claim(self) -> None:
-        """Takes over reads pending idle with any consumer: a dead one's, or this one's own of a pass that
-        failed to close (reads of passes still open here are recognised as duplicates)."""
-        start = "0-0"
-        while True:
-            start, entries, *_ = await self._r.xautoclaim(
-                self._s.read_stream, self._s.tracker_group, self._consumer, self._s.tracker_claim_idle_ms,
-                start_id=start, count=self._s.tracker_batch)
-            await self.process(entries)
-            if start in (b"0-0", "0-0"):
-                return
-
-    async def own_pending(self) -> None:
-        """Re-reads this consumer's unacknowledged reads (a restart under the same consumer name)."""
-        start = "0"
-        while True:
-            reply = await self._r.xreadgroup(self._s.tracker_group, self._consumer, {self._s.read_stream: start},
-                                             count=self._s.tracker_batch)
-            entries = [e for _, batch in reply or () for e in batch]
-            if not entries:
-                return
-            await self.process(entries)
-            start = entries[-1][0]
+        self._group = ConsumerGroup(redis, settings.read_stream, settings.tracker_group,
+                                    consumer_name(settings.tracker_consumer), settings.tracker_batch,
+                                    settings.tracker_claim_idle_ms)
 
     async def process(self, entries: list) -> None:
         """Adds each read to its pass, publishing a pass's preview when its first confident read comes in."""
@@ -105,7 +72,7 @@ class PassBuilder:
                 log.warning("malformed read stream entry", extra={"read_id": fields.get(b"read_id", b"").decode()})
                 done.append(entry_id)
                 continue
-            carrier = {"traceparent": fields[b"traceparent"].decode()} if b"traceparent" in fields else {}
+            carrier = trace_carrier(fields)
             with tracer.start_as_current_span("tracker.observe", context=extract(carrier),
                                               kind=trace.SpanKind.CONSUMER) as span:
                 observed = self.tracker.observe(sighting_of(read), now)
@@ -121,8 +88,7 @@ class PassBuilder:
         if previews:
             await self._publisher.publish(previews)
             PASSES_PUBLISHED.labels("preview").inc(len(previews))
-        if done:
-            await self._r.xack(self._s.read_stream, self._s.tracker_group, *done)
+        await self._group.ack(done)
 
     async def close_due(self) -> int:
         """Stores, publishes and acknowledges every pass whose gap has passed, all in a few round trips.
@@ -137,7 +103,7 @@ class PassBuilder:
             # Each final pass's publish is a child of its first read's publish.
             await self._publisher.publish(finals)
             entries = [self._pending[s.read_id].entry_id for track in closed for s in track.sightings]
-            await self._r.xack(self._s.read_stream, self._s.tracker_group, *entries)
+            await self._group.ack(entries)
         finally:
             for track in closed:
                 for s in track.sightings:
@@ -153,22 +119,21 @@ class PassBuilder:
 
     async def run(self) -> None:
         """Until cancelled; Redis or MongoDB errors are retried (nothing is acknowledged that was not done)."""
-        log.info("tracker starting", extra={"consumer": self._consumer, "group": self._s.tracker_group})
+        log.info("tracker starting", extra={"consumer": self._group.consumer, "group": self._group.group})
         loop = asyncio.get_running_loop()
         next_claim = 0.0
         while True:
             try:
-                await self.ensure_group()
-                await self.own_pending()
+                await self._group.ensure(self._s.tracker_start_id)
+                # Reads of passes still open are pending with this consumer: they come back as duplicates.
+                async for entries in self._group.own_pending():
+                    await self.process(entries)
                 while True:
                     if loop.time() >= next_claim:
-                        await self.claim()
+                        async for entries in self._group.claimed():
+                            await self.process(entries)
                         next_claim = loop.time() + self._s.tracker_claim_interval_s
-                    reply = await self._r.xreadgroup(self._s.tracker_group, self._consumer,
-                                                     {self._s.read_stream: ">"}, count=self._s.tracker_batch,
-                                                     block=self._s.tracker_block_ms)
-                    for _, entries in reply or ():
-                        await self.process(entries)
+                    await self.process(await self._group.new(self._s.tracker_block_ms))
                     await self.close_due()
             except asyncio.CancelledError:
                 raise
