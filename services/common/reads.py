@@ -59,7 +59,7 @@ async def ensure_indexes(db: AsyncDatabase) -> None:
     await db[CAMERAS].create_index([("agency_id", ASCENDING)], name="agency")
 
 
-def _ts(dt: datetime | None) -> Timestamp | None:
+def to_timestamp(dt: datetime | None) -> Timestamp | None:
     if dt is None:
         return None
     ts = Timestamp()
@@ -131,9 +131,9 @@ def document_to_read(doc: dict[str, Any]) -> read_pb2.Read:
         region=read_pb2.Region(**doc.get("region", {})),
     )
     for field in ("captured_at", "stored_at"):
-        getattr(read, field).CopyFrom(_ts(doc[field]))
+        getattr(read, field).CopyFrom(to_timestamp(doc[field]))
     if doc.get("expire_at") is not None:
-        read.expires_at.CopyFrom(_ts(doc["expire_at"]))
+        read.expires_at.CopyFrom(to_timestamp(doc["expire_at"]))
     set_box(read.plate_box, doc.get("plate_box"))
     if v := doc.get("vehicle"):
         read.vehicle.type = VEHICLE_TYPES.get(v.get("type", ""), read_pb2.VEHICLE_TYPE_UNSPECIFIED)

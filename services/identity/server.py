@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import Counter
 
 from services.audit.client import AuditClient, AuditUnavailable
@@ -28,6 +27,7 @@ from services.common.auth import (
     token_verifier,
 )
 from services.common.grpc_server import ServiceSpec, retry_until_done
+from services.common.reads import to_timestamp
 from services.common.storage import mongo_client, mongo_database, mongo_dependency
 from services.identity.adapters.store import IdentityStore
 from services.identity.domain.accounts import (
@@ -55,10 +55,6 @@ LOGINS = Counter("sightline_identity_logins_total", "Login attempts by outcome",
 _BAD_LOGIN = "invalid username, password or code"
 
 
-def _ts(dt: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(dt.astimezone(UTC))
-    return ts
 
 
 def user_to_proto(doc: dict[str, Any]) -> identity_pb2.User:
@@ -67,11 +63,11 @@ def user_to_proto(doc: dict[str, Any]) -> identity_pb2.User:
                              roles=[PROTO_BY_ROLE[Role(r)] for r in doc.get("roles", []) if r in PROTO_BY_ROLE])
     if training := doc.get("training"):
         user.training.course = training.get("course", "")
-        user.training.expires_at.CopyFrom(_ts(training["expires_at"]))
+        user.training.expires_at.CopyFrom(to_timestamp(training["expires_at"]))
         if training.get("completed_at"):
-            user.training.completed_at.CopyFrom(_ts(training["completed_at"]))
+            user.training.completed_at.CopyFrom(to_timestamp(training["completed_at"]))
     if doc.get("locked_until"):
-        user.locked_until.CopyFrom(_ts(doc["locked_until"]))
+        user.locked_until.CopyFrom(to_timestamp(doc["locked_until"]))
     return user
 
 
@@ -204,7 +200,8 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         event.roles.extend(sorted(user["roles"]))
         await self._audit_or_abort(context, event)
         LOGINS.labels("ok").inc()
-        return identity_pb2.LoginResponse(access_token=token, expires_at=_ts(expires), user=user_to_proto(user))
+        return identity_pb2.LoginResponse(access_token=token, expires_at=to_timestamp(expires),
+                                          user=user_to_proto(user))
 
     async def ChangePassword(self, request, context):  # noqa: N802
         principal = await self._caller(context, Permission.AUDIT_APPEND, "user.password")  # any signed-in person

@@ -15,13 +15,12 @@ from typing import Any
 
 import grpc
 from google.protobuf.json_format import MessageToDict
-from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import Counter
 
 from services.audit.client import AuditClient, AuditUnavailable
 from services.common.auth import AuthError, Permission, Principal, check_call, token_verifier
 from services.common.grpc_server import ServiceSpec, retry_until_done
-from services.common.reads import READS, ensure_indexes, to_datetime
+from services.common.reads import READS, ensure_indexes, to_datetime, to_timestamp
 from services.common.storage import mongo_client, mongo_database, mongo_dependency, redis_client, redis_dependency
 from services.retention.adapters.store import RetentionStore
 from services.retention.domain.holds import InvalidHold, Scope, check_request, reads_filter
@@ -40,12 +39,6 @@ HOLDS = Counter("sightline_retention_holds_total", "Holds placed and released", 
 R = retention_pb2
 
 
-def _ts(dt: datetime | None) -> Timestamp | None:
-    if dt is None:
-        return None
-    ts = Timestamp()
-    ts.FromDatetime(dt.astimezone(UTC))
-    return ts
 
 
 def hold_to_proto(doc: dict[str, Any]) -> R.Hold:
@@ -53,7 +46,7 @@ def hold_to_proto(doc: dict[str, Any]) -> R.Hold:
                   justification=doc["justification"], requested_by_user_id=doc["requested_by"]["user_id"],
                   requested_by_username=doc["requested_by"]["username"],
                   status=R.HOLD_STATUS_ACTIVE if doc["status"] == "active" else R.HOLD_STATUS_RELEASED,
-                  created_at=_ts(doc["created_at"]), read_count=doc.get("read_count", 0),
+                  created_at=to_timestamp(doc["created_at"]), read_count=doc.get("read_count", 0),
                   image_count=doc.get("image_count", 0), release_reason=doc.get("release_reason", ""),
                   released_by_user_id=doc.get("released_by", ""), reads_restored=doc.get("reads_restored", 0),
                   reads_deleted=doc.get("reads_deleted", 0))
@@ -62,17 +55,17 @@ def hold_to_proto(doc: dict[str, Any]) -> R.Hold:
         hold.read_ids.ids.extend(scope["read_ids"])
     else:
         hold.window.plate, hold.window.camera_id = scope["plate"], scope["camera_id"]
-        hold.window.start_time.CopyFrom(_ts(scope["start"]))
-        hold.window.end_time.CopyFrom(_ts(scope["end"]))
+        hold.window.start_time.CopyFrom(to_timestamp(scope["start"]))
+        hold.window.end_time.CopyFrom(to_timestamp(scope["end"]))
     if doc.get("released_at"):
-        hold.released_at.CopyFrom(_ts(doc["released_at"]))
+        hold.released_at.CopyFrom(to_timestamp(doc["released_at"]))
     return hold
 
 
 def report_to_proto(doc: dict[str, Any]) -> R.DayReport:
     fields = {k: v for k, v in doc.items() if k in R.DayReport.DESCRIPTOR.fields_by_name}
     for name in ("retention_ended_at", "verified_at", "key_destroyed_at"):
-        fields[name] = _ts(fields.get(name))
+        fields[name] = to_timestamp(fields.get(name))
     return R.DayReport(**fields)
 
 

@@ -6,9 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
-from services.common.reads import document_to_read
+from services.common.reads import document_to_read, to_timestamp
 from services.hotlist.domain.alerts import Disposition, Status
 from services.hotlist.domain.matcher import Match
 from services.hotlist.domain.model import Entry, ListConfig, VehicleDescription
@@ -24,12 +22,6 @@ SOURCES = {hotlist_pb2.LIST_SOURCE_NCIC: "ncic", hotlist_pb2.LIST_SOURCE_STATE: 
 SOURCES_TO_PB = {v: k for k, v in SOURCES.items()}
 
 
-def ts(dt: datetime | None) -> Timestamp | None:
-    if dt is None:
-        return None
-    out = Timestamp()
-    out.FromDatetime(dt.astimezone(UTC))
-    return out
 
 
 def entry_to_doc(entry: Entry) -> dict[str, Any]:
@@ -66,7 +58,7 @@ def entry_to_pb(entry: Entry) -> hotlist_pb2.HotlistEntry:
                                   state=entry.state, code=entry.code, reason=entry.reason, owner=entry.owner,
                                   record_id=entry.record_id)
     if entry.expires_at is not None:
-        pb.expires_at.CopyFrom(ts(entry.expires_at))
+        pb.expires_at.CopyFrom(to_timestamp(entry.expires_at))
     if entry.vehicle is not None:
         pb.vehicle.CopyFrom(hotlist_pb2.VehicleDescription(
             **{k: getattr(entry.vehicle, k) for k in VehicleDescription.__slots__}))
@@ -94,7 +86,7 @@ def list_to_pb(doc: dict[str, Any]) -> hotlist_pb2.HotList:
                              fuzzy_confusions=doc.get("fuzzy_confusions", True), max_edits=doc.get("max_edits", 0),
                              entry_count=doc.get("entry_count", 0))
     if doc.get("updated_at"):
-        pb.updated_at.CopyFrom(ts(doc["updated_at"]))
+        pb.updated_at.CopyFrom(to_timestamp(doc["updated_at"]))
     return pb
 
 
@@ -122,16 +114,17 @@ def alert_to_pb(doc: dict[str, Any]) -> hotlist_pb2.Alert:
                            entry=entry_to_pb(entry_from_doc(doc["entry"])), list_version=doc["list_version"],
                            match_kind=_KINDS[doc["match_kind"]], match_detail=doc["match_detail"],
                            historical=doc["historical"], status=STATUS_TO_PB[Status(doc["status"])])
-    pb.raised_at.CopyFrom(ts(doc["raised_at"]))
+    pb.raised_at.CopyFrom(to_timestamp(doc["raised_at"]))
     if v := doc.get("verification"):
         pb.verification.CopyFrom(hotlist_pb2.Verification(
-            officer_id=v["officer_id"], at=ts(v["at"]), plate_matches=v["plate_matches"],
+            officer_id=v["officer_id"], at=to_timestamp(v["at"]), plate_matches=v["plate_matches"],
             state_matches=v["state_matches"], note=v.get("note", "")))
     if r := doc.get("reconfirmation"):
         pb.reconfirmation.CopyFrom(hotlist_pb2.Reconfirmation(
-            officer_id=r["officer_id"], at=ts(r["at"]), record_active=r["record_active"], note=r.get("note", "")))
+            officer_id=r["officer_id"], at=to_timestamp(r["at"]), record_active=r["record_active"],
+            note=r.get("note", "")))
     if d := doc.get("disposition"):
         pb.disposition.CopyFrom(hotlist_pb2.DispositionRecord(
-            officer_id=d["officer_id"], at=ts(d["at"]), disposition=DISPOSITION_TO_PB[Disposition(d["disposition"])],
-            note=d.get("note", "")))
+            officer_id=d["officer_id"], at=to_timestamp(d["at"]),
+            disposition=DISPOSITION_TO_PB[Disposition(d["disposition"])], note=d.get("note", "")))
     return pb
