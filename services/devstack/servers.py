@@ -6,6 +6,7 @@ run against the same servers, configured the same way, as a developer does.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -86,6 +87,16 @@ def wait_until(what: str, ok, proc: Proc | None = None, timeout: float = 60, int
                 return
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}" + (f":\n{proc.tail()}" if proc else ""))
+
+
+async def wait_for(what: str, ok, within_s: float = 15.0, interval: float = 0.1) -> None:
+    """The async twin of wait_until, for tests and tools on an event loop: poll `ok()` until it is true."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if ok():
+            return
+        await asyncio.sleep(interval)
+    raise TimeoutError(f"timed out after {within_s:.0f}s waiting for {what}")
 
 
 def mongod_binary() -> str:

@@ -18,6 +18,7 @@ from services.cli.hotlist import run_import
 from services.common.auth import auth_metadata
 from services.common.settings import MongoSettings, RedisSettings
 from services.common.storage import mongo_client, mongo_database, redis_client
+from services.devstack.servers import wait_for
 from services.devstack.stack import LocalStack, Ports
 from services.hotlist.adapters.active_lists import ActiveLists
 from services.hotlist.settings import HotlistSettings
@@ -139,14 +140,6 @@ async def refused(call, code: grpc.StatusCode) -> str:
     assert err.value.code() == code, err.value.details()
     return err.value.details() or ""
 
-
-async def wait_for(what: str, ok, within_s: float = 15.0) -> None:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        if ok():
-            return
-        await asyncio.sleep(0.1)
-    raise TimeoutError(what)
 
 
 async def test_import_reports_rejections_and_replaces_the_list_atomically(stubs, md, redis_url, publisher,

@@ -4,7 +4,6 @@ out (stored in `passes`), and a tracker killed in mid-pass loses and repeats not
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -14,6 +13,7 @@ import redis as redis_sync
 
 from services.common.settings import RedisSettings
 from services.common.storage import redis_client
+from services.devstack.servers import wait_for
 from services.devstack.stack import LocalStack
 from services.ingest.adapters.stream import ReadPublisher
 from services.tracker.settings import TrackerSettings
@@ -60,14 +60,6 @@ def passes_of(stack: LocalStack, camera: str) -> list[pass_pb2.VehiclePass]:
     r.close()
     return out
 
-
-async def wait_for(what: str, ok, within_s: float = 15.0) -> None:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        if ok():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def finals(stack: LocalStack, camera: str) -> list[pass_pb2.VehiclePass]:
