@@ -34,12 +34,12 @@ from services.audit.domain.chain import GENESIS_HASH, new_entry, sign_checkpoint
 from services.audit.settings import AUDIT_KEY, AuditSettings
 from services.cli.audit import verify
 from services.common.auth import KeySettings, auth_metadata, load_private_key
+from services.common.plates import CONFUSION_CLASSES, skeleton
 from services.common.reads import READS, ensure_indexes
 from services.common.storage import mongo_client
 from services.devstack.stack import LocalStack, Ports
 from services.identity.domain.accounts import Credentials, new_user_document
 from services.search.adapters.indexes import ensure_search_indexes
-from services.search.domain.query import CONFUSIONS
 from sightline.audit.v1 import audit_pb2
 from sightline.identity.v1 import identity_pb2, identity_pb2_grpc
 from sightline.search.v1 import search_pb2, search_pb2_grpc
@@ -60,6 +60,7 @@ def read_doc(i: int, plate: str, camera: int, at: datetime, rng: random.Random, 
     lon, lat = -74.0 + (camera % 20) * 0.01, 40.6 + (camera // 20) * 0.01
     return {"_id": f"r{i:09d}", "camera_id": f"cam-{camera:03d}", "agency_id": AGENCY, "frame_id": f"f{i}",
             "captured_at": at, "stored_at": at, "expire_at": expire, "plate": plate, "plate_normalized": plate,
+            "plate_skeleton": skeleton(plate),
             "confidence": 0.9, "candidates": [], "region": {"country": "US", "state": "NY", "confidence": 0.8},
             "plate_box": [1, 2, 3, 4], "image_ref": f"img-{i}",
             "vehicle": {"type": rng.choice(TYPES), "type_confidence": 0.8, "colour": rng.choice(COLOURS),
@@ -160,11 +161,11 @@ def ts(dt: datetime):
 
 def confuse(plate: str, rng: random.Random) -> str:
     """The plate as OCR might misread it: one character swapped for a look-alike."""
-    spots = [i for i, ch in enumerate(plate) if any(ch in g for g in CONFUSIONS)]
+    spots = [i for i, ch in enumerate(plate) if any(ch in g for g in CONFUSION_CLASSES)]
     if not spots:
         return plate
     i = rng.choice(spots)
-    group = next(g for g in CONFUSIONS if plate[i] in g)
+    group = next(g for g in CONFUSION_CLASSES if plate[i] in g)
     return plate[:i] + rng.choice([c for c in group if c != plate[i]] or [plate[i]]) + plate[i + 1:]
 
 

@@ -8,6 +8,7 @@ import string
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from services.common.plates import skeleton
 from sightline.common.v1 import read_pb2
 from sightline.ingest.v1 import ingest_pb2
 
@@ -76,7 +77,8 @@ class Traffic:
         text, state, colour, vtype, make = self.vehicle()
         return {"_id": f"gen-{i:010d}", "camera_id": camera.camera_id, "agency_id": agency, "frame_id": f"gen-{i}",
                 "captured_at": captured_at, "stored_at": captured_at + timedelta(seconds=1), "expire_at": expire_at,
-                "plate": text, "plate_normalized": text, "confidence": round(self.rng.uniform(0.6, 0.99), 3),
+                "plate": text, "plate_normalized": text, "plate_skeleton": skeleton(text),
+                "confidence": round(self.rng.uniform(0.6, 0.99), 3),
                 "candidates": [], "region": {"country": "US", "state": state, "confidence": 0.8},
                 "plate_box": [600, 420, 120, 40], "image_ref": "",
                 "vehicle": {"type": vtype, "type_confidence": 0.9, "colour": colour, "colour_confidence": 0.7,

@@ -11,6 +11,11 @@ _NOT_PLATE_CHAR = re.compile(r"[^A-Z0-9]")
 _PATTERN_RE = re.compile(r"[A-Z0-9?*]+")
 
 
+# Characters OCR mistakes for one another on plates; the first of each class stands for the class.
+CONFUSION_CLASSES: tuple[str, ...] = ("O0DQ", "I1LT", "B8", "S5", "Z2", "G6")
+_SKELETON_TABLE = str.maketrans({ch: group[0] for group in CONFUSION_CLASSES for ch in group})
+
+
 class InvalidQuery(ValueError):
     """A query or pattern that cannot be run; the message says why (returned as INVALID_ARGUMENT)."""
 
@@ -18,6 +23,12 @@ class InvalidQuery(ValueError):
 def normalize_plate(text: str) -> str:
     """Upper case, keeping only A-Z and 0-9."""
     return _NOT_PLATE_CHAR.sub("", text.upper())
+
+
+def skeleton(plate: str) -> str:
+    """Each character replaced by its confusion class's representative: 'B0G5' -> 'BOGS'. Two plates that
+    differ only by OCR confusions share a skeleton, so a fuzzy search is one indexed equality."""
+    return plate.translate(_SKELETON_TABLE)
 
 
 def pattern_to_regex(pattern: str) -> str:

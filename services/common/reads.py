@@ -18,6 +18,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services.common.plates import skeleton
 from sightline.common.v1 import read_pb2
 
 READS = "reads"
@@ -36,6 +37,8 @@ VEHICLE_VIEWS = {"front": read_pb2.VEHICLE_VIEW_FRONT, "rear": read_pb2.VEHICLE_
 READ_INDEXES = [
     IndexModel([("expire_at", ASCENDING)], name="ttl_expire_at", expireAfterSeconds=0),
     IndexModel([("plate_normalized", ASCENDING), ("captured_at", DESCENDING), ("_id", DESCENDING)], name="plate_time"),
+    IndexModel([("plate_skeleton", ASCENDING), ("captured_at", DESCENDING), ("_id", DESCENDING)],
+               name="skeleton_time"),
     IndexModel([("camera_id", ASCENDING), ("captured_at", DESCENDING), ("_id", DESCENDING)], name="camera_time"),
     IndexModel([("captured_at", DESCENDING), ("_id", DESCENDING)], name="time"),
 ]
@@ -86,6 +89,8 @@ def read_to_document(read: read_pb2.Read) -> dict[str, Any]:
         "expire_at": to_datetime(read.expires_at),
         "plate": read.plate,
         "plate_normalized": read.plate_normalized,
+        # OCR-confusion skeleton: fuzzy search is an indexed equality on it.
+        "plate_skeleton": skeleton(read.plate_normalized),
         "confidence": read.confidence,
         "candidates": [{"text": c.text, "confidence": c.confidence} for c in read.candidates],
         "region": {"country": read.region.country, "state": read.region.state,

@@ -145,8 +145,8 @@ def test_plate_patterns_become_safe_anchored_regexes(pattern: str) -> None:
 # --- search query builder -----------------------------------------------------------------------------------
 
 ALLOWED_OPERATORS = {"$in", "$regex", "$gte", "$lt", "$and", "$or", "$geoWithin", "$centerSphere"}
-FIELDS = {"plate_normalized", "vehicle.type", "vehicle.colour", "vehicle.make", "location", "camera_id",
-          "captured_at", "_id"}
+FIELDS = {"plate_normalized", "plate_skeleton", "vehicle.type", "vehicle.colour", "vehicle.make", "location",
+          "camera_id", "captured_at", "_id"}
 hostile_text = st.one_of(st.text(max_size=40), st.sampled_from(
     ['{"$ne": null}', "$where", "$gt", "a.b", "ABC$", "^.*$", "(a+)+$", "[A-Z]", "\x00", "ABC\n123"]))
 

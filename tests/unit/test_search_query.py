@@ -5,13 +5,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.common.auth import Principal
+from services.common.plates import skeleton
 from services.search.domain.convoy import build_convoy_query, companions_pipeline
 from services.search.domain.purpose import Refusal, check_access
 from services.search.domain.query import (
     InvalidQuery,
     PageToken,
     build_query,
-    fuzzy_spellings,
     pattern_to_regex,
     scoped,
 )
@@ -94,13 +94,12 @@ def test_reversed_time_range_is_refused() -> None:
 
 # --- fuzzy plates, attributes, distance, agency scope, purpose, convoy ---------------------------------------
 
-def test_fuzzy_plate_expands_ocr_confusions_or_falls_back_to_classes() -> None:
-    query = build_query(q(plate_fuzzy="B0X"), 50, 500)
-    assert sorted(query.filter["plate_normalized"]["$in"]) == sorted(
-        a + b + "X" for a in "8B" for b in "0ODQ")
-    assert fuzzy_spellings("0" * 12) == []  # 4^12 spellings: too many for $in
-    query = build_query(q(plate_fuzzy="0" * 12), 50, 500)
-    assert query.filter["plate_normalized"] == {"$regex": "^" + "[0ODQ]" * 12 + "$"}
+def test_fuzzy_plate_is_one_indexed_equality_on_the_confusion_skeleton() -> None:
+    query = build_query(q(plate_fuzzy="8-0x"), 50, 500)
+    assert query.filter["plate_skeleton"] == "BOX" == skeleton("BDX") == skeleton("8QX")
+    assert "plate_normalized" not in query.filter
+    # However many confusable characters a plate has, the query stays one equality (no $in blow-up, no regex).
+    assert build_query(q(plate_fuzzy="0" * 12), 50, 500).filter["plate_skeleton"] == "O" * 12
 
 
 def test_vehicle_attributes_and_distance() -> None:

@@ -11,20 +11,21 @@ from __future__ import annotations
 import re
 
 # Re-exported: one definition of the normalised form and of safe partial-plate patterns for all services.
-from services.common.plates import MAX_PLATE_LEN, InvalidQuery, normalize_plate, pattern_to_regex
+from services.common.plates import (
+    CONFUSION_CLASSES,
+    MAX_PLATE_LEN,
+    InvalidQuery,
+    normalize_plate,
+    pattern_to_regex,
+    skeleton,
+)
 
-CONFUSION_CLASSES: tuple[str, ...] = ("O0DQ", "I1LT", "B8", "S5", "Z2", "G6")
 _REPRESENTATIVE = {ch: group[0] for group in CONFUSION_CLASSES for ch in group}
-_SKELETON_TABLE = str.maketrans(_REPRESENTATIVE)
 WILDCARDS = "?*"
 
 __all__ = ["MAX_PLATE_LEN", "InvalidQuery", "normalize_plate", "pattern_to_regex", "skeleton", "confusable",
            "delete_keys", "is_pattern", "compile_pattern", "candidate_regex", "CONFUSION_CLASSES"]
 
-
-def skeleton(plate: str) -> str:
-    """Each character replaced by its confusion class's representative: 'B0G5' -> 'BOGS'."""
-    return plate.translate(_SKELETON_TABLE)
 
 
 def confusable(a: str, b: str) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import itertools
 import json
 import math
 import re
@@ -19,32 +18,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from services.common.plates import MAX_PLATE_LEN, InvalidQuery, normalize_plate, pattern_to_regex
+from services.common.plates import MAX_PLATE_LEN, InvalidQuery, normalize_plate, pattern_to_regex, skeleton
 from sightline.common.v1 import read_pb2
 from sightline.search.v1 import search_pb2
 
 MAX_CAMERAS = 200
-MAX_FUZZY_SPELLINGS = 512
 MAX_RADIUS_M = 100_000.0
 EARTH_RADIUS_M = 6_378_100.0
 _NAME_RE = re.compile(r"^[a-z][a-z -]{0,31}$")
-# Characters OCR confuses with one another on plates.
-CONFUSIONS = ("0ODQ", "1IL", "2Z", "5S", "8B", "6G", "4A", "7T", "UV")
-_ALTERNATIVES = {ch: group for group in CONFUSIONS for ch in group}
-
-
-def fuzzy_spellings(plate: str) -> list[str]:
-    """Every spelling of `plate` under the OCR confusions, or [] when there are more than MAX_FUZZY_SPELLINGS."""
-    options = [_ALTERNATIVES.get(ch, ch) for ch in plate]
-    if math.prod(len(o) for o in options) > MAX_FUZZY_SPELLINGS:
-        return []
-    return ["".join(p) for p in itertools.product(*options)]
-
-
-def fuzzy_regex(plate: str) -> str:
-    return "^" + "".join(f"[{_ALTERNATIVES[ch]}]" if ch in _ALTERNATIVES else ch for ch in plate) + "$"
-
-
 def _plate(text: str, field: str) -> str:
     plate = normalize_plate(text)
     if not plate or len(plate) > MAX_PLATE_LEN:
@@ -135,8 +116,7 @@ def build_query(req: search_pb2.SearchReadsRequest, default_page_size: int, max_
         flt["plate_normalized"] = {"$regex": pattern_to_regex(req.plate_pattern)}
     elif kind == "plate_fuzzy":
         plate = _plate(req.plate_fuzzy, "plate_fuzzy")
-        spellings = fuzzy_spellings(plate)
-        flt["plate_normalized"] = {"$in": spellings} if spellings else {"$regex": fuzzy_regex(plate)}
+        flt["plate_skeleton"] = skeleton(plate)
     if req.HasField("vehicle"):
         vehicle = _vehicle_filter(req.vehicle)
         if "plate_normalized" in vehicle and kind:
