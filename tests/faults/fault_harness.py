@@ -7,6 +7,7 @@ Every fault case records one row (see `record_row`); `loadtest/fault_suite.py` p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -23,6 +24,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pymongo import MongoClient
 
 from services.common.auth import auth_metadata
+from services.devstack.servers import wait_for
 from services.devstack.stack import LocalStack, Ports
 from services.devstack.tokens import dev_token
 from services.ingest.adapters.camera_auth import register_camera
@@ -307,19 +309,10 @@ async def alerts_settled(client: MongoClient, list_id: str, expected: int, withi
     """The list's alerts once `expected` of them exist (or after `within_s`), and a little longer for any
     duplicate to show up."""
     coll = client["sightline"]["alerts"]
-    await eventually(lambda: coll.count_documents({"list_id": list_id}) >= expected, within_s)
+    with contextlib.suppress(TimeoutError):  # the caller compares the counts
+        await wait_for("the alerts", lambda: coll.count_documents({"list_id": list_id}) >= expected, within_s, 0.5)
     await asyncio.sleep(2)
     return list(coll.find({"list_id": list_id}, {"entry": 1}))
-
-
-async def eventually(ok, within_s: float, interval_s: float = 0.5) -> bool:
-    """Whether `ok()` became true within `within_s`."""
-    deadline = time.monotonic() + within_s
-    while not ok():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(interval_s)
-    return True
 
 
 def vm_rss_kib(pid: int) -> int:

@@ -24,7 +24,6 @@ from fault_harness import (
     FaultRow,
     FrameKey,
     HealthWatch,
-    eventually,
     kill_and_restart,
     mongo,
     start_fault_stack,
@@ -32,6 +31,7 @@ from fault_harness import (
     vm_rss_kib,
 )
 
+from services.devstack.servers import wait_for
 from services.devstack.stack import LocalStack
 from services.devstack.tokens import dev_token
 from services.simulator.gateway import Gateway
@@ -108,10 +108,10 @@ async def run_frames_fault(stack: LocalStack, name: str, fault: Fault, tmp: Path
         await gateway.register(cameras)
         run = asyncio.create_task(gateway.run(cameras, name, stop))
         watching = asyncio.create_task(watch.run(stop))
-        assert await eventually(lambda: len(acked) >= 4, 60), "no frames acknowledged before the fault"
+        await wait_for("frames acknowledged before the fault", lambda: len(acked) >= 4, 60)
         recovery_s, note = await fault(stack, watch)
         acked_before = len(acked)
-        assert await eventually(lambda: len(acked) > acked_before + 4, 45), "frames not acknowledged after it"
+        await wait_for("frames acknowledged after it", lambda: len(acked) > acked_before + 4, 45)
         stop.set()
         await asyncio.wait_for(asyncio.gather(run, watching), 60)
         await watch.close()
