@@ -26,8 +26,10 @@ def principal(roles=("officer",), second_factor=True, training_days=30, **kw) ->
     return Principal("u1", "amy", "pd-a", frozenset(roles), second_factor, NOW + timedelta(days=training_days), **kw)
 
 
-def roundtrip(p: Principal, amr=("pwd", "otp"), issued=NOW) -> Principal:
-    token, _ = TokenIssuer(KEY, timedelta(minutes=15)).issue(p, issued, amr)
+def roundtrip(p: Principal, amr=("pwd", "otp"), issued: datetime | None = None) -> Principal:
+    # Issued now by default: the verifier checks expiry against the clock, and a long session may run these
+    # tests many minutes after this module was imported.
+    token, _ = TokenIssuer(KEY, timedelta(minutes=15)).issue(p, issued or datetime.now(UTC), amr)
     return TokenVerifier(KEY.public_key()).verify(token)
 
 
@@ -67,12 +69,13 @@ def test_authorize_allows_by_role() -> None:
 
 
 def test_service_tokens_can_only_append_audit_events() -> None:
-    token = TokenIssuer(KEY, timedelta(minutes=5)).service_token("identity", "", NOW)
+    now = datetime.now(UTC)  # verify() checks expiry against the clock, not against NOW (set at import)
+    token = TokenIssuer(KEY, timedelta(minutes=5)).service_token("identity", "", now)
     p = TokenVerifier(KEY.public_key()).verify(token)
     assert p.is_service
-    authorize(p, Permission.AUDIT_APPEND, NOW)
+    authorize(p, Permission.AUDIT_APPEND, now)
     with pytest.raises(AuthError):
-        authorize(p, Permission.SEARCH, NOW)
+        authorize(p, Permission.SEARCH, now)
 
 
 def test_dev_keys_are_generated_once_and_pair_up(tmp_path) -> None:
