@@ -191,20 +191,20 @@ def accounts(mongo_db) -> dict[str, Account]:
 
 @pytest.fixture(scope="session")
 async def tokens(identity_addr: str, accounts: dict[str, Account], mongo_db):
-    """tokens(name) -> an access token of that account (one login per account and session)."""
+    """tokens(name) -> an access token of that account, logging in again once the cached one is near expiry."""
     from sightline.identity.v1 import identity_pb2, identity_pb2_grpc
 
-    cache: dict[str, str] = {}
+    cache: dict[str, identity_pb2.LoginResponse] = {}
     channel = grpc.aio.insecure_channel(identity_addr)
     stub = identity_pb2_grpc.IdentityServiceStub(channel)
 
     async def get(name: str) -> str:
-        if name not in cache:
+        cached = cache.get(name)
+        if cached is None or cached.expires_at.ToDatetime(tzinfo=UTC) - datetime.now(UTC) < timedelta(minutes=3):
             acc = accounts[name]
-            reply = await stub.Login(identity_pb2.LoginRequest(username=acc.username, password=acc.password,
-                                                               totp_code=await acc.fresh_code(mongo_db)))
-            cache[name] = reply.access_token
-        return cache[name]
+            cache[name] = await stub.Login(identity_pb2.LoginRequest(username=acc.username, password=acc.password,
+                                                                     totp_code=await acc.fresh_code(mongo_db)))
+        return cache[name].access_token
 
     yield get
     await channel.close()
