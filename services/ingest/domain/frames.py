@@ -112,11 +112,7 @@ def gateway_reads(frame: ingest_pb2.FrameReads, agency_id: str, stored_at: datet
     """The reads of a gateway's FrameReads as stored: the same ids, fields and normalisation as a frame's."""
     reads = []
     for i, plate in enumerate(frame.reads):
-        read = read_pb2.Read(read_id=read_id(frame.camera_id, frame.frame_id, i), camera_id=frame.camera_id,
-                             agency_id=agency_id, frame_id=frame.frame_id)
-        read.captured_at.CopyFrom(frame.captured_at)
-        read.stored_at.FromDatetime(stored_at)
-        read.expires_at.FromDatetime(expire_at)
+        read = _new_read(frame, i, agency_id, "", stored_at, expire_at)
         if normalized := normalize_plate(plate.plate):
             read.plate, read.plate_normalized, read.confidence = plate.plate, normalized, plate.confidence
             read.candidates.extend(plate.candidates)
@@ -125,12 +121,23 @@ def gateway_reads(frame: ingest_pb2.FrameReads, agency_id: str, stored_at: datet
         if plate.HasField("vehicle"):
             read.vehicle.CopyFrom(plate.vehicle)
             read.vehicle.colour = plate.vehicle.colour.strip().lower()
-        if frame.HasField("location"):
-            read.location.CopyFrom(frame.location)
-        if frame.HasField("heading_degrees"):
-            read.heading_degrees = frame.heading_degrees
         reads.append(read)
     return reads
+
+
+def _new_read(frame: ingest_pb2.Frame | ingest_pb2.FrameReads, index: int, agency_id: str, image_ref: str,
+              stored_at: datetime, expire_at: datetime) -> read_pb2.Read:
+    """A read's identity, times and place, the same whether the pipeline or the gateway read the plate."""
+    read = read_pb2.Read(read_id=read_id(frame.camera_id, frame.frame_id, index), camera_id=frame.camera_id,
+                         agency_id=agency_id, frame_id=frame.frame_id, image_ref=image_ref)
+    read.captured_at.CopyFrom(frame.captured_at)
+    read.stored_at.FromDatetime(stored_at)
+    read.expires_at.FromDatetime(expire_at)
+    if frame.HasField("location"):
+        read.location.CopyFrom(frame.location)
+    if frame.HasField("heading_degrees"):
+        read.heading_degrees = frame.heading_degrees
+    return read
 
 
 def _vehicle(v: dict[str, Any]) -> read_pb2.Vehicle:
@@ -158,16 +165,7 @@ def build_reads(
     readable plate, so it can still be found by its attributes."""
     reads = []
     for i, plate in enumerate(result.get("plates", [])):
-        read = read_pb2.Read(
-            read_id=read_id(frame.camera_id, frame.frame_id, i),
-            camera_id=frame.camera_id,
-            agency_id=agency_id,
-            frame_id=frame.frame_id,
-            image_ref=image_ref,
-        )
-        read.captured_at.CopyFrom(frame.captured_at)
-        read.stored_at.FromDatetime(stored_at)
-        read.expires_at.FromDatetime(expire_at)
+        read = _new_read(frame, i, agency_id, image_ref, stored_at, expire_at)
         if plate.get("normalized"):
             read.plate = plate.get("text", "")
             read.plate_normalized = plate["normalized"]
@@ -181,9 +179,5 @@ def build_reads(
             set_box(read.plate_box, plate.get("box"))
         if vehicle := plate.get("vehicle"):
             read.vehicle.CopyFrom(_vehicle(vehicle))
-        if frame.HasField("location"):
-            read.location.CopyFrom(frame.location)
-        if frame.HasField("heading_degrees"):
-            read.heading_degrees = frame.heading_degrees
         reads.append(read)
     return reads
