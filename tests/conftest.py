@@ -92,13 +92,6 @@ def now_utc() -> datetime:
 # --- identity, audit and access control --------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session", autouse=True)
-def service_keys_env(stack: LocalStack) -> None:
-    """Dev keys under the stack's folder (not the repo's .local) and the audit address, for every service."""
-    stack.env.setdefault("SIGHTLINE_DATA_DIR", str(stack.root / "data"))
-    stack.env.setdefault("SIGHTLINE_AUDIT_ADDRESS", stack.address("audit"))
-
-
 @pytest.fixture(scope="session")
 def audit_addr(stack: LocalStack, mongo_uri: str) -> str:
     if "audit" not in stack.procs:

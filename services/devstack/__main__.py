@@ -47,7 +47,7 @@ def main() -> int:
         if args.no_simulator:
             while True:
                 time.sleep(3600)
-        sim_env = {**os.environ, "SIGHTLINE_SIM_ADMIN_TOKEN": dev_token(args.data_dir, "demo-pd", ["agency_admin"]),
+        sim_env = {**os.environ, "SIGHTLINE_SIM_ADMIN_TOKEN": dev_token(stack.data_dir, "demo-pd", ["agency_admin"]),
                    "SIGHTLINE_SIM_CREDENTIALS_FILE": str(args.data_dir / "camera-credentials.json")}
         return subprocess.call([sys.executable, "-m", "services.simulator", "--target", stack.address("ingest"),
                                 "--cameras", str(args.cameras), "--fps", str(args.fps), "--print-reads"], env=sim_env)

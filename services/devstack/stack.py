@@ -52,9 +52,19 @@ class LocalStack:
     procs: dict[str, Proc] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Every service of this stack shares its dev keys (signing and verifying tokens, data keys) and audits
+        # to its audit service; tools signing dev tokens use the same folder (`data_dir`).
+        self.env.setdefault("SIGHTLINE_DATA_DIR", str(self.data_dir))
+        self.env.setdefault("SIGHTLINE_AUDIT_ADDRESS", self.address("audit"))
+
     @property
     def logs(self) -> Path:
         return self.root / "logs"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
 
     def start_mongo(self) -> None:
         self.procs["mongod"], uri = start_mongo(self.root / "mongo", self.ports.mongo, self.logs)
