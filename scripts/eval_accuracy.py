@@ -6,7 +6,9 @@
 openalpr-eu: whole photos, end to end (detection recall against the loose ground-truth box, then the read).
 openalpr-us-crops: each image is the plate region; the reader runs on it directly, and the plate detector is
 also tried on it. ``--split`` picks a deterministic half of the US crops by file-name hash: ``tune`` for
-adjusting the reader, ``heldout`` (default) for the figures reported.
+training and adjusting the reader (scripts/train_plate_head.py), ``heldout`` (default) for the figures
+reported; ``validation`` is the fifth of ``tune`` that the plate head leaves out when trained with
+``--validation``, for comparing training runs.
 """
 
 from __future__ import annotations
@@ -36,6 +38,16 @@ from services.inference.vision.settings import VisionSettings  # noqa: E402
 
 def split_of(name: str) -> str:
     return "tune" if hashlib.sha256(name.encode()).digest()[0] % 2 == 0 else "heldout"
+
+
+def validation_image(name: str) -> bool:
+    """A fifth of the tune crops (by a second hash of the file name), kept out of the plate head's training
+    (scripts/train_plate_head.py) to choose its epochs and the reader's decoding rules on unseen plates."""
+    return split_of(name) == "tune" and hashlib.sha256(f"validation:{name}".encode()).digest()[0] % 5 == 0
+
+
+def in_split(name: str, split: str) -> bool:
+    return split == "all" or (validation_image(name) if split == "validation" else split_of(name) == split)
 
 
 def edits(truth: str, read: str) -> list[tuple[str, str]]:
@@ -116,7 +128,7 @@ def evaluate_us(pipeline: AlprPipeline, folder: Path, split: str, limit: int | N
     tally = Tally()
     states = Counter()
     with (folder / "groundtruth.csv").open() as handle:
-        rows = [row for row in csv.reader(handle) if split == "all" or split_of(row[0]) == split][:limit]
+        rows = [row for row in csv.reader(handle) if in_split(row[0], split)][:limit]
     for name, state, plate in tqdm(rows, desc=f"openalpr-us-crops ({split})", unit="crop"):
         image = cv2.imread(str(folder / name))
         start = time.perf_counter()
@@ -137,14 +149,19 @@ def evaluate_us(pipeline: AlprPipeline, folder: Path, split: str, limit: int | N
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "datasets")
-    parser.add_argument("--split", choices=["tune", "heldout", "all"], default="heldout", help="US crops half")
+    parser.add_argument(
+        "--split",
+        choices=["tune", "heldout", "validation", "all"],
+        default="heldout",
+        help="US crops half (validation: the part of tune the plate head is not trained on)",
+    )
     parser.add_argument("--limit", type=int, default=None, help="at most this many images per set")
     parser.add_argument("--sets", nargs="+", choices=["eu", "us"], default=["eu", "us"])
     parser.add_argument("--out", type=Path, help="write the JSON report here")
     args = parser.parse_args()
 
     settings = VisionSettings()
-    pipeline = AlprPipeline(OnnxRunner(settings.model_repository), settings)
+    pipeline = AlprPipeline(OnnxRunner(settings.model_repository, int8=settings.int8), settings)
     report: dict[str, Any] = {"split": args.split, "settings": settings.model_dump(mode="json")}
     if "eu" in args.sets:
         report["openalpr-eu"] = evaluate_eu(pipeline, args.datasets / "openalpr-eu", args.limit)

@@ -25,6 +25,7 @@ import numpy as np
 import onnxruntime as ort
 
 from services.inference.vision.pipeline import AlprPipeline, FrameDecodeError, decode_jpeg
+from services.inference.vision.runner import model_file
 from services.inference.vision.settings import VisionSettings
 
 try:
@@ -83,7 +84,8 @@ def session_providers(instance_kind: str, device_id: int) -> list[Any]:
 
 
 class OnnxPythonModel:
-    """Triton python model that runs ``<version dir>/model.onnx`` on the inputs and outputs of its config."""
+    """Triton python model that runs ``<version dir>/model.onnx`` (``model.int8.onnx`` where the config's
+    parameter ``int8`` is ``true`` and the file exists) on the inputs and outputs of its config."""
 
     def initialize(self, args: dict[str, str]) -> None:
         config = json.loads(args["model_config"])
@@ -91,7 +93,8 @@ class OnnxPythonModel:
         self.name = args["model_name"]
         self.input_names = [tensor["name"] for tensor in config["input"]]
         self.output_names = [tensor["name"] for tensor in config["output"]]
-        path = Path(args["model_repository"]) / args["model_version"] / "model.onnx"
+        version_dir = Path(args["model_repository"]) / args["model_version"]
+        path = model_file(version_dir, parameters.get("int8", "false") == "true")
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(parameters.get("intra_op_num_threads", "0"))
         options.inter_op_num_threads = 1

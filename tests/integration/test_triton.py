@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 # model -> (input name, one request's shape), {output name: expected shape}
 SUB_MODELS = {
-    "plate_detector": (("images", (1, 3, 640, 640)), {"output0": (1, 5, 8400)}),
+    "plate_detector": (("images", (1, 3, 384, 640)), {"output0": (1, 5, 5040)}),  # 16:9 frames
     "vehicle_detector": (("tower_0/images:0", (1, 512, 512, 3)), {"tower_0/detections:0": (1, 100, 6)}),
     "face_detector": (
         ("input:0", (1, 256, 256, 3)),
@@ -28,7 +28,7 @@ SUB_MODELS = {
         },
     ),
     "plate_text_detector": (("x", (1, 3, 96, 192)), {"fetch_name_0": (1, 1, 96, 192)}),
-    "plate_reader": (("x", (2, 3, 48, 320)), {"fetch_name_0": (2, 40, 18710)}),
+    "plate_reader": (("x", (2, 3, 48, 320)), {"text_probs": (2, 40, 38), "plate_probs": (2, 40, 38)}),
 }
 
 

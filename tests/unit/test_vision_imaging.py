@@ -2,6 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
+from services.inference.vision.imaging import fitted_size, letterbox
 from services.inference.vision.pipeline import (
     CorruptFrameError,
     EmptyFrameError,
@@ -37,3 +38,21 @@ def test_decode_jpeg_rejects_bad_frames(data: bytes, error: type[FrameDecodeErro
     with pytest.raises(error) as caught:
         decode_jpeg(data, max_pixels=10_000)
     assert isinstance(caught.value, FrameDecodeError) and caught.value.reason == reason
+
+
+@pytest.mark.parametrize(
+    ("size", "fitted"),
+    [((1280, 720), (640, 384)), ((800, 600), (640, 480)), ((640, 640), (640, 640)), ((720, 1280), (384, 640))],
+)
+def test_fitted_size_scales_the_long_side_and_rounds_the_other_up_to_32(
+    size: tuple[int, int], fitted: tuple[int, int]
+) -> None:
+    assert fitted_size(*size, long_side=640) == fitted
+
+
+def test_rectangular_letterbox_maps_boxes_back_to_the_frame() -> None:
+    frame = np.zeros((720, 1280, 3), np.uint8)
+    canvas, geometry = letterbox(frame, (640, 384))
+    assert canvas.shape == (384, 640, 3) and geometry.pad_y == 12 and geometry.pad_x == 0
+    box = np.array([[100, 112, 200, 162]], np.float32)  # canvas pixels
+    np.testing.assert_allclose(geometry.to_image(box), [[200, 200, 400, 300]])

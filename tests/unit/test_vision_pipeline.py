@@ -52,3 +52,40 @@ def test_pipeline_finds_and_reads_a_plate_in_a_frame(pipeline: AlprPipeline) -> 
 def test_reader_returns_empty_text_for_a_blank_crop(pipeline: AlprPipeline) -> None:
     text = pipeline.reader.read(np.full((40, 160, 3), 200, np.uint8))
     assert text.text == "" and text.candidates == ()
+
+
+@pytest.mark.skipif(not FONT.exists(), reason="DejaVu fonts (fonts-dejavu-core) not installed")
+def test_reader_takes_the_serial_not_the_state_name_and_names_the_state(pipeline: AlprPipeline) -> None:
+    plate = Image.new("RGB", (300, 150), "white")
+    draw = ImageDraw.Draw(plate)
+    draw.rectangle((1, 1, 298, 148), outline="navy", width=4)
+    draw.text((150, 28), "FLORIDA", fill="navy", anchor="mm", font=ImageFont.truetype(str(FONT), 24))
+    draw.text((150, 85), "BQK 472", fill="black", anchor="mm", font=ImageFont.truetype(str(FONT), 52))
+    text = pipeline.reader.read(np.asarray(plate)[:, :, ::-1])
+    assert text.text == "BQK472"
+    assert (text.region.country, text.region.state) == ("US", "FL")
+
+
+def test_int8_copy_is_chosen_only_where_it_exists_and_is_wanted(tmp_path: Path) -> None:
+    from services.inference.vision.runner import INT8_FILE, MODEL_FILE, model_file
+
+    (tmp_path / MODEL_FILE).touch()
+    assert model_file(tmp_path, int8=True) == tmp_path / MODEL_FILE
+    (tmp_path / INT8_FILE).touch()
+    assert model_file(tmp_path, int8=True) == tmp_path / INT8_FILE
+    assert model_file(tmp_path, int8=False) == tmp_path / MODEL_FILE
+
+
+@pytest.mark.skipif(not FONT.exists(), reason="DejaVu fonts (fonts-dejavu-core) not installed")
+def test_int8_plate_detector_finds_the_plate_fp32_finds_in_a_16_9_frame() -> None:
+    settings = VisionSettings()
+    frame = np.full((720, 1280, 3), 128, np.uint8)
+    frame[400:460, 600:860] = _plate()
+    boxes = []
+    for int8 in (False, True):
+        detector = AlprPipeline(OnnxRunner(settings.model_repository, intra_op_threads=1, int8=int8), settings)
+        found = detector.detect_plates(frame)
+        assert len(found) == 1
+        boxes.append(found.boxes[0])
+    for box in boxes:  # within a few pixels of the plate, 8 bits or 32
+        np.testing.assert_allclose(box, [600, 400, 860, 460], atol=12)

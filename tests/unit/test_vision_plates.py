@@ -31,5 +31,7 @@ def test_known_layouts_and_us_o_convention() -> None:
     from services.inference.vision.plates import apply_conventions, matches_format
 
     assert matches_format("RK828AG") and matches_format("7ABC123") and not matches_format("RRK828AG")
-    assert apply_conventions("WHO515", Region("US", "CT", 0.9)) == "WH0515"
+    us = Region("US", "CT", 0.9)
+    assert apply_conventions("GOLFING", us) == "G0LFING"  # a vanity plate: US labels spell O as 0
+    assert apply_conventions("WHO515", us) == "WHO515"  # LLLDDD: a letter where the layout puts one
     assert apply_conventions("RKO99AN", Region()) == "RKO99AN"

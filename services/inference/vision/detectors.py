@@ -11,7 +11,7 @@ from functools import cache
 import cv2
 import numpy as np
 
-from .imaging import Letterbox, letterbox
+from .imaging import Letterbox, fitted_size, letterbox
 
 PLATE_INPUT, PLATE_OUTPUT, PLATE_SIZE = "images", "output0", 640
 OBJECT_INPUT, OBJECT_OUTPUT, OBJECT_SIZE = "tower_0/images:0", "tower_0/detections:0", 512
@@ -48,11 +48,14 @@ def nms(boxes: np.ndarray, scores: np.ndarray, score_threshold: float, iou_thres
     return np.asarray(keep, dtype=np.int64).reshape(-1)
 
 
-# --- plate detector: YOLOv8n, letterbox 640, output 1x5x8400 (cx, cy, w, h, score) -----------------
+# --- plate detector: YOLOv8n, letterbox to 640 on the long side, output 1x5xA (cx, cy, w, h, score) -------
 
 
 def plate_input(image_bgr: np.ndarray) -> tuple[np.ndarray, Letterbox]:
-    canvas, geometry = letterbox(image_bgr, PLATE_SIZE)
+    """The frame letterboxed to 640 pixels on its longer side and the next multiple of 32 on the other
+    (640x384 for 16:9), so little of the detector's work goes on padding."""
+    height, width = image_bgr.shape[:2]
+    canvas, geometry = letterbox(image_bgr, fitted_size(width, height, PLATE_SIZE))
     tensor = canvas[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32) / 255.0
     return np.ascontiguousarray(tensor), geometry
 
@@ -118,7 +121,7 @@ def blazeface_anchors(input_size: int = FACE_SIZE) -> np.ndarray:
 
 
 def face_input(image_bgr: np.ndarray) -> tuple[np.ndarray, Letterbox]:
-    canvas, geometry = letterbox(image_bgr, FACE_SIZE, fill=0)
+    canvas, geometry = letterbox(image_bgr, (FACE_SIZE, FACE_SIZE), fill=0)
     tensor = canvas[:, :, ::-1].astype(np.float32) / 127.5 - 1.0
     return np.ascontiguousarray(tensor[None]), geometry
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -55,7 +56,7 @@ def decode_jpeg(data: bytes, max_pixels: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Letterbox:
-    """Maps between an image and its scaled, padded square model input."""
+    """Maps between an image and its scaled, padded model input."""
 
     scale: float
     pad_x: float
@@ -68,16 +69,28 @@ class Letterbox:
         return out
 
 
-def letterbox(image: np.ndarray, size: int, fill: int = 114) -> tuple[np.ndarray, Letterbox]:
-    """Resize keeping the aspect ratio into a ``size``x``size`` canvas, centred."""
+def letterbox(image: np.ndarray, size: tuple[int, int], fill: int = 114) -> tuple[np.ndarray, Letterbox]:
+    """Resize keeping the aspect ratio into a ``(width, height)`` canvas, centred."""
     height, width = image.shape[:2]
-    scale = min(size / width, size / height)
+    canvas_w, canvas_h = size
+    scale = min(canvas_w / width, canvas_h / height)
     new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
     resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-    pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
-    canvas = np.full((size, size, 3), fill, dtype=np.uint8)
+    pad_x, pad_y = (canvas_w - new_w) // 2, (canvas_h - new_h) // 2
+    canvas = np.full((canvas_h, canvas_w, 3), fill, dtype=np.uint8)
     canvas[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = resized
     return canvas, Letterbox(scale, pad_x, pad_y)
+
+
+def fitted_size(width: int, height: int, long_side: int, multiple: int = 32) -> tuple[int, int]:
+    """The smallest ``(width, height)``, both multiples of ``multiple``, that holds the image scaled so its
+    longer side is ``long_side``: 1280x720 -> 640x384, 800x600 -> 640x480."""
+    scale = long_side / max(width, height)
+
+    def fit(side: int) -> int:
+        return max(multiple, math.ceil(round(side * scale) / multiple) * multiple)
+
+    return fit(width), fit(height)
 
 
 def clip_box(box: np.ndarray, width: int, height: int) -> tuple[int, int, int, int]:

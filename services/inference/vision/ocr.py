@@ -10,7 +10,6 @@ import itertools
 import math
 import string
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -18,17 +17,13 @@ from rapidocr.ch_ppocr_det.utils import DBPostProcess
 from rapidocr.utils.process_img import get_rotate_crop_image
 
 TEXT_DET_INPUT, TEXT_DET_OUTPUT = "x", "fetch_name_0"
-REC_INPUT, REC_OUTPUT, REC_HEIGHT = "x", "fetch_name_0", 48
-CHARSET_FILE = "characters.txt"
+REC_INPUT, REC_HEIGHT = "x", 48
+# plate_reader's outputs, both [N, T, 38] over blank, A-Z0-9 and other: PP-OCR's own reading folded by
+# PlateAlphabet (any text: state names, slogans) and the plate head's (the serial only, empty elsewhere).
+TEXT_OUTPUT, PLATE_OUTPUT = "text_probs", "plate_probs"
 
 PLATE_CHARS = string.ascii_uppercase + string.digits
 BLANK, OTHER = 0, len(PLATE_CHARS) + 1  # reduced classes: blank, A-Z 0-9, anything else
-
-
-def load_charset(path: Path) -> list[str]:
-    """The recogniser's dictionary, one character a line (exported from the ONNX ``character`` metadata)."""
-    text = Path(path).read_text(encoding="utf-8")
-    return text.removesuffix("\n").split("\n")
 
 
 @dataclass(frozen=True)

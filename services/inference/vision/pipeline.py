@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from . import detectors, ocr
+from . import detectors
 from .attributes import exposure_gain, vehicle_colour, vehicle_view
 from .imaging import (
     CorruptFrameError,
@@ -107,13 +107,10 @@ class AlprPipeline:
         self,
         runner: ModelRunner,
         settings: VisionSettings | None = None,
-        charset: list[str] | None = None,
     ) -> None:
         self.settings = settings or VisionSettings()
-        if charset is None:
-            charset = ocr.load_charset(self.settings.model_repository / "plate_reader" / "1" / ocr.CHARSET_FILE)
         self._runner = runner
-        self.reader = PlateReader(runner, ocr.PlateAlphabet(charset), self.settings.text_detector_side)
+        self.reader = PlateReader(runner, self.settings.text_detector_side)
 
     # --- detection stages -------------------------------------------------------------------------
 

@@ -83,8 +83,10 @@ def matches_format(text: str) -> bool:
 
 
 def apply_conventions(text: str, region: Region) -> str:
-    """US states print O and 0 alike and standard serials avoid the letter O, so a US read spells it 0."""
-    if region.country == "US":
+    """US states print O and 0 alike and standard serials avoid the letter O, so a US read that fits no
+    known layout (vanity plates) spells it 0; one that fits a layout keeps the letter where the layout
+    puts a letter."""
+    if region.country == "US" and not matches_format(text):
         return text.replace("O", "0")
     return text
 

@@ -24,7 +24,7 @@ class PlateText:
 
 
 @dataclass(frozen=True)
-class _Line:
+class TextLine:
     image: np.ndarray
     height: float
     whole: bool
@@ -55,51 +55,47 @@ def merge_row_boxes(quads: np.ndarray) -> list[tuple[float, float, float, float]
 
 
 class PlateReader:
-    def __init__(self, runner: ModelRunner, alphabet: ocr.PlateAlphabet, detector_side: int = 192) -> None:
+    def __init__(self, runner: ModelRunner, detector_side: int = 192) -> None:
         self._runner = runner
-        self._alphabet = alphabet
         self._side = detector_side
 
-    def _lines(self, crop: np.ndarray) -> list[_Line]:
+    def lines(self, crop: np.ndarray) -> list[TextLine]:
+        """The whole crop, then each text row PP-OCR's detector finds in it."""
         probability = self._runner.infer(TEXT_DETECTOR, {ocr.TEXT_DET_INPUT: ocr.text_det_input(crop, self._side)})
         quads, _ = ocr.text_det_postprocess(probability[ocr.TEXT_DET_OUTPUT], crop.shape)
         height, width = crop.shape[:2]
-        lines = [_Line(crop, float(height), whole=True)]
+        lines = [TextLine(crop, float(height), whole=True)]
         for x1, y1, x2, y2 in merge_row_boxes(quads):
             pad = 0.08 * (y2 - y1)
             x1, y1 = int(max(0, x1 - pad)), int(max(0, y1 - pad))
             x2, y2 = int(min(width, x2 + pad + 1)), int(min(height, y2 + pad + 1))
             if x2 - x1 >= 4 and y2 - y1 >= 4:
-                lines.append(_Line(crop[y1:y2, x1:x2], float(y2 - y1), whole=False))
+                lines.append(TextLine(crop[y1:y2, x1:x2], float(y2 - y1), whole=False))
         return lines
 
     def read(self, crop: np.ndarray) -> PlateText:
-        lines = self._lines(crop)
-        probs = self._runner.infer(RECOGNISER, {ocr.REC_INPUT: ocr.rec_input([line.image for line in lines])})
-        reduced = self._alphabet.reduce(probs[ocr.REC_OUTPUT])
-        readings = [ocr.ctc_decode(reduced[i]) for i in range(len(lines))]
-        tallest = max((line.height for line in lines if not line.whole), default=1.0)
-        scores = []
-        for line, reading in zip(lines, readings, strict=True):
-            relative = 0.8 if line.whole else (line.height / tallest) ** 2
-            scores.append(reading.confidence * plausibility(reading.text) * relative)
-        order = np.argsort(scores)[::-1]
-        main = int(order[0])
-        best = readings[main]
-        others = [readings[i].text for i in range(len(lines)) if i != main and not lines[i].whole]
+        """The serial from the plate head's readings of the crop and its rows (a reading found on several
+        of them adds up), the region from PP-OCR's own reading of the rows that are not the serial."""
+        lines = self.lines(crop)
+        outputs = self._runner.infer(RECOGNISER, {ocr.REC_INPUT: ocr.rec_input([line.image for line in lines])})
+        serials = [ocr.ctc_decode(row) for row in outputs[ocr.PLATE_OUTPUT]]
         candidates: dict[str, float] = {}
-        for text, confidence in best.candidates:
-            if matches_format(text):
-                confidence *= FORMAT_BONUS
-            score = confidence * plausibility(text)
-            candidates[text] = max(candidates.get(text, 0.0), score)
-        for i in order[1:]:
-            if readings[i].text and scores[i] > 0:
-                candidates.setdefault(readings[i].text, float(scores[i]))
+        confidence = 0.0
+        for reading in serials:
+            for text, score in reading.candidates:
+                score *= plausibility(text) * (FORMAT_BONUS if matches_format(text) else 1.0)
+                candidates[text] = candidates.get(text, 0.0) + score
+            confidence = max(confidence, reading.confidence)
+        others = [
+            ocr.ctc_decode(row).text
+            for line, row, reading in zip(lines, outputs[ocr.TEXT_OUTPUT], serials, strict=True)
+            if not line.whole and not reading.text
+        ]
         region = region_from_text(others)
         ranked = sorted(candidates.items(), key=lambda item: item[1], reverse=True)
         if not ranked:
             return PlateText("", 0.0, (), region)
+        total = sum(score for _, score in ranked)
         top = apply_conventions(ranked[0][0], region)
         ranked = [(top, ranked[0][1]), *[(t, c) for t, c in ranked[1:] if t != top]]
-        return PlateText(top, best.confidence, tuple(ranked), region)
+        return PlateText(top, confidence, tuple((t, c / total) for t, c in ranked[:5]), region)

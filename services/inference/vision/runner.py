@@ -10,6 +10,15 @@ from typing import Protocol
 import numpy as np
 import onnxruntime as ort
 
+MODEL_FILE, INT8_FILE = "model.onnx", "model.int8.onnx"
+
+
+def model_file(version_dir: Path, int8: bool) -> Path:
+    """A model version's ONNX file: its INT8 copy (scripts/quantize_models.py) where one exists and INT8 is
+    wanted, else the FP32 original."""
+    quantised = version_dir / INT8_FILE
+    return quantised if int8 and quantised.is_file() else version_dir / MODEL_FILE
+
 
 class ModelRunner(Protocol):
     """Runs one named model of the model repository on a batch (axis 0) of named input tensors."""
@@ -18,15 +27,18 @@ class ModelRunner(Protocol):
 
 
 class OnnxRunner:
-    """In-process runner over ``<model_repository>/<model>/1/model.onnx`` (one lazy session per model)."""
+    """In-process runner over ``<model_repository>/<model>/1/model.onnx`` (one lazy session per model), or
+    its INT8 copy with ``int8``."""
 
     def __init__(
         self,
         model_repository: Path,
         providers: list[str] | None = None,
         intra_op_threads: int | None = None,
+        int8: bool = False,
     ) -> None:
         self._repository = Path(model_repository)
+        self._int8 = int8
         self._providers = providers or ["CPUExecutionProvider"]
         self._threads = intra_op_threads or min(4, os.cpu_count() or 1)
         self._sessions: dict[str, ort.InferenceSession] = {}
@@ -35,7 +47,7 @@ class OnnxRunner:
     def session(self, model: str) -> ort.InferenceSession:
         with self._lock:
             if model not in self._sessions:
-                path = self._repository / model / "1" / "model.onnx"
+                path = model_file(self._repository / model / "1", self._int8)
                 if not path.is_file():
                     raise FileNotFoundError(f"model {model!r} not found at {path}")
                 options = ort.SessionOptions()

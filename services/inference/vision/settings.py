@@ -28,3 +28,4 @@ class VisionSettings(BaseSettings):
     plate_margin_x: float = Field(default=0.08, ge=0, le=1, description="crop margin, share of plate width")
     plate_margin_y: float = Field(default=0.3, ge=0, le=2, description="crop margin, share of plate height")
     text_detector_side: int = Field(default=192, ge=64, le=960)
+    int8: bool = Field(default=True, description="in-process runs: INT8 model copies where they exist (CPU)")
