@@ -35,3 +35,17 @@ def test_known_layouts_and_us_o_convention() -> None:
     assert apply_conventions("GOLFING", us) == "G0LFING"  # a vanity plate: US labels spell O as 0
     assert apply_conventions("WHO515", us) == "WHO515"  # LLLDDD: a letter where the layout puts one
     assert apply_conventions("RKO99AN", Region()) == "RKO99AN"
+
+
+def test_european_reads_take_the_layout_spelling_of_look_alikes() -> None:
+    from services.inference.vision.plates import LAYOUTS, apply_conventions, resolve_look_alikes
+
+    eu = LAYOUTS["eu"]
+    assert resolve_look_alikes("ZA834C0", eu) == "ZA834CO"  # LLDDDLL: a letter at the end
+    assert resolve_look_alikes("BA2681M", eu) == "BA268IM"
+    assert resolve_look_alikes("RK828AG", eu) == "RK828AG"  # fits already: untouched
+    # Two layouts fit with one change each (LLDDDLL, LLDDDDD): the reader's ranking decides, or nothing does.
+    assert resolve_look_alikes("BA3020Z", eu, ("BA3020Z", "BA302OZ")) == "BA302OZ"
+    assert resolve_look_alikes("BA3020Z", eu) == "BA3020Z"
+    assert apply_conventions("N0626AT", Region(), "eu") == "NO626AT"
+    assert apply_conventions("N0626AT", Region(), "us") == "N0626AT"

@@ -110,7 +110,7 @@ class AlprPipeline:
     ) -> None:
         self.settings = settings or VisionSettings()
         self._runner = runner
-        self.reader = PlateReader(runner, self.settings.text_detector_side)
+        self.reader = PlateReader(runner, self.settings.text_detector_side, self.settings.plate_family)
 
     # --- detection stages -------------------------------------------------------------------------
 

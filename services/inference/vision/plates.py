@@ -70,22 +70,64 @@ def _fuzzy_contains(haystack: str, needle: str) -> bool:
     return False
 
 
-# Serial layouts (L letter, D digit) common in the regions Sightline is used in: Slovakia LLDDDLL, Great
-# Britain LLDDLLL, Czechia DLDDDDD, Poland LLDDDDD / LLLDDDD, and the US (California DLLLDDD, many states
-# LLLDDDD, LLLDDD, DDDLLL).
-FORMATS = ("LLDDDLL", "LLDDLLL", "DLDDDDD", "LLDDDDD", "LLLDDDD", "DLLLDDD", "LLLDDD", "DDDLLL")
+# Serial layouts (L letter, D digit) per plate family, as OpenALPR's per-country pattern files: the US
+# (California DLLLDDD, many states LLLDDDD, LLLDDD, DDDLLL) and Europe (Slovakia, France and Italy
+# LLDDDLL, Great Britain LLDDLLL, Czechia DLDDDDD / DLLDDDD, Poland LLDDDDD / LLLDDDD, Spain DDDDLLL).
+LAYOUTS: dict[str, tuple[str, ...]] = {
+    "us": ("LLLDDDD", "DLLLDDD", "LLLDDD", "DDDLLL"),
+    "eu": ("LLDDDLL", "LLDDLLL", "DLDDDDD", "DLLDDDD", "LLDDDDD", "LLLDDDD", "DDDDLLL"),
+}
+FORMATS = frozenset(layout for layouts in LAYOUTS.values() for layout in layouts)
+# Characters printed alike, by the kind a layout expects at their position.
+AS_LETTER = {"0": "O", "1": "I", "8": "B", "5": "S", "2": "Z", "6": "G"}
+AS_DIGIT = {letter: digit for digit, letter in AS_LETTER.items()}
+
+
+def layout_of(text: str) -> str:
+    return "".join("D" if char.isdigit() else "L" for char in text)
 
 
 def matches_format(text: str) -> bool:
     """True when the text has one of the known serial layouts exactly."""
-    layout = "".join("D" if char.isdigit() else "L" for char in text)
-    return layout in FORMATS
+    return layout_of(text) in FORMATS
 
 
-def apply_conventions(text: str, region: Region) -> str:
-    """US states print O and 0 alike and standard serials avoid the letter O, so a US read that fits no
-    known layout (vanity plates) spells it 0; one that fits a layout keeps the letter where the layout
+def resolve_look_alikes(text: str, layouts: tuple[str, ...], alternatives: tuple[str, ...] = ()) -> str:
+    """A read that fits none of ``layouts`` but fits one once look-alike characters take the kind the layout
+    expects at their position is spelled that way (``BA3020Z`` -> ``BA302OZ`` for LLDDDLL). Of several
+    fits, the one needing fewest changes wins; a tie goes to the fit the reader ranked (``alternatives``),
+    and an unresolved tie leaves the read as it is."""
+    if layout_of(text) in layouts:
+        return text
+    fits: dict[str, int] = {}
+    for layout in layouts:
+        if len(layout) != len(text):
+            continue
+        chars, changed = list(text), 0
+        for index, (char, kind) in enumerate(zip(text, layout, strict=True)):
+            if (kind == "D") != char.isdigit():
+                swap = (AS_DIGIT if kind == "D" else AS_LETTER).get(char)
+                if swap is None:
+                    break
+                chars[index], changed = swap, changed + 1
+        else:
+            fits["".join(chars)] = changed
+    if not fits:
+        return text
+    fewest = min(fits.values())
+    best = [fitted for fitted, changed in fits.items() if changed == fewest]
+    if len(best) == 1:
+        return best[0]
+    return next((alternative for alternative in alternatives if alternative in best), text)
+
+
+def apply_conventions(text: str, region: Region, family: str = "us", alternatives: tuple[str, ...] = ()) -> str:
+    """The plate family's spelling of a read. European serials: look-alikes resolved by the layouts'
+    positions. US: states print O and 0 alike and standard serials avoid the letter O, so a US read that
+    fits no known layout (vanity plates) spells it 0, and one that fits keeps the letter where the layout
     puts a letter."""
+    if family == "eu":
+        return resolve_look_alikes(text, LAYOUTS["eu"], alternatives)
     if region.country == "US" and not matches_format(text):
         return text.replace("O", "0")
     return text

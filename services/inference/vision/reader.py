@@ -55,9 +55,10 @@ def merge_row_boxes(quads: np.ndarray) -> list[tuple[float, float, float, float]
 
 
 class PlateReader:
-    def __init__(self, runner: ModelRunner, detector_side: int = 192) -> None:
+    def __init__(self, runner: ModelRunner, detector_side: int = 192, family: str = "us") -> None:
         self._runner = runner
         self._side = detector_side
+        self._family = family
 
     def lines(self, crop: np.ndarray) -> list[TextLine]:
         """The whole crop, then each text row PP-OCR's detector finds in it."""
@@ -96,6 +97,6 @@ class PlateReader:
         if not ranked:
             return PlateText("", 0.0, (), region)
         total = sum(score for _, score in ranked)
-        top = apply_conventions(ranked[0][0], region)
+        top = apply_conventions(ranked[0][0], region, self._family, tuple(text for text, _ in ranked))
         ranked = [(top, ranked[0][1]), *[(t, c) for t, c in ranked[1:] if t != top]]
         return PlateText(top, confidence, tuple((t, c / total) for t, c in ranked[:5]), region)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -28,4 +29,7 @@ class VisionSettings(BaseSettings):
     plate_margin_x: float = Field(default=0.08, ge=0, le=1, description="crop margin, share of plate width")
     plate_margin_y: float = Field(default=0.3, ge=0, le=2, description="crop margin, share of plate height")
     text_detector_side: int = Field(default=192, ge=64, le=960)
+    plate_family: Literal["us", "eu"] = Field(
+        default="us", description="serial layouts and spelling conventions of the plates the cameras see"
+    )
     int8: bool = Field(default=True, description="in-process runs: INT8 model copies where they exist (CPU)")
