@@ -24,7 +24,8 @@ from onnx import helper, numpy_helper
 BATCH = "N"
 
 
-def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+def constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+    """The value of every initializer and Constant node output, by tensor name."""
     values = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
     for node in graph.node:
         if node.op_type == "Constant":
@@ -39,11 +40,11 @@ def make_batch_dynamic(model: onnx.ModelProto) -> onnx.ModelProto:
         dim.ClearField("dim_value")
         dim.dim_param = BATCH
     del graph.value_info[:]
-    constants = _constants(graph)
+    values = constants(graph)
     added: set[str] = set()
     for node in graph.node:
-        if node.op_type == "Reshape" and node.input[1] in constants:
-            shape = constants[node.input[1]].copy()
+        if node.op_type == "Reshape" and node.input[1] in values:
+            shape = values[node.input[1]].copy()
             if shape.size and shape[0] == 1:
                 shape[0] = 0
                 name = f"{node.input[1]}__batch"
@@ -51,7 +52,7 @@ def make_batch_dynamic(model: onnx.ModelProto) -> onnx.ModelProto:
                     graph.initializer.append(numpy_helper.from_array(shape, name))
                     added.add(name)
                 node.input[1] = name
-    _concat_zeros_to_pad(graph, constants)
+    _concat_zeros_to_pad(graph, values)
     onnx.checker.check_model(model)
     return model
 

@@ -23,16 +23,12 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scripts.dynamic_batch import constants  # noqa: E402
+
 HEAD = "/model.22"
 STRIDES = (8, 16, 32)
-
-
-def _constant_values(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
-    values = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant":
-            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-    return values
 
 
 def _level_maps(graph: onnx.GraphProto) -> list[str]:
@@ -100,7 +96,7 @@ def _anchor_nodes(level_maps: list[str]) -> tuple[list[onnx.NodeProto], list[onn
 def rewrite(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     """The rewritten model and the baked constants it replaced (anchors, strides), for the check."""
     graph = model.graph
-    values = _constant_values(graph)
+    values = constants(graph)
     replaced: dict[str, np.ndarray] = {}
     for node in graph.node:
         if node.name in (f"{HEAD}/Sub", f"{HEAD}/Add_1"):
