@@ -6,6 +6,8 @@ request with UNAVAILABLE (fail closed) instead of returning anything.
 
 from __future__ import annotations
 
+import logging
+
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -14,6 +16,8 @@ from services.common.grpc_server import Dependency
 from sightline.audit.v1 import audit_pb2, audit_pb2_grpc
 
 SERVICE_NAME = audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name
+
+log = logging.getLogger(__name__)
 
 
 class AuditUnavailable(Exception):
@@ -34,6 +38,16 @@ class AuditClient:
                                            timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:
             raise AuditUnavailable(f"{exc.code().name}: {exc.details()}") from exc
+
+    async def record_refusal(self, event: audit_pb2.AuditEvent, token: str, reason: str) -> None:
+        """Append `event` as denied for `reason`, best effort: the refusal stands whether or not it could be
+        written, so an unavailable audit trail is logged here, not raised."""
+        event.outcome, event.reason = audit_pb2.OUTCOME_DENIED, reason
+        try:
+            await self.record(event, token)
+        except AuditUnavailable as exc:
+            log.error("refusal not audited: audit trail unavailable",
+                      extra={"action": event.action, "error": str(exc)[:200]})
 
     def dependency(self) -> Dependency:
         async def check() -> None:

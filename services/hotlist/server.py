@@ -104,11 +104,7 @@ class Gate:
     async def deny(self, context, principal: Principal, event: audit_pb2.AuditEvent, code: grpc.StatusCode,
                    message: str) -> None:
         """Audits the refusal (best effort) and fails the call with `code`."""
-        event.outcome, event.reason = audit_pb2.OUTCOME_DENIED, message
-        try:
-            await self._audit.record(event, principal.token)
-        except AuditUnavailable as exc:
-            log.error("refusal not audited: audit trail unavailable", extra={"error": str(exc)[:200]})
+        await self._audit.record_refusal(event, principal.token, message)
         await context.abort(code, message)
 
 

@@ -112,11 +112,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             return check_call(context, self._verifier, permission)
         except AuthError as exc:
             if exc.principal is not None:
-                event = audit_pb2.AuditEvent(action=action, outcome=audit_pb2.OUTCOME_DENIED, reason=exc.message)
-                try:
-                    await self._audit.record(event, exc.principal.token)
-                except AuditUnavailable as unavailable:
-                    log.error("refusal not audited", extra={"error": str(unavailable)[:200]})
+                await self._audit.record_refusal(audit_pb2.AuditEvent(action=action), exc.principal.token, exc.message)
             await context.abort(exc.code, exc.message)
             raise
 

@@ -291,12 +291,8 @@ class CameraRegistryServicer(ingest_pb2_grpc.CameraRegistryServiceServicer):
 
     async def _deny(self, context, principal: Principal, action: str, subject: str, code: grpc.StatusCode,
                     message: str) -> None:
-        event = audit_pb2.AuditEvent(action=action, subject=subject[:128], outcome=audit_pb2.OUTCOME_DENIED,
-                                     reason=message)
-        try:
-            await self._audit.record(event, principal.token)
-        except AuditUnavailable as exc:
-            log.error("refusal not audited: audit trail unavailable", extra={"error": str(exc)[:200]})
+        event = audit_pb2.AuditEvent(action=action, subject=subject[:128])
+        await self._audit.record_refusal(event, principal.token, message)
         await context.abort(code, message)
 
     async def _record(self, context, principal: Principal, action: str, subject: str) -> None:

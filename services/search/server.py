@@ -73,11 +73,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
     async def _refuse(self, context, principal: Principal | None, event: audit_pb2.AuditEvent, code, message: str,
                       reason: str) -> None:
         if principal is not None:
-            event.outcome, event.reason = audit_pb2.OUTCOME_DENIED, reason
-            try:
-                await self._audit.record(event, principal.token)
-            except AuditUnavailable as exc:
-                log.error("refusal not audited: audit trail unavailable", extra={"error": str(exc)[:200]})
+            await self._audit.record_refusal(event, principal.token, reason)
         await context.abort(code, message)
 
     async def _admit(self, context, permission: Permission, request: Any, action: str,
