@@ -141,6 +141,16 @@ async def refused(call, code: grpc.StatusCode) -> str:
     return err.value.details() or ""
 
 
+async def every_list_change_refused(hot, md, list_id: str, new_name: str, plate: str) -> None:
+    """Renaming the list, adding and removing an entry and importing a file are each PERMISSION_DENIED."""
+    denied = grpc.StatusCode.PERMISSION_DENIED
+    await refused(hot.UpsertList(hotlist_pb2.UpsertListRequest(list=hotlist_pb2.HotList(
+        list_id=list_id, name=new_name)), metadata=md), denied)
+    await refused(add_entry(hot, md, list_id, plate, code="V"), denied)
+    await refused(hot.RemoveEntry(hotlist_pb2.RemoveEntryRequest(list_id=list_id, entry_id="e"), metadata=md), denied)
+    await refused(import_csv(hot, md, list_id, [f"{plate},CA,V,x"]), denied)
+
+
 
 async def test_import_reports_rejections_and_replaces_the_list_atomically(stubs, md, redis_url, publisher,
                                                                           mongo_db) -> None:
@@ -391,13 +401,7 @@ async def test_officer_may_not_manage_lists_and_the_refusal_is_audited(stubs, md
     hot, _ = stubs
     list_id = await new_list(hot, await md())
     officer = await md("officer")
-    denied = grpc.StatusCode.PERMISSION_DENIED
-    await refused(hot.UpsertList(hotlist_pb2.UpsertListRequest(list=hotlist_pb2.HotList(
-        list_id=list_id, name="renamed")), metadata=officer), denied)
-    await refused(add_entry(hot, officer, list_id, "OFF1CR", code="V"), denied)
-    await refused(hot.RemoveEntry(hotlist_pb2.RemoveEntryRequest(list_id=list_id, entry_id="e"), metadata=officer),
-                  denied)
-    await refused(import_csv(hot, officer, list_id, ["OFF1CR,CA,V,x"]), denied)
+    await every_list_change_refused(hot, officer, list_id, "renamed", "OFF1CR")
     assert mongo_db["hotlists"].find_one({"_id": list_id})["name"] == "test"
     assert mongo_db["hotlist_entries"].count_documents({"list_id": list_id}) == 0
     refusals = audited(mongo_db, user_id=accounts["officer"].user_id, outcome="OUTCOME_DENIED",
@@ -419,12 +423,7 @@ async def test_lists_of_another_agency_cannot_be_changed_and_only_shared_sources
         mongo_db["hotlists"].insert_one({"_id": list_id, "name": list_id, "source": source, "owner": "pd-beta",
                                          "version": 0, "entry_count": 0})
     for list_id in (beta_own, beta_ncic):
-        await refused(hot.UpsertList(hotlist_pb2.UpsertListRequest(list=hotlist_pb2.HotList(
-            list_id=list_id, name="taken over")), metadata=sup), denied)
-        await refused(add_entry(hot, sup, list_id, "TAKE1", code="V"), denied)
-        await refused(hot.RemoveEntry(hotlist_pb2.RemoveEntryRequest(list_id=list_id, entry_id="e"), metadata=sup),
-                      denied)
-        await refused(import_csv(hot, sup, list_id, ["TAKE1,CA,V,x"]), denied)
+        await every_list_change_refused(hot, sup, list_id, "taken over", "TAKE1")
         assert mongo_db["hotlists"].find_one({"_id": list_id})["name"] == list_id
     # Nor can a new list be created in another agency's name.
     await refused(hot.UpsertList(hotlist_pb2.UpsertListRequest(list=hotlist_pb2.HotList(
