@@ -45,7 +45,7 @@ def main() -> int:
     parser.add_argument("--fp32", action="store_true", help="FP32 models only (default: INT8 copies where they exist)")
     args = parser.parse_args()
     settings = VisionSettings(int8=not args.fp32)
-    runner = TimedRunner(OnnxRunner(settings.model_repository, intra_op_threads=args.threads, int8=settings.int8))
+    runner = TimedRunner(OnnxRunner.from_settings(settings, intra_op_threads=args.threads))
     pipeline = AlprPipeline(runner, settings)  # type: ignore[arg-type]
     frames = [render_scene(seed, SceneOptions(difficulty=0.4)).image for seed in range(args.frames)]
     pipeline.run(frames[0])  # sessions load on first use

@@ -161,7 +161,7 @@ def main() -> int:
     args = parser.parse_args()
 
     settings = VisionSettings()
-    runner = OnnxRunner(settings.model_repository, int8=settings.int8)
+    runner = OnnxRunner.from_settings(settings)
     report: dict[str, Any] = {"split": args.split, "settings": settings.model_dump(mode="json")}
     # Each set is read as a deployment in its region would be (SIGHTLINE_VISION_PLATE_FAMILY).
     if "eu" in args.sets:

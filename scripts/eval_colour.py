@@ -71,7 +71,7 @@ def main() -> None:
     pipeline = None
     if args.pipeline:
         settings = VisionSettings()
-        pipeline = AlprPipeline(OnnxRunner(settings.model_repository, int8=settings.int8), settings)
+        pipeline = AlprPipeline(OnnxRunner.from_settings(settings), settings)
     truth_rows: list[tuple[str, str, bool]] = []
     pipeline_rows: list[tuple[str, str, bool]] = []
     for seed in range(args.seed, args.seed + args.scenes):

@@ -159,8 +159,7 @@ class FeatureExtractor:
         graph = onnx.load(str(model))
         graph.graph.output.append(onnx.helper.make_tensor_value_info(FEATURES, onnx.TensorProto.FLOAT, None))
         self.session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
-        charset = json_charset(graph)
-        self.alphabet = ocr.PlateAlphabet(charset)
+        self.alphabet = ocr.PlateAlphabet(model_charset(graph))
 
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, list[str]]:
         probs, features = self.session.run([SOURCE_OUTPUT, FEATURES], {ocr.REC_INPUT: batch})
@@ -168,7 +167,8 @@ class FeatureExtractor:
         return features, [ocr.ctc_decode(reduced[i]).text for i in range(len(batch))]
 
 
-def json_charset(model: onnx.ModelProto) -> list[str]:
+def model_charset(model: onnx.ModelProto) -> list[str]:
+    """The recogniser's dictionary, from the ONNX metadata key ``character``."""
     meta = {p.key: p.value for p in model.metadata_props}
     return meta["character"].split("\n")
 
@@ -197,10 +197,10 @@ def build_samples(args: argparse.Namespace, reader: PlateReader) -> list[tuple[n
 
 def extract(args: argparse.Namespace) -> dict[str, np.ndarray]:
     settings = VisionSettings()
-    reader = PlateReader(OnnxRunner(settings.model_repository), settings.text_detector_side)
+    reader = PlateReader(OnnxRunner.from_settings(settings), settings.text_detector_side)
     samples = build_samples(args, reader)
     extractor = FeatureExtractor(source_model())
-    features, targets, whole, general, sources = [], [], [], [], []
+    features, targets, whole, sources = [], [], [], []
     for start in tqdm(range(0, len(samples), 64), desc="features", unit="batch"):
         chunk = samples[start : start + 64]
         feats, reads = extractor(np.stack([line_tensor(image) for image, _, _, _ in chunk]))
@@ -209,14 +209,12 @@ def extract(args: argparse.Namespace) -> dict[str, np.ndarray]:
             features.append(feat.astype(np.float16))
             targets.append(text if serial_line else "")
             whole.append(is_whole)
-            general.append(read)
             sources.append(source)
     return {
         "sources": np.array(sources),
         "features": np.stack(features),
         "targets": np.array(targets),
         "whole": np.array(whole),
-        "general": np.array(general),
     }
 
 
@@ -314,7 +312,7 @@ def trim_classifier(model: onnx.ModelProto) -> None:
     ``A-Z0-9`` plus blank, space and ASCII punctuation (standing for "other"), folded to ``text_probs``.
     Latin text reads the same, and the classifier costs about 1 % of what it did."""
     graph = model.graph
-    charset = json_charset(model)
+    charset = model_charset(model)
     classes = ["<blank>", *charset, " "]
     alphabet = ocr.PlateAlphabet(charset)
     kept = [

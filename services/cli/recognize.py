@@ -23,7 +23,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     settings = VisionSettings()
-    pipeline = AlprPipeline(OnnxRunner(settings.model_repository, int8=settings.int8), settings)
+    pipeline = AlprPipeline(OnnxRunner.from_settings(settings), settings)
     status = 0
     for path in args.images:
         try:

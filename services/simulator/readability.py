@@ -55,7 +55,7 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = VisionSettings()
-    pipeline = AlprPipeline(OnnxRunner(settings.model_repository, int8=settings.int8), settings)
+    pipeline = AlprPipeline(OnnxRunner.from_settings(settings), settings)
     options = SceneOptions(
         difficulty=args.difficulty,
         region=args.region,

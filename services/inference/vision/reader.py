@@ -26,7 +26,6 @@ class PlateText:
 @dataclass(frozen=True)
 class TextLine:
     image: np.ndarray
-    height: float
     whole: bool
 
 
@@ -65,13 +64,13 @@ class PlateReader:
         probability = self._runner.infer(TEXT_DETECTOR, {ocr.TEXT_DET_INPUT: ocr.text_det_input(crop, self._side)})
         quads, _ = ocr.text_det_postprocess(probability[ocr.TEXT_DET_OUTPUT], crop.shape)
         height, width = crop.shape[:2]
-        lines = [TextLine(crop, float(height), whole=True)]
+        lines = [TextLine(crop, whole=True)]
         for x1, y1, x2, y2 in merge_row_boxes(quads):
             pad = 0.08 * (y2 - y1)
             x1, y1 = int(max(0, x1 - pad)), int(max(0, y1 - pad))
             x2, y2 = int(min(width, x2 + pad + 1)), int(min(height, y2 + pad + 1))
             if x2 - x1 >= 4 and y2 - y1 >= 4:
-                lines.append(TextLine(crop[y1:y2, x1:x2], float(y2 - y1), whole=False))
+                lines.append(TextLine(crop[y1:y2, x1:x2], whole=False))
         return lines
 
     def read(self, crop: np.ndarray) -> PlateText:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import onnxruntime as ort
+
+if TYPE_CHECKING:
+    from .settings import VisionSettings
 
 MODEL_FILE, INT8_FILE = "model.onnx", "model.int8.onnx"
 
@@ -43,6 +46,11 @@ class OnnxRunner:
         self._threads = intra_op_threads or min(4, os.cpu_count() or 1)
         self._sessions: dict[str, ort.InferenceSession] = {}
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: VisionSettings, intra_op_threads: int | None = None) -> OnnxRunner:
+        """The runner the settings describe: their model repository, INT8 copies where ``settings.int8``."""
+        return cls(settings.model_repository, intra_op_threads=intra_op_threads, int8=settings.int8)
 
     def session(self, model: str) -> ort.InferenceSession:
         with self._lock:
