@@ -1,15 +1,23 @@
 #!/usr/bin/env python
-"""Let the YOLOv8 plate detector take any input size that is a multiple of 32, so a 16:9 frame is letterboxed
-to 640x384 instead of 640x640 (40 % fewer pixels, none of them padding) and a 4:3 frame to 640x480.
+"""Let the detectors take any input size that is a multiple of 32, so a 16:9 frame goes in at its own shape
+instead of a square: the YOLOv8 plate detector at 640x384 (letterboxed; 40 % fewer pixels than 640x640,
+none of them padding), the CenterNet vehicle detector at 512x288 (44 % fewer than 512x512, and no longer
+squashed vertically).
 
-The Ultralytics export bakes the 640x640 grid into the detection head: the anchor points and strides of its
-8400 cells are constants, and the DFL reshapes name 8400. This rewrites those reshapes to ``-1`` and computes
-the anchors and strides in the graph from the shapes of the three feature maps, as Ultralytics' own
-``make_anchors`` does (cell centres, row-major, strides 8, 16, 32). It then checks that the computed
+Plate detector: the Ultralytics export bakes the 640x640 grid into the detection head: the anchor points
+and strides of its 8400 cells are constants, and the DFL reshapes name 8400. This rewrites those reshapes
+to ``-1`` and computes the anchors and strides in the graph from the shapes of the three feature maps, as
+Ultralytics' own ``make_anchors`` does (cell centres, row-major, strides 8, 16, 32). It then checks that the computed
 anchors equal the baked ones at 640x640 and that the rewritten model gives the original's outputs there,
 and runs it at 384x640.
 
+Vehicle detector: the TF.js CenterNet's decoding (top 100 peaks of the 128x128 heatmap, gathered box sizes)
+names the heatmap's width, 128, to split a peak's index into row and column, and its 16,384 cells to gather
+the box sizes. The width is read from the heatmap's shape instead and the gather reshape becomes ``-1``;
+the check is the same (512x512 equal to the original, 288x512 runs).
+
     python scripts/dynamic_input_size.py model_repository/plate_detector/1/model.onnx [--write]
+    python scripts/dynamic_input_size.py model_repository/vehicle_detector/1/model.onnx [--write]
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ from onnx import TensorProto, helper, numpy_helper
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts.dynamic_batch import constants  # noqa: E402
+
+# --- YOLOv8 (plate detector) ----------------------------------------------------------------------------
 
 HEAD = "/model.22"
 STRIDES = (8, 16, 32)
@@ -93,7 +103,7 @@ def _anchor_nodes(level_maps: list[str]) -> tuple[list[onnx.NodeProto], list[onn
     return nodes, consts
 
 
-def rewrite(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+def rewrite_yolo(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     """The rewritten model and the baked constants it replaced (anchors, strides), for the check."""
     graph = model.graph
     values = constants(graph)
@@ -127,7 +137,7 @@ def rewrite(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, np.ndarr
     return model, replaced
 
 
-def check(original: Path, rewritten: onnx.ModelProto, replaced: dict[str, np.ndarray]) -> None:
+def check_yolo(original: Path, rewritten: onnx.ModelProto, replaced: dict[str, np.ndarray]) -> None:
     session = ort.InferenceSession(rewritten.SerializeToString(), providers=["CPUExecutionProvider"])
     reference = ort.InferenceSession(str(original), providers=["CPUExecutionProvider"])
     probe = onnx.ModelProto()
@@ -146,13 +156,68 @@ def check(original: Path, rewritten: onnx.ModelProto, replaced: dict[str, np.nda
     print(f"anchors and outputs agree at 640x640; 384x640 gives {wide.shape[2]} cells")
 
 
+# --- CenterNet (vehicle detector) ----------------------------------------------------------------------
+
+CENTERNET_INPUT = "tower_0/images:0"
+CENTERNET_HEATMAP = "tower_0/keypoints:0"  # [1, H/4, W/4, 80]
+CENTERNET_WIDTH = "tower_0/strided_slice_6:0"  # int32 128: the heatmap's width, baked
+CENTERNET_CELLS = "const_fold_opt__788"  # int64 [16384, 4]: the box-size map flattened for the gather
+
+
+def rewrite_centernet(model: onnx.ModelProto) -> onnx.ModelProto:
+    graph = model.graph
+    values = constants(graph)
+    if values[CENTERNET_WIDTH].tolist() != 128 or values[CENTERNET_CELLS].tolist() != [16384, 4]:
+        raise ValueError("not the 512x512 TF.js CenterNet this rewrite knows")
+    cells = next(init for init in graph.initializer if init.name == CENTERNET_CELLS)
+    cells.CopyFrom(numpy_helper.from_array(np.array([-1, 4], np.int64), CENTERNET_CELLS))
+    graph.initializer.remove(next(init for init in graph.initializer if init.name == CENTERNET_WIDTH))
+    graph.initializer.append(numpy_helper.from_array(np.array(2, np.int64), "heatmap/w_index"))
+    width_nodes = [
+        helper.make_node("Shape", [CENTERNET_HEATMAP], ["heatmap/shape"]),
+        helper.make_node("Gather", ["heatmap/shape", "heatmap/w_index"], ["heatmap/w"], axis=0),
+        helper.make_node("Cast", ["heatmap/w"], [CENTERNET_WIDTH], to=TensorProto.INT32),
+    ]
+    first_use = min(i for i, node in enumerate(graph.node) if CENTERNET_WIDTH in node.input)
+    for offset, node in enumerate(width_nodes):
+        graph.node.insert(first_use + offset, node)
+    for dim, symbol in ((1, "H"), (2, "W")):
+        graph.input[0].type.tensor_type.shape.dim[dim].dim_param = symbol
+    for output in graph.output:
+        if output.name != "tower_0/detections:0":
+            for dim, symbol in ((1, "h"), (2, "w")):
+                output.type.tensor_type.shape.dim[dim].dim_param = symbol
+    del graph.value_info[:]
+    onnx.checker.check_model(model)
+    return model
+
+
+def check_centernet(original: Path, rewritten: onnx.ModelProto) -> None:
+    session = ort.InferenceSession(rewritten.SerializeToString(), providers=["CPUExecutionProvider"])
+    reference = ort.InferenceSession(str(original), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).random((1, 512, 512, 3), np.float32) * 255
+    outputs = zip(session.run(None, {CENTERNET_INPUT: x}), reference.run(None, {CENTERNET_INPUT: x}), strict=True)
+    for got, want in outputs:
+        np.testing.assert_allclose(got, want, atol=1e-3)
+    heatmap, detections = session.run([CENTERNET_HEATMAP, "tower_0/detections:0"], {CENTERNET_INPUT: x[:, :288]})
+    assert heatmap.shape[1:3] == (72, 128) and detections.shape == (1, 100, 6), (heatmap.shape, detections.shape)
+    columns, rows = detections[:, :, [0, 2]], detections[:, :, [1, 3]]
+    assert np.all(columns.mean(axis=2) <= 512 + 64) and np.all(rows.mean(axis=2) <= 288 + 64), "boxes off the map"
+    print("outputs agree at 512x512; 288x512 gives a 72x128 heatmap")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", type=Path)
     parser.add_argument("--write", action="store_true", help="replace the model file once the checks pass")
     args = parser.parse_args()
-    model, replaced = rewrite(onnx.load(str(args.model)))
-    check(args.model, model, replaced)
+    model = onnx.load(str(args.model))
+    if model.graph.input[0].name == CENTERNET_INPUT:
+        model = rewrite_centernet(model)
+        check_centernet(args.model, model)
+    else:
+        model, replaced = rewrite_yolo(model)
+        check_yolo(args.model, model, replaced)
     if args.write:
         onnx.save(model, str(args.model))
         print(f"wrote {args.model}")

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 # model -> (input name, one request's shape), {output name: expected shape}
 SUB_MODELS = {
     "plate_detector": (("images", (1, 3, 384, 640)), {"output0": (1, 5, 5040)}),  # 16:9 frames
-    "vehicle_detector": (("tower_0/images:0", (1, 512, 512, 3)), {"tower_0/detections:0": (1, 100, 6)}),
+    "vehicle_detector": (("tower_0/images:0", (1, 288, 512, 3)), {"tower_0/detections:0": (1, 100, 6)}),
     "face_detector": (
         ("input:0", (1, 256, 256, 3)),
         {

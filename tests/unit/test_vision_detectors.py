@@ -27,9 +27,20 @@ def test_centernet_decode_scales_to_image_and_merges_classes_of_one_object() -> 
     output[0, 0] = [100, 100, 300, 200, 0.5, 7]  # truck
     output[0, 1] = [100, 100, 300, 200, 0.4, 2]  # the same box as car
     output[0, 2] = [10, 10, 50, 90, 0.6, 0]  # person, not a vehicle class
-    found = detectors.decode_centernet(output, (1024, 2048, 3), {2, 3, 5, 7}, 0.2, 0.5)
+    found = detectors.decode_centernet(output, (1024, 2048, 3), (1, 512, 512, 3), {2, 3, 5, 7}, 0.2, 0.5)
     assert found.labels.tolist() == [7]
     np.testing.assert_allclose(found.boxes[0], [400, 200, 1200, 400])
+    wide = detectors.decode_centernet(output, (720, 1280, 3), (1, 288, 512, 3), {2, 3, 5, 7}, 0.2, 0.5)
+    np.testing.assert_allclose(wide.boxes[0], [250, 250, 750, 500])
+
+
+def test_object_input_keeps_the_frame_shape_at_512_on_the_long_side() -> None:
+    frame = np.zeros((720, 1280, 3), np.uint8)
+    frame[:, :640] = (255, 0, 0)  # blue in BGR: the model takes RGB
+    tensor = detectors.object_input(frame)
+    assert tensor.shape == (1, 288, 512, 3) and tensor.dtype == np.float32
+    assert tensor[0, 0, 0].tolist() == [0, 0, 255]
+    assert detectors.object_input(np.zeros((600, 800, 3), np.uint8)).shape == (1, 384, 512, 3)
 
 
 def test_blazeface_anchors_follow_mediapipe_layout() -> None:

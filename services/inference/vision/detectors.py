@@ -75,30 +75,36 @@ def decode_yolo(output: np.ndarray, geometry: Letterbox, score_threshold: float,
     return Detections(boxes[keep], scores[mask][keep], labels[mask][keep])
 
 
-# --- vehicles and persons: CenterNet MobileNetV3, plain resize 512, output 1x100x6 --------------------
+# --- vehicles and persons: CenterNet MobileNetV3, 512 on the long side, output 1x100x6 ---------------
 
 
 def object_input(image_bgr: np.ndarray) -> np.ndarray:
-    resized = cv2.resize(image_bgr, (OBJECT_SIZE, OBJECT_SIZE), interpolation=cv2.INTER_LINEAR)
+    """The frame resized to 512 pixels on its longer side and a multiple of 32 on the other (512x288 for
+    16:9; the aspect ratio is kept up to that rounding), RGB 0-255, NHWC."""
+    height, width = image_bgr.shape[:2]
+    resized = cv2.resize(image_bgr, fitted_size(width, height, OBJECT_SIZE), interpolation=cv2.INTER_LINEAR)
     return np.ascontiguousarray(resized[:, :, ::-1][None].astype(np.float32))
 
 
 def decode_centernet(
     output: np.ndarray,
     image_shape: tuple[int, ...],
+    input_shape: tuple[int, ...],
     classes: set[int],
     score_threshold: float,
     iou_threshold: float,
 ) -> Detections:
     """Keep ``classes`` from a ``(1, 100, 6)`` CenterNet output, merge the same object reported under
-    several of those classes (class-agnostic NMS keeps the best-scoring label) and scale to the image."""
+    several of those classes (class-agnostic NMS keeps the best-scoring label) and scale from the
+    ``(1, H, W, 3)`` input to the image."""
     rows = output[0]
     mask = (rows[:, 4] >= score_threshold) & np.isin(rows[:, 5].astype(np.int64), list(classes))
     rows = rows[mask]
     if len(rows) == 0:
         return Detections.empty()
     height, width = image_shape[:2]
-    boxes = rows[:, :4] * np.array([width, height, width, height], np.float32) / OBJECT_SIZE
+    input_h, input_w = input_shape[1:3]
+    boxes = rows[:, :4] * np.array([width / input_w, height / input_h] * 2, np.float32)
     boxes = np.clip(boxes, 0, [width, height, width, height]).astype(np.float32)
     keep = nms(boxes, rows[:, 4], score_threshold, iou_threshold)
     return Detections(boxes[keep], rows[keep, 4], rows[keep, 5].astype(np.int64))

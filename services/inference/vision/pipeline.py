@@ -123,15 +123,16 @@ class AlprPipeline:
 
     def detect_objects(self, image: np.ndarray) -> tuple[detectors.Detections, detectors.Detections]:
         """Vehicles and persons from one CenterNet pass."""
-        output = self._runner.infer(OBJECT_DETECTOR, {detectors.OBJECT_INPUT: detectors.object_input(image)})[
-            detectors.OBJECT_OUTPUT
-        ]
+        tensor = detectors.object_input(image)
+        output = self._runner.infer(OBJECT_DETECTOR, {detectors.OBJECT_INPUT: tensor})[detectors.OBJECT_OUTPUT]
         s = self.settings
         vehicles = detectors.decode_centernet(
-            output, image.shape, set(detectors.VEHICLE_CLASSES), s.vehicle_score_threshold, s.object_iou_threshold
+            output, image.shape, tensor.shape, set(detectors.VEHICLE_CLASSES), s.vehicle_score_threshold,
+            s.object_iou_threshold,
         )
         persons = detectors.decode_centernet(
-            output, image.shape, {detectors.PERSON_CLASS}, s.person_score_threshold, s.object_iou_threshold
+            output, image.shape, tensor.shape, {detectors.PERSON_CLASS}, s.person_score_threshold,
+            s.object_iou_threshold,
         )
         return vehicles, persons
 
