@@ -7,8 +7,9 @@ that reads only a plate's serial, in ``A-Z0-9``, and reads nothing from a line t
     python scripts/train_plate_head.py --datasets ../shared/datasets
 
 The PP-OCRv6 recogniser (``rapidocr``'s ``PP-OCRv6_rec_small.onnx``) stays frozen: its 120-wide
-sequence features (the input of its final classifier) are computed once for every training image, then
-the head (linear, BiLSTM, linear to blank + ``A-Z0-9`` + other) is trained on them with CTC. The exported
+sequence features (the input of its final classifier) are computed once for every training image, its lines
+batched and padded as the served reader batches them; then the head (linear, BiLSTM, linear to blank +
+``A-Z0-9`` + other) is trained on them with CTC. The exported
 model keeps the original ``fetch_name_0`` output (full dictionary, used to name the state) and adds
 ``plate_probs`` ``[N, T, 38]``.
 
@@ -44,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts.eval_accuracy import distance, split_of, validation_image  # noqa: E402
 from services.inference.vision import ocr  # noqa: E402
-from services.inference.vision.reader import PlateReader  # noqa: E402
+from services.inference.vision.reader import PlateReader, TextLine  # noqa: E402
 from services.inference.vision.runner import OnnxRunner  # noqa: E402
 from services.inference.vision.settings import VisionSettings  # noqa: E402
 from services.simulator import render  # noqa: E402
@@ -52,7 +53,6 @@ from services.simulator import render  # noqa: E402
 FEATURES = "p2o.pd_op.transpose.8.0"  # [N, T, 120]: the recogniser's sequence, before its classifier
 SOURCE_OUTPUT = "fetch_name_0"  # the source's softmax over its 18,710-class dictionary
 SOURCE_OPSET = 11  # PP-OCRv6_rec_small.onnx is opset 11; the head is exported to match
-WIDTH = 384  # training lines are padded (or squeezed) to 48 x 384, T = 48
 # European serial layouts for synthetic plates, besides the renderer's own (its band code first).
 EXTRA_EU = (("SK", ("LLDDDLL", "LL-DDDLL")), ("CZ", ("DLD DDDD", "DLL DDDD")), ("PL", ("LL DDDDD", "LLL DDDD")))
 EXTRA_US = ("LLL DDDD", "DLLDDD", "DDDDDD", "LLDDDD", "DLLLDDD", "LLLLDDD", "DDDLLLD", "LLLDDD", "LDDDLL")
@@ -141,16 +141,6 @@ def _fill(rng: np.random.Generator, formats: tuple[str, ...], letters: str) -> s
     )
 
 
-def line_tensor(line: np.ndarray) -> np.ndarray:
-    """One line as the recogniser sees it in training: height 48, width up to ``WIDTH``, right-padded."""
-    h, w = line.shape[:2]
-    width = min(WIDTH, max(8, round(48 * w / max(1, h))))
-    resized = cv2.resize(line, (width, 48), interpolation=cv2.INTER_LINEAR)
-    out = np.zeros((3, 48, WIDTH), np.float32)
-    out[:, :, :width] = ((resized.astype(np.float32) / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)
-    return out
-
-
 # --- features ---------------------------------------------------------------------------------------
 
 
@@ -173,8 +163,8 @@ def model_charset(model: onnx.ModelProto) -> list[str]:
     return meta["character"].split("\n")
 
 
-def build_samples(args: argparse.Namespace, reader: PlateReader) -> list[tuple[np.ndarray, str, bool, str]]:
-    """(crop or line image, serial, whole crop?, source image) for every training image."""
+def build_samples(args: argparse.Namespace, reader: PlateReader) -> list[tuple[list[TextLine], str, str]]:
+    """(the lines the reader makes of the crop, serial, source image) for every training image."""
     rng = np.random.default_rng(args.seed)
     crops: list[tuple[np.ndarray, str, str]] = []
     folder = args.datasets / "openalpr-us-crops"
@@ -188,34 +178,46 @@ def build_samples(args: argparse.Namespace, reader: PlateReader) -> list[tuple[n
     for _ in range(args.synthetic):
         crop, text = synthetic_plate(rng)
         crops.append((augment(rng, crop), text, "synthetic"))
-    samples: list[tuple[np.ndarray, str, bool, str]] = []
-    for crop, text, source in tqdm(crops, desc="text lines", unit="crop"):
-        for line in reader.lines(crop):
-            samples.append((line.image, text, line.whole, source))
-    return samples
+    return [(reader.lines(crop), text, source) for crop, text, source in tqdm(crops, desc="text lines", unit="crop")]
 
 
 def extract(args: argparse.Namespace) -> dict[str, np.ndarray]:
+    """Each line's feature sequence, computed exactly as the served model sees it: the crop's lines go
+    through ``ocr.rec_input`` together, so each sequence is as long as its crop's widest line (T varies);
+    sequences are stored end to end, ``offsets`` marking where each starts."""
     settings = VisionSettings()
     reader = PlateReader(OnnxRunner.from_settings(settings), settings.text_detector_side)
     samples = build_samples(args, reader)
     extractor = FeatureExtractor(source_model())
-    features, targets, whole, sources = [], [], [], []
-    for start in tqdm(range(0, len(samples), 64), desc="features", unit="batch"):
-        chunk = samples[start : start + 64]
-        feats, reads = extractor(np.stack([line_tensor(image) for image, _, _, _ in chunk]))
-        for (_, text, is_whole, source), feat, read in zip(chunk, feats, reads, strict=True):
-            serial_line = is_whole or distance(text, read) <= max(1, len(text) // 3)
+    features, targets, whole, sources, lengths = [], [], [], [], []
+    for lines, text, source in tqdm(samples, desc="features", unit="crop"):
+        feats, reads = extractor(ocr.rec_input([line.image for line in lines]))
+        for line, feat, read in zip(lines, feats, reads, strict=True):
+            serial_line = line.whole or distance(text, read) <= max(1, len(text) // 3)
             features.append(feat.astype(np.float16))
+            lengths.append(len(feat))
             targets.append(text if serial_line else "")
-            whole.append(is_whole)
+            whole.append(line.whole)
             sources.append(source)
     return {
         "sources": np.array(sources),
-        "features": np.stack(features),
+        "features": np.concatenate(features),
+        "offsets": np.concatenate([[0], np.cumsum(lengths)]),
         "targets": np.array(targets),
         "whole": np.array(whole),
     }
+
+
+def padded_batch(data: dict[str, np.ndarray], index: np.ndarray):  # type: ignore[no-untyped-def]
+    """The sequences of lines ``index``, zero-padded to the longest, and their lengths (tensors)."""
+    import torch
+
+    starts, ends = data["offsets"][index], data["offsets"][index + 1]
+    lengths = ends - starts
+    batch = np.zeros((len(index), int(lengths.max()), data["features"].shape[1]), np.float32)
+    for row, (start, end) in enumerate(zip(starts, ends, strict=True)):
+        batch[row, : end - start] = data["features"][start:end]
+    return torch.from_numpy(batch), torch.from_numpy(lengths.astype(np.int64))
 
 
 # --- the head ---------------------------------------------------------------------------------------
@@ -232,9 +234,15 @@ def make_head(channels: int, classes: int):  # type: ignore[no-untyped-def]
             self.rnn = nn.LSTM(128, 96, batch_first=True, bidirectional=True)
             self.out = nn.Linear(192, classes)
 
-        def forward(self, features: torch.Tensor) -> torch.Tensor:
-            hidden, _ = self.rnn(self.inp(features))
-            return self.out(hidden)
+        def forward(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+            """Per-step logits; with ``lengths`` (training), the padding after each sequence is not read,
+            so the backward pass starts where the served model's does: at the line's own last step."""
+            hidden = self.inp(features)
+            if lengths is None:
+                return self.out(self.rnn(hidden)[0])
+            packed = nn.utils.rnn.pack_padded_sequence(hidden, lengths, batch_first=True, enforce_sorted=False)
+            unpacked, _ = nn.utils.rnn.pad_packed_sequence(self.rnn(packed)[0], batch_first=True)
+            return self.out(unpacked)
 
     return PlateHead()
 
@@ -247,12 +255,11 @@ def train(data: dict[str, np.ndarray], args: argparse.Namespace, seed: int):  # 
     import torch
 
     torch.manual_seed(seed)
-    features = torch.from_numpy(data["features"].astype(np.float32))
     targets = [encode(t) for t in data["targets"]]
     held = np.array([args.validation and s != "synthetic" and validation_image(s) for s in data["sources"]])
     valid = np.flatnonzero(held & data["whole"])  # the real, unaugmented validation crops, whole
     fit = np.flatnonzero(~held)
-    head = make_head(features.shape[2], ocr.OTHER + 1)
+    head = make_head(data["features"].shape[1], ocr.OTHER + 1)
     optimiser = torch.optim.AdamW(head.parameters(), lr=2e-3, weight_decay=1e-4)
     steps = args.epochs * (len(fit) // args.batch)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=3e-3, total_steps=steps)
@@ -263,14 +270,13 @@ def train(data: dict[str, np.ndarray], args: argparse.Namespace, seed: int):  # 
         losses = []
         for start in range(0, len(fit) - args.batch + 1, args.batch):
             index = fit[start : start + args.batch]
-            batch = features[index]
+            batch, steps_in = padded_batch(data, index)
             batch = batch + 0.05 * torch.randn_like(batch)  # feature noise against over-fitting
-            log_probs = head(batch).log_softmax(2).transpose(0, 1)
+            log_probs = head(batch, steps_in).log_softmax(2).transpose(0, 1)
             labels = [targets[i] for i in index]
             flat = torch.tensor([c for t in labels for c in t], dtype=torch.long)
             lengths = torch.tensor([len(t) for t in labels], dtype=torch.long)
-            inputs = torch.full((len(index),), log_probs.shape[0], dtype=torch.long)
-            loss = ctc(log_probs, flat, inputs, lengths)
+            loss = ctc(log_probs, flat, steps_in, lengths)
             optimiser.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(head.parameters(), 5.0)
@@ -279,7 +285,7 @@ def train(data: dict[str, np.ndarray], args: argparse.Namespace, seed: int):  # 
             losses.append(float(loss.detach()))
         note = ""
         if len(valid):
-            accuracy = evaluate(head, features[valid], [data["targets"][i] for i in valid])
+            accuracy = evaluate(head, *padded_batch(data, valid), [data["targets"][i] for i in valid])
             note = f", greedy exact on {len(valid)} validation crops {accuracy:.3f}"
         print(f"epoch {epoch + 1}/{args.epochs}: loss {np.mean(losses):.4f}{note}", flush=True)
     return head
@@ -295,13 +301,14 @@ def decode_greedy(logits: np.ndarray) -> str:
     return "".join(out)
 
 
-def evaluate(head, features, truths: list[str]) -> float:  # type: ignore[no-untyped-def]
+def evaluate(head, features, lengths, truths: list[str]) -> float:  # type: ignore[no-untyped-def]
     import torch
 
     head.eval()
     with torch.no_grad():
-        logits = head(features).numpy()
-    return float(np.mean([decode_greedy(row) == truth for row, truth in zip(logits, truths, strict=True)]))
+        logits = head(features, lengths).numpy()
+    reads = [decode_greedy(row[:n]) for row, n in zip(logits, lengths.tolist(), strict=True)]
+    return float(np.mean([read == truth for read, truth in zip(reads, truths, strict=True)]))
 
 
 # --- export -----------------------------------------------------------------------------------------
@@ -426,7 +433,8 @@ def main() -> int:
     args = parser.parse_args()
 
     started = time.perf_counter()
-    settings = [args.synthetic, args.real_copies, args.seed, args.validation, 3]
+    settings = [args.synthetic, args.real_copies, args.seed, args.validation, 4]
+    settings += [VisionSettings().text_detector_side, ocr.REC_MIN_RATIO]
     key = hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:12]
     cache = args.cache.with_name(f"{args.cache.stem}-{key}.npz")
     if cache.is_file():
@@ -444,7 +452,7 @@ def main() -> int:
     if args.export_only:
         heads = []
         for state in torch.load(args.head):
-            heads.append(make_head(data["features"].shape[2], ocr.OTHER + 1))
+            heads.append(make_head(data["features"].shape[1], ocr.OTHER + 1))
             heads[-1].load_state_dict(state)
     else:
         heads = [train(data, args, args.seed + k) for k in range(args.heads)]

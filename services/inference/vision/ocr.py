@@ -18,6 +18,9 @@ from rapidocr.utils.process_img import get_rotate_crop_image
 
 TEXT_DET_INPUT, TEXT_DET_OUTPUT = "x", "fetch_name_0"
 REC_INPUT, REC_HEIGHT = "x", 48
+# Lines are padded to the widest in their batch and to at least 144 pixels (T = 18 steps), not to PP-OCR's
+# 320: a plate crop's batch costs about half. The plate head is trained on features padded this same way.
+REC_MIN_RATIO = 144 / 48
 # plate_reader's outputs, both [N, T, 38] over blank, A-Z0-9 and other: PP-OCR's own reading folded by
 # PlateAlphabet (any text: state names, slogans) and the plate head's (the serial only, empty elsewhere).
 TEXT_OUTPUT, PLATE_OUTPUT = "text_probs", "plate_probs"
@@ -133,9 +136,9 @@ def crop_quad(image_bgr: np.ndarray, quad: np.ndarray) -> np.ndarray:
     return get_rotate_crop_image(image_bgr, quad.astype(np.float32))
 
 
-def rec_input(lines: list[np.ndarray], min_ratio: float = 320 / 48) -> np.ndarray:
+def rec_input(lines: list[np.ndarray]) -> np.ndarray:
     """Resize each line to height 48 keeping its aspect ratio, right-pad to a common width, NCHW."""
-    ratio = max([min_ratio] + [line.shape[1] / max(1, line.shape[0]) for line in lines])
+    ratio = max([REC_MIN_RATIO] + [line.shape[1] / max(1, line.shape[0]) for line in lines])
     width = math.ceil(REC_HEIGHT * ratio)
     batch = np.zeros((len(lines), 3, REC_HEIGHT, width), np.float32)
     for index, line in enumerate(lines):
