@@ -2,7 +2,8 @@
 
 Starts its own local stack in a temporary folder (or uses --ingest ADDR of a running one), registers
 cameras, streams pre-rendered synthetic frames from C concurrent camera streams, and prints frames/s and
-per-frame latency (sent → acknowledged after durable storage), p50 / p99.
+per-frame latency (sent → acknowledged after durable storage), p50 / p99; with its own stack, also the CPU
+milliseconds per frame that each server (each Triton model apart) used and how many cores were busy.
 
     .venv/bin/python loadtest/bench_ingest.py --frames 200 --cameras 4
 """
@@ -19,6 +20,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import cpu_usage
 import grpc
 from tqdm import tqdm
 
@@ -100,7 +102,11 @@ def main() -> None:
         addr, token = stack.address("ingest"), dev_token(stack.root / "data", "bench-pd", ["agency_admin"])
     try:
         asyncio.run(run(addr, token, jpegs[:2], min(8, args.frames), 1, 1))  # warm-up
+        before = cpu_usage.children_cpu()
         figures = asyncio.run(run(addr, token, jpegs, args.frames, args.cameras, args.window))
+        if stack:  # where the cores went: the local stack's servers are this process's children
+            used = cpu_usage.children_cpu()
+            figures["cpu_ms_per_frame"] = cpu_usage.report(before, used, figures["seconds"], args.frames)
     finally:
         if stack:
             stack.stop()

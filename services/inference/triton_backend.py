@@ -99,6 +99,9 @@ class OnnxPythonModel:
         options.intra_op_num_threads = int(parameters.get("intra_op_num_threads", "0"))
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        # Each model is its own process and they share the cores: threads that spin waiting for work after
+        # a run take the CPU the other models' runs need.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = session_providers(args["model_instance_kind"], int(args["model_instance_device_id"]))
         self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
         onnx_inputs = {tensor.name: tensor.shape for tensor in self.session.get_inputs()}
