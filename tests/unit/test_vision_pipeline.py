@@ -89,3 +89,16 @@ def test_int8_plate_detector_finds_the_plate_fp32_finds_in_a_16_9_frame() -> Non
         boxes.append(found.boxes[0])
     for box in boxes:  # within a few pixels of the plate, 8 bits or 32
         np.testing.assert_allclose(box, [600, 400, 860, 460], atol=12)
+
+
+@pytest.mark.skipif(not FONT.exists(), reason="DejaVu fonts (fonts-dejavu-core) not installed")
+def test_int8_text_detector_finds_the_row_fp32_finds_and_the_plate_reads_the_same() -> None:
+    settings = VisionSettings()
+    readers = [
+        AlprPipeline(OnnxRunner(settings.model_repository, intra_op_threads=1, int8=int8), settings).reader
+        for int8 in (False, True)
+    ]
+    rows = [[line.image.shape for line in reader.lines(_plate()) if not line.whole] for reader in readers]
+    assert len(rows[0]) == len(rows[1]) == 1
+    np.testing.assert_allclose(rows[1][0], rows[0][0], atol=4)  # the same row, within a few pixels
+    assert [reader.read(_plate()).text for reader in readers] == [PLATE, PLATE]
