@@ -54,7 +54,7 @@ def merge_row_boxes(quads: np.ndarray) -> list[tuple[float, float, float, float]
 
 
 class PlateReader:
-    def __init__(self, runner: ModelRunner, detector_side: int = 192, family: str = "us") -> None:
+    def __init__(self, runner: ModelRunner, detector_side: int, family: str = "us") -> None:
         self._runner = runner
         self._side = detector_side
         self._family = family

@@ -28,7 +28,9 @@ class VisionSettings(BaseSettings):
     face_tile_grid: int = Field(default=2, ge=0, le=4, description="faces: extra n x n tiles, 0 = whole frame only")
     plate_margin_x: float = Field(default=0.08, ge=0, le=1, description="crop margin, share of plate width")
     plate_margin_y: float = Field(default=0.3, ge=0, le=2, description="crop margin, share of plate height")
-    text_detector_side: int = Field(default=192, ge=64, le=960)
+    text_detector_side: int = Field(
+        default=256, ge=64, le=960, description="plate crops are scaled to this longer side to find their text rows"
+    )
     plate_family: Literal["us", "eu"] = Field(
         default="us", description="serial layouts and spelling conventions of the plates the cameras see"
     )
