@@ -9,9 +9,8 @@ that reads only a plate's serial, in ``A-Z0-9``, and reads nothing from a line t
 The PP-OCRv6 recogniser (``rapidocr``'s ``PP-OCRv6_rec_small.onnx``) stays frozen: its 120-wide
 sequence features (the input of its final classifier) are computed once for every training image, its lines
 batched and padded as the served reader batches them; then the head (linear, BiLSTM, linear to blank +
-``A-Z0-9`` + other) is trained on them with CTC. The exported
-model keeps the original ``fetch_name_0`` output (full dictionary, used to name the state) and adds
-``plate_probs`` ``[N, T, 38]``.
+``A-Z0-9`` + other) is trained on them with CTC. The exported model keeps PP-OCR's own reading, trimmed to
+Latin text (``text_probs``, used to name the state), and adds ``plate_probs``, both ``[N, T, 38]``.
 
 Training images:
 * synthetic plates rendered by ``services/simulator/render.py`` (US and European layouts), warped,
