@@ -11,8 +11,8 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def _label(pid: int) -> str:
-    args = (Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"))
-    words = [a.decode(errors="replace") for a in args if a]
+    args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    words = [arg.decode(errors="replace") for arg in args if arg]
     command = Path(words[0]).name if words else "?"
     if command == "triton_python_backend_stub":  # one per model instance: its model.py path names the model
         model = next((Path(w).parent.parent.name for w in words if w.endswith("model.py")), "?")

@@ -43,6 +43,7 @@ from services.inference.vision.settings import VisionSettings  # noqa: E402
 from services.simulator.render import SceneOptions, render_scene  # noqa: E402
 
 Prepare = Callable[[np.ndarray], dict[str, np.ndarray]]
+SETTINGS = VisionSettings()  # the deployment's: model repository, text detector side, plate crop margins
 
 
 def _plate_detector(image: np.ndarray) -> dict[str, np.ndarray]:
@@ -50,7 +51,7 @@ def _plate_detector(image: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def _plate_text_detector(image: np.ndarray) -> dict[str, np.ndarray]:
-    return {ocr.TEXT_DET_INPUT: ocr.text_det_input(image, VisionSettings().text_detector_side)}
+    return {ocr.TEXT_DET_INPUT: ocr.text_det_input(image, SETTINGS.text_detector_side)}
 
 
 PER_CHANNEL_OPSET = 13
@@ -89,10 +90,9 @@ def plate_crop(seed: int) -> np.ndarray:
     box = scene.truth.plate_box
     if box is None:
         return scene.image
-    settings = VisionSettings()
     height, width = scene.image.shape[:2]
     corners = np.array([box.x, box.y, box.x + box.width, box.y + box.height], np.float32)
-    x1, y1, x2, y2 = clip_box(expand_box(corners, settings.plate_margin_x, settings.plate_margin_y), width, height)
+    x1, y1, x2, y2 = clip_box(expand_box(corners, SETTINGS.plate_margin_x, SETTINGS.plate_margin_y), width, height)
     return scene.image[y1:y2, x1:x2]
 
 
@@ -129,7 +129,7 @@ def main() -> int:
     parser.add_argument("--calibration", type=int, default=96, help="rendered frames")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads for the timing")
     args = parser.parse_args()
-    repository = VisionSettings().model_repository
+    repository = SETTINGS.model_repository
     for name in tqdm(args.models, desc="models", unit="model"):
         source = repository / name / "1" / "model.onnx"
         target = source.with_name(INT8_FILE)
