@@ -113,6 +113,9 @@ def mongod_binary() -> str:
     return found
 
 
+TRANSACTION_LIFETIME_S = 10
+
+
 def start_mongo(data_dir: Path, port: int, log_dir: Path, replset: str = "rs0") -> tuple[Proc, str]:
     """A one-node replica set (transactions, majority writes, change streams). Returns (proc, uri)."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -120,7 +123,11 @@ def start_mongo(data_dir: Path, port: int, log_dir: Path, replset: str = "rs0") 
                             "127.0.0.1", "--replSet", replset, "--quiet", "--wiredTigerCacheSizeGB", "1",
                             # TTL deletes every second, not every minute: expired reads go promptly (and the
                             # retention tests need not wait a minute).
-                            "--setParameter", "ttlMonitorSleepSecs=1"], log_dir)
+                            "--setParameter", "ttlMonitorSleepSecs=1",
+                            # A writer killed inside a transaction leaves it open, its documents locked
+                            # (WriteConflict for whoever resends them), until mongod aborts it at this age
+                            # (default 60 s). Sightline's transactions last milliseconds.
+                            "--setParameter", f"transactionLifetimeLimitSeconds={TRANSACTION_LIFETIME_S}"], log_dir)
     wait_until(f"mongod on port {port}", lambda: port_open(port), proc)
     direct = MongoClient("127.0.0.1", port, directConnection=True, serverSelectionTimeoutMS=2000)
     try:

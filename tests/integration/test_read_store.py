@@ -1,16 +1,23 @@
 """Ingest's storage adapters and the search service against the real mongod and Redis."""
 
+import asyncio
+import subprocess
+import sys
+import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
 import redis as redis_sync
+from pymongo.errors import OperationFailure
 
 from services.common.auth import auth_metadata
 from services.common.reads import READS, ensure_indexes
 from services.common.settings import MongoSettings
 from services.common.storage import mongo_client, mongo_database, redis_client
-from services.ingest.adapters.store import FrameStore
+from services.devstack.servers import TRANSACTION_LIFETIME_S
+from services.ingest.adapters.store import FRAMES, FrameStore, ReadOnlyFrame
 from services.ingest.adapters.stream import ReadPublisher
 from services.ingest.domain.frames import build_reads
 from services.retention.keys import KeyStore, load_master_key
@@ -149,3 +156,49 @@ async def test_unknown_read_is_not_found(search_addr: str, channel_factory, offi
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.GetRead(search_pb2.GetReadRequest(read_id="no-such-read", **WHY), metadata=officer)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+ORPHAN_WRITER = """
+import sys
+import pymongo
+
+client = pymongo.MongoClient(sys.argv[1])
+with client.start_session() as session:
+    session.start_transaction()
+    client[sys.argv[2]][sys.argv[3]].insert_one({"_id": sys.argv[4]}, session=session)
+    print("inside", flush=True)
+    sys.stdin.read()  # killed here, before it commits
+"""
+
+
+async def test_a_writer_killed_inside_its_transaction_holds_the_frame_only_until_mongod_aborts_it(store,
+                                                                                                 mongo_uri) -> None:
+    """An ingest killed while storing a batch leaves its transaction open in mongod: the gateway's resend of
+    that batch conflicts until mongod aborts the orphan, after the local stack's transactionLifetimeLimitSeconds
+    (60 s by mongod's default, which outlasted the fault tests' patience)."""
+    fs, db = store
+    at = datetime.now(UTC) - timedelta(minutes=1)
+    key = f"cam-orphan/{uuid.uuid4().hex[:8]}"
+    reads = build_reads(make_frame(*key.split("/"), at), "pd-alpha", plate_result("ORP4AN"), "", at,
+                        at + timedelta(days=30))
+    writer = await asyncio.create_subprocess_exec(sys.executable, "-c", ORPHAN_WRITER, mongo_uri, db.name, FRAMES,
+                                                  key, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert (await writer.stdout.readline()).strip() == b"inside"
+    writer.kill()
+    await writer.wait()
+    frame = ReadOnlyFrame(key, reads, at, at + timedelta(days=30), "pd-alpha")
+    with pytest.raises(OperationFailure) as conflict:
+        await fs.store_batch([frame], datetime.now(UTC))
+    assert conflict.value.has_error_label("TransientTransactionError")
+
+    deadline = time.monotonic() + 3 * TRANSACTION_LIFETIME_S
+    while True:
+        try:
+            stored = await fs.store_batch([frame], datetime.now(UTC))
+            break
+        except OperationFailure as exc:
+            if not exc.has_error_label("TransientTransactionError") or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+    assert not stored[0].duplicate and stored[0].read_ids == [r.read_id for r in reads]
+    assert await db[READS].count_documents({"_id": {"$in": stored[0].read_ids}}) == 1
