@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from services.inference.vision import detectors
 from services.inference.vision.imaging import Letterbox
+from services.inference.vision.settings import VisionSettings
 
 pytestmark = pytest.mark.unit
 
@@ -34,13 +36,14 @@ def test_centernet_decode_scales_to_image_and_merges_classes_of_one_object() -> 
     np.testing.assert_allclose(wide.boxes[0], [250, 250, 750, 500])
 
 
-def test_object_input_keeps_the_frame_shape_at_512_on_the_long_side() -> None:
+def test_object_input_keeps_the_frame_shape_at_the_long_side_asked_for() -> None:
     frame = np.zeros((720, 1280, 3), np.uint8)
     frame[:, :640] = (255, 0, 0)  # blue in BGR: the model takes RGB
-    tensor = detectors.object_input(frame)
-    assert tensor.shape == (1, 288, 512, 3) and tensor.dtype == np.float32
+    tensor = detectors.object_input(frame, 384)
+    assert tensor.shape == (1, 224, 384, 3) and tensor.dtype == np.float32
     assert tensor[0, 0, 0].tolist() == [0, 0, 255]
-    assert detectors.object_input(np.zeros((600, 800, 3), np.uint8)).shape == (1, 384, 512, 3)
+    assert detectors.object_input(frame, 512).shape == (1, 288, 512, 3)
+    assert detectors.object_input(np.zeros((600, 800, 3), np.uint8), 512).shape == (1, 384, 512, 3)
 
 
 def test_blazeface_anchors_follow_mediapipe_layout() -> None:
@@ -63,3 +66,9 @@ def test_blazeface_decode_offsets_from_anchor_and_scales() -> None:
     cx, cy = 3.5 * 16 + 8, 5.5 * 16 - 4
     np.testing.assert_allclose(found.boxes[0], [cx - 16, cy - 24, cx + 16, cy + 24], atol=1e-3)
     assert found.scores[0] == pytest.approx(1 / (1 + np.exp(-4.0)))
+
+
+def test_object_detector_side_must_be_a_multiple_of_32() -> None:
+    assert VisionSettings(object_detector_side=512).object_detector_side == 512
+    with pytest.raises(ValidationError, match="multiple of 32"):
+        VisionSettings(object_detector_side=400)

@@ -14,7 +14,7 @@ import numpy as np
 from .imaging import Letterbox, fitted_size, letterbox
 
 PLATE_INPUT, PLATE_OUTPUT, PLATE_SIZE = "images", "output0", 640
-OBJECT_INPUT, OBJECT_OUTPUT, OBJECT_SIZE = "tower_0/images:0", "tower_0/detections:0", 512
+OBJECT_INPUT, OBJECT_OUTPUT = "tower_0/images:0", "tower_0/detections:0"
 FACE_INPUT, FACE_SIZE = "input:0", 256
 FACE_BATCH = 8  # rows per face-detector call: model_repository/face_detector/config.pbtxt max_batch_size
 FACE_SCORES = ("Identity:0", "Identity_1:0")
@@ -75,14 +75,14 @@ def decode_yolo(output: np.ndarray, geometry: Letterbox, score_threshold: float,
     return Detections(boxes[keep], scores[mask][keep], labels[mask][keep])
 
 
-# --- vehicles and persons: CenterNet MobileNetV3, 512 on the long side, output 1x100x6 ---------------
+# --- vehicles and persons: CenterNet MobileNetV3, any multiple of 32, output 1x100x6 -------------------
 
 
-def object_input(image_bgr: np.ndarray) -> np.ndarray:
-    """The frame resized to 512 pixels on its longer side and a multiple of 32 on the other (512x288 for
-    16:9; the aspect ratio is kept up to that rounding), RGB 0-255, NHWC."""
+def object_input(image_bgr: np.ndarray, long_side: int) -> np.ndarray:
+    """The frame resized to ``long_side`` pixels on its longer side and a multiple of 32 on the other
+    (384x224 for 16:9 at 384; the aspect ratio is kept up to that rounding), RGB 0-255, NHWC."""
     height, width = image_bgr.shape[:2]
-    resized = cv2.resize(image_bgr, fitted_size(width, height, OBJECT_SIZE), interpolation=cv2.INTER_LINEAR)
+    resized = cv2.resize(image_bgr, fitted_size(width, height, long_side), interpolation=cv2.INTER_LINEAR)
     return np.ascontiguousarray(resized[:, :, ::-1][None].astype(np.float32))
 
 

@@ -123,7 +123,7 @@ class AlprPipeline:
 
     def detect_objects(self, image: np.ndarray) -> tuple[detectors.Detections, detectors.Detections]:
         """Vehicles and persons from one CenterNet pass."""
-        tensor = detectors.object_input(image)
+        tensor = detectors.object_input(image, self.settings.object_detector_side)
         output = self._runner.infer(OBJECT_DETECTOR, {detectors.OBJECT_INPUT: tensor})[detectors.OBJECT_OUTPUT]
         s = self.settings
         vehicles = detectors.decode_centernet(

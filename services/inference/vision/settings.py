@@ -28,6 +28,10 @@ class VisionSettings(BaseSettings):
     face_tile_grid: int = Field(default=2, ge=0, le=4, description="faces: extra n x n tiles, 0 = whole frame only")
     plate_margin_x: float = Field(default=0.08, ge=0, le=1, description="crop margin, share of plate width")
     plate_margin_y: float = Field(default=0.3, ge=0, le=2, description="crop margin, share of plate height")
+    object_detector_side: int = Field(
+        default=384, ge=128, le=1024, multiple_of=32,
+        description="frames are scaled to this longer side to find vehicles and persons",
+    )
     text_detector_side: int = Field(
         default=256, ge=64, le=960, description="plate crops are scaled to this longer side to find their text rows"
     )
