@@ -16,8 +16,14 @@ names the heatmap's width, 128, to split a peak's index into row and column, and
 the box sizes. The width is read from the heatmap's shape instead and the gather reshape becomes ``-1``;
 the check is the same (512x512 equal to the original, 288x512 runs).
 
+Face detector: the BlazeFace (back model) regression and score reshapes name the 512 and 384 anchors of a
+256x256 input; they become ``[0, -1, k]``, so one pass over a whole 16:9 frame at 512x288 (1152 + 864
+anchors) replaces the 256x256 tiles that found small faces. The check: 256x256 equal to the original, 288x512
+gives 2016 anchors.
+
     python scripts/dynamic_input_size.py model_repository/plate_detector/1/model.onnx [--write]
     python scripts/dynamic_input_size.py model_repository/vehicle_detector/1/model.onnx [--write]
+    python scripts/dynamic_input_size.py model_repository/face_detector/1/model.onnx [--write]
 """
 
 from __future__ import annotations
@@ -206,6 +212,45 @@ def check_centernet(original: Path, rewritten: onnx.ModelProto) -> None:
     print("outputs agree at 512x512; 288x512 gives a 72x128 heatmap")
 
 
+# --- BlazeFace (face detector) -------------------------------------------------------------------------
+
+BLAZEFACE_INPUT = "input:0"
+BLAZEFACE_RESHAPES = {"const_fold_opt__354__batch": (512, 1), "const_fold_opt__355__batch": (512, 16),
+                      "const_fold_opt__358__batch": (384, 1), "const_fold_opt__356__batch": (384, 16)}
+
+
+def rewrite_blazeface(model: onnx.ModelProto) -> onnx.ModelProto:
+    graph = model.graph
+    values = constants(graph)
+    for name, (anchors, width) in BLAZEFACE_RESHAPES.items():
+        if values[name].tolist() != [0, anchors, width]:
+            raise ValueError("not the 256x256 BlazeFace this rewrite knows")
+        shape = next(init for init in graph.initializer if init.name == name)
+        shape.CopyFrom(numpy_helper.from_array(np.array([0, -1, width], np.int64), name))
+    for dim, symbol in ((1, "H"), (2, "W")):
+        graph.input[0].type.tensor_type.shape.dim[dim].dim_param = symbol
+    for output in graph.output:
+        output.type.tensor_type.shape.dim[1].dim_param = "anchors"
+    used = {name for node in graph.node for name in node.input}
+    for unused in [init for init in graph.initializer if init.name not in used]:
+        graph.initializer.remove(unused)
+    del graph.value_info[:]
+    onnx.checker.check_model(model)
+    return model
+
+
+def check_blazeface(original: Path, rewritten: onnx.ModelProto) -> None:
+    session = ort.InferenceSession(rewritten.SerializeToString(), providers=["CPUExecutionProvider"])
+    reference = ort.InferenceSession(str(original), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).random((2, 256, 256, 3), np.float32) * 2 - 1
+    outputs = zip(session.run(None, {BLAZEFACE_INPUT: x}), reference.run(None, {BLAZEFACE_INPUT: x}), strict=True)
+    for got, want in outputs:
+        np.testing.assert_allclose(got, want, atol=1e-4)
+    wide = session.run(None, {BLAZEFACE_INPUT: np.zeros((1, 288, 512, 3), np.float32)})
+    assert [o.shape for o in wide] == [(1, 1152, 1), (1, 864, 1), (1, 1152, 16), (1, 864, 16)], wide
+    print("outputs agree at 256x256; 288x512 gives 1152 + 864 anchors")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", type=Path)
@@ -215,6 +260,9 @@ def main() -> int:
     if model.graph.input[0].name == CENTERNET_INPUT:
         model = rewrite_centernet(model)
         check_centernet(args.model, model)
+    elif model.graph.input[0].name == BLAZEFACE_INPUT:
+        model = rewrite_blazeface(model)
+        check_blazeface(args.model, model)
     else:
         model, replaced = rewrite_yolo(model)
         check_yolo(args.model, model, replaced)

@@ -54,6 +54,10 @@ def test_blazeface_anchors_follow_mediapipe_layout() -> None:
     np.testing.assert_allclose(anchors[2], [1.5 / 16, 0.5 / 16])  # x varies fastest
     np.testing.assert_allclose(anchors[512:518], np.tile([0.5 / 8, 0.5 / 8], (6, 1)))
     np.testing.assert_allclose(anchors[-1], [7.5 / 8, 7.5 / 8])
+    wide = detectors.blazeface_anchors(288, 512)  # a 16:9 frame: 18x32 cells at stride 16, 9x16 at 32
+    assert wide.shape == (18 * 32 * 2 + 9 * 16 * 6, 2)
+    np.testing.assert_allclose(wide[2], [1.5 / 32, 0.5 / 18])
+    np.testing.assert_allclose(wide[-1], [15.5 / 16, 8.5 / 9])
 
 
 def test_blazeface_decode_offsets_from_anchor_and_scales() -> None:
@@ -66,6 +70,12 @@ def test_blazeface_decode_offsets_from_anchor_and_scales() -> None:
     cx, cy = 3.5 * 16 + 8, 5.5 * 16 - 4
     np.testing.assert_allclose(found.boxes[0], [cx - 16, cy - 24, cx + 16, cy + 24], atol=1e-3)
     assert found.scores[0] == pytest.approx(1 / (1 + np.exp(-4.0)))
+
+    scores, boxes = np.full(2016, -10.0, np.float32), np.zeros((2016, 16), np.float32)
+    index = 32 * 2 * 5 + 2 * 3  # 288x512: stride-16 grid of 18x32, row 5, column 3
+    scores[index], boxes[index, :4] = 4.0, [8, -4, 32, 48]
+    wide = detectors.decode_blazeface(scores, boxes, Letterbox(0.4, 0, 0), 0.5, 0.3, (288, 512))
+    np.testing.assert_allclose(wide.boxes[0], np.array([cx - 16, cy - 24, cx + 16, cy + 24]) * 2.5, atol=1e-3)
 
 
 def test_object_detector_side_must_be_a_multiple_of_32() -> None:

@@ -16,7 +16,6 @@ from .imaging import Letterbox, fitted_size, letterbox
 PLATE_INPUT, PLATE_OUTPUT, PLATE_SIZE = "images", "output0", 640
 OBJECT_INPUT, OBJECT_OUTPUT = "tower_0/images:0", "tower_0/detections:0"
 FACE_INPUT, FACE_SIZE = "input:0", 256
-FACE_BATCH = 8  # rows per face-detector call: model_repository/face_detector/config.pbtxt max_batch_size
 FACE_SCORES = ("Identity:0", "Identity_1:0")
 FACE_BOXES = ("Identity_2:0", "Identity_3:0")
 
@@ -110,24 +109,28 @@ def decode_centernet(
     return Detections(boxes[keep], rows[keep, 4], rows[keep, 5].astype(np.int64))
 
 
-# --- faces: MediaPipe BlazeFace (back/far-range model, 256x256, 896 anchors) -------------------------
+# --- faces: MediaPipe BlazeFace (back/far-range model, trained at 256x256; any multiple of 32) ---------
 
 
 @cache
-def blazeface_anchors(input_size: int = FACE_SIZE) -> np.ndarray:
-    """Anchor centres ``(896, 2)`` normalised to [0, 1], as MediaPipe's SsdAnchorsCalculator builds them
-    for BlazeFace: 4 layers, strides ``input/16, input/8 x3``, 2 anchors per layer and cell, layers of
-    equal stride merged (16x16x2 then 8x8x6), offset 0.5, fixed anchor size 1."""
+def blazeface_anchors(height: int = FACE_SIZE, width: int = FACE_SIZE) -> np.ndarray:
+    """Anchor centres ``(A, 2)`` normalised to [0, 1], as MediaPipe's SsdAnchorsCalculator builds them
+    for BlazeFace: 4 layers, strides 16 then 32 x3, 2 anchors per layer and cell, layers of equal stride
+    merged (2 per cell of the stride-16 grid, then 6 per cell of the stride-32 grid), row-major, offset 0.5,
+    fixed anchor size 1. 896 anchors at 256x256, 2016 at 288x512."""
     anchors = []
-    for grid, per_cell in ((input_size // 16, 2), (input_size // 32, 6)):
-        ys, xs = np.meshgrid(np.arange(grid), np.arange(grid), indexing="ij")
-        centres = np.stack([(xs.ravel() + 0.5) / grid, (ys.ravel() + 0.5) / grid], axis=1)
+    for stride, per_cell in ((16, 2), (32, 6)):
+        rows, cols = height // stride, width // stride
+        ys, xs = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+        centres = np.stack([(xs.ravel() + 0.5) / cols, (ys.ravel() + 0.5) / rows], axis=1)
         anchors.append(np.repeat(centres, per_cell, axis=0))
     return np.concatenate(anchors).astype(np.float32)
 
 
-def face_input(image_bgr: np.ndarray) -> tuple[np.ndarray, Letterbox]:
-    canvas, geometry = letterbox(image_bgr, (FACE_SIZE, FACE_SIZE), fill=0)
+def face_input(image_bgr: np.ndarray, size: tuple[int, int] = (FACE_SIZE, FACE_SIZE)) -> tuple[np.ndarray, Letterbox]:
+    """The image letterboxed to ``size`` (width, height; multiples of 32) with black padding, RGB in
+    [-1, 1], NHWC."""
+    canvas, geometry = letterbox(image_bgr, size, fill=0)
     tensor = canvas[:, :, ::-1].astype(np.float32) / 127.5 - 1.0
     return np.ascontiguousarray(tensor[None]), geometry
 
@@ -138,18 +141,20 @@ def decode_blazeface(
     geometry: Letterbox,
     score_threshold: float,
     iou_threshold: float,
-    input_size: int = FACE_SIZE,
+    input_hw: tuple[int, int] = (FACE_SIZE, FACE_SIZE),
 ) -> Detections:
-    """Decode one image's ``(896, 1)`` logits and ``(896, 16)`` regressions (box then 6 keypoints,
-    in input pixels relative to the anchor centre) into image-space face boxes."""
+    """Decode one image's ``(A, 1)`` logits and ``(A, 16)`` regressions (box then 6 keypoints, in input
+    pixels relative to the anchor centre) into image-space face boxes; ``input_hw`` is the input's size."""
     scores = 1.0 / (1.0 + np.exp(-np.clip(raw_scores.reshape(-1), -80.0, 80.0)))
     mask = scores >= score_threshold
     if not mask.any():
         return Detections.empty()
-    anchors = blazeface_anchors(input_size)[mask]
-    regression = raw_boxes.reshape(-1, 16)[mask, :4] / input_size
+    height, width = input_hw
+    scale = np.array([width, height, width, height], np.float32)
+    anchors = blazeface_anchors(height, width)[mask]
+    regression = raw_boxes.reshape(-1, 16)[mask, :4] / scale
     centre = anchors + regression[:, :2]
     half = regression[:, 2:4] / 2
-    boxes = geometry.to_image(np.column_stack([centre - half, centre + half]) * input_size)
+    boxes = geometry.to_image(np.column_stack([centre - half, centre + half]) * scale)
     keep = nms(boxes, scores[mask], score_threshold, iou_threshold)
     return Detections(boxes[keep], scores[mask][keep], np.zeros(len(keep), np.int64))

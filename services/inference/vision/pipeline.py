@@ -18,6 +18,7 @@ from .imaging import (
     clip_box,
     decode_jpeg,
     expand_box,
+    fitted_size,
 )
 from .plates import normalize_plate
 from .reader import PlateReader
@@ -136,34 +137,24 @@ class AlprPipeline:
         )
         return vehicles, persons
 
-    def detect_faces(self, image: np.ndarray, tiles: bool = True) -> list[Box]:
-        """Face boxes (``x1, y1, x2, y2``) from the whole frame and, with ``tiles``, an overlapping n x n grid
-        of tiles, so that faces too small for one 256-pixel pass of the whole frame are still found."""
+    def detect_faces(self, image: np.ndarray, small: bool = True) -> list[Box]:
+        """Face boxes (``x1, y1, x2, y2``, grown to cover the head) from the whole frame at 256x256 (the
+        model's own size, for large faces) and, with ``small``, at ``face_search_side`` on the longer side
+        (512x288 for 16:9), where a face 28 pixels wide in a 1280x720 frame is still found."""
         height, width = image.shape[:2]
-        windows = [(0, 0, width, height)]
-        grid = self.settings.face_tile_grid if tiles else 0
-        if grid:
-            tile_w, tile_h = int(width / grid * 1.25), int(height / grid * 1.25)
-            for row in range(grid):
-                for col in range(grid):
-                    x = min(width - tile_w, col * width // grid)
-                    y = min(height - tile_h, row * height // grid)
-                    windows.append((max(0, x), max(0, y), tile_w, tile_h))
-        prepared = [detectors.face_input(image[y : y + h, x : x + w]) for x, y, w, h in windows]
+        sizes = [(detectors.FACE_SIZE, detectors.FACE_SIZE)]
+        if small and self.settings.face_search_side:
+            sizes.append(fitted_size(width, height, self.settings.face_search_side))
         faces: list[Box] = []
-        # The windows go to the model as batches of at most FACE_BATCH rows (its config's max_batch_size).
-        for start in range(0, len(windows), detectors.FACE_BATCH):
-            chunk = prepared[start : start + detectors.FACE_BATCH]
-            tensor = np.concatenate([t for t, _ in chunk])
+        for size in sizes:
+            tensor, geometry = detectors.face_input(image, size)
             outputs = self._runner.infer(FACE_DETECTOR, {detectors.FACE_INPUT: tensor})
-            for row, (_, geometry) in enumerate(chunk):
-                x, y = windows[start + row][:2]
-                scores = np.concatenate([outputs[name][row] for name in detectors.FACE_SCORES])
-                boxes = np.concatenate([outputs[name][row] for name in detectors.FACE_BOXES])
-                found = detectors.decode_blazeface(scores, boxes, geometry, self.settings.face_score_threshold, 0.3)
-                for box in found.boxes:
-                    grown = expand_box(box, 0.2, 0.25) + np.array([x, y, x, y], np.float32)
-                    faces.append(clip_box(grown, width, height))
+            scores = np.concatenate([outputs[name][0] for name in detectors.FACE_SCORES])
+            boxes = np.concatenate([outputs[name][0] for name in detectors.FACE_BOXES])
+            found = detectors.decode_blazeface(
+                scores, boxes, geometry, self.settings.face_score_threshold, 0.3, (size[1], size[0])
+            )
+            faces += [clip_box(expand_box(box, 0.2, 0.25), width, height) for box in found.boxes]
         return faces
 
     # --- the frame --------------------------------------------------------------------------------
@@ -172,9 +163,9 @@ class AlprPipeline:
         height, width = image_bgr.shape[:2]
         plates = self.detect_plates(image_bgr)
         vehicles, persons = self.detect_objects(image_bgr)
-        # Small faces are drivers' and passengers' (or people's the person detector missed): the tiles that
-        # find them are searched only when a vehicle or a person is in view. Detected persons are blurred whole.
-        faces = self.detect_faces(image_bgr, tiles=bool(len(vehicles) or len(persons)))
+        # Small faces are drivers' and passengers' (or people's the person detector missed): the finer pass
+        # that finds them runs only when a vehicle or a person is in view. Detected persons are blurred whole.
+        faces = self.detect_faces(image_bgr, small=bool(len(vehicles) or len(persons)))
 
         plate_boxes = [clip_box(box, width, height) for box in plates.boxes]
         vehicle_boxes = [clip_box(box, width, height) for box in vehicles.boxes]

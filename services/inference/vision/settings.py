@@ -25,7 +25,11 @@ class VisionSettings(BaseSettings):
     person_score_threshold: float = Field(default=0.25, ge=0, le=1)
     object_iou_threshold: float = Field(default=0.5, ge=0, le=1)
     face_score_threshold: float = Field(default=0.5, ge=0, le=1)
-    face_tile_grid: int = Field(default=2, ge=0, le=4, description="faces: extra n x n tiles, 0 = whole frame only")
+    face_search_side: int = Field(
+        default=512, ge=0, le=1920, multiple_of=32,
+        description="faces: with a vehicle or person in view, the frame is also searched at this longer side "
+        "(small faces); 0 = only the 256-pixel pass",
+    )
     plate_margin_x: float = Field(default=0.08, ge=0, le=1, description="crop margin, share of plate width")
     plate_margin_y: float = Field(default=0.3, ge=0, le=2, description="crop margin, share of plate height")
     object_detector_side: int = Field(
