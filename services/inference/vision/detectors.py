@@ -13,7 +13,7 @@ import numpy as np
 
 from .imaging import Letterbox, fitted_size, letterbox
 
-PLATE_INPUT, PLATE_OUTPUT, PLATE_SIZE = "images", "output0", 640
+PLATE_INPUT, PLATE_OUTPUT = "images", "output0"
 OBJECT_INPUT, OBJECT_OUTPUT = "tower_0/images:0", "tower_0/detections:0"
 FACE_INPUT, FACE_SIZE = "input:0", 256
 FACE_SCORES = ("Identity:0", "Identity_1:0")
@@ -50,11 +50,11 @@ def nms(boxes: np.ndarray, scores: np.ndarray, score_threshold: float, iou_thres
 # --- plate detector: YOLOv8n, letterbox to 640 on the long side, output 1x5xA (cx, cy, w, h, score) -------
 
 
-def plate_input(image_bgr: np.ndarray) -> tuple[np.ndarray, Letterbox]:
-    """The frame letterboxed to 640 pixels on its longer side and the next multiple of 32 on the other
-    (640x384 for 16:9), so little of the detector's work goes on padding."""
+def plate_input(image_bgr: np.ndarray, long_side: int) -> tuple[np.ndarray, Letterbox]:
+    """The frame letterboxed to ``long_side`` pixels on its longer side and the next multiple of 32 on the
+    other (640x384 for 16:9 at 640), so little of the detector's work goes on padding."""
     height, width = image_bgr.shape[:2]
-    canvas, geometry = letterbox(image_bgr, fitted_size(width, height, PLATE_SIZE))
+    canvas, geometry = letterbox(image_bgr, fitted_size(width, height, long_side))
     tensor = canvas[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32) / 255.0
     return np.ascontiguousarray(tensor), geometry
 

@@ -116,7 +116,7 @@ class AlprPipeline:
     # --- detection stages -------------------------------------------------------------------------
 
     def detect_plates(self, image: np.ndarray) -> detectors.Detections:
-        tensor, geometry = detectors.plate_input(image)
+        tensor, geometry = detectors.plate_input(image, self.settings.plate_detector_side)
         output = self._runner.infer(PLATE_DETECTOR, {detectors.PLATE_INPUT: tensor})[detectors.PLATE_OUTPUT]
         return detectors.decode_yolo(
             output, geometry, self.settings.plate_score_threshold, self.settings.plate_iou_threshold

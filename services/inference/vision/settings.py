@@ -32,6 +32,10 @@ class VisionSettings(BaseSettings):
     )
     plate_margin_x: float = Field(default=0.08, ge=0, le=1, description="crop margin, share of plate width")
     plate_margin_y: float = Field(default=0.3, ge=0, le=2, description="crop margin, share of plate height")
+    plate_detector_side: int = Field(
+        default=640, ge=128, le=1920, multiple_of=32,
+        description="frames are letterboxed to this longer side to find plates",
+    )
     object_detector_side: int = Field(
         default=384, ge=128, le=1024, multiple_of=32,
         description="frames are scaled to this longer side to find vehicles and persons",
