@@ -98,3 +98,22 @@ async def test_triton_stores_the_face_blurred(scene_with_face, triton_url: str) 
     assert reads["faces"] >= 1
     check_redacted(scene, reencoded, redacted, plate_tolerance=0.5)
     assert scene.truth.plate_text in [plate["normalized"] for plate in reads["plates"]]
+
+
+@pytest.mark.unit
+def test_a_face_as_small_as_a_drivers_is_found_when_a_vehicle_is_in_view(portrait: np.ndarray) -> None:
+    """A face 26 pixels wide in a 1280x720 frame (a driver behind a windscreen) is covered by the boxes of the
+    face search that a vehicle in view triggers; the 256-pixel pass alone misses it (scripts/eval_faces.py
+    measures this by face size)."""
+    frame = render_scene(7, SceneOptions(difficulty=0.0)).image.copy()
+    scale = 26 / 100  # the face, brow to chin, spans x 80-180, y 65-170 of the 256-pixel portrait
+    side = round(256 * scale)
+    x, y = 600, 100
+    frame[y : y + side, x : x + side] = cv2.resize(portrait, (side, side), interpolation=cv2.INTER_AREA)
+    x1, y1, x2, y2 = (round(x + 80 * scale), round(y + 65 * scale), round(x + 180 * scale), round(y + 170 * scale))
+    settings = VisionSettings()
+    boxes = AlprPipeline(OnnxRunner(settings.model_repository, intra_op_threads=1), settings).detect_faces(frame)
+    covered = np.zeros(frame.shape[:2], bool)
+    for bx1, by1, bx2, by2 in boxes:
+        covered[by1:by2, bx1:bx2] = True
+    assert covered[y1:y2, x1:x2].mean() >= 0.9, boxes

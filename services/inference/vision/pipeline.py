@@ -138,24 +138,22 @@ class AlprPipeline:
         return vehicles, persons
 
     def detect_faces(self, image: np.ndarray, small: bool = True) -> list[Box]:
-        """Face boxes (``x1, y1, x2, y2``, grown to cover the head) from the whole frame at 256x256 (the
-        model's own size, for large faces) and, with ``small``, at ``face_search_side`` on the longer side
-        (512x288 for 16:9), where a face 28 pixels wide in a 1280x720 frame is still found."""
+        """Face boxes (``x1, y1, x2, y2``, grown to cover the head) from one pass over the whole frame: at
+        ``face_search_side`` on the longer side with ``small`` (512x288 for 16:9, where a face 28 pixels wide
+        in a 1280x720 frame is still found, and one filling most of its height too), else at 256x256, the
+        model's own size, which finds faces from about 56 pixels."""
         height, width = image.shape[:2]
-        sizes = [(detectors.FACE_SIZE, detectors.FACE_SIZE)]
+        size = (detectors.FACE_SIZE, detectors.FACE_SIZE)
         if small and self.settings.face_search_side:
-            sizes.append(fitted_size(width, height, self.settings.face_search_side))
-        faces: list[Box] = []
-        for size in sizes:
-            tensor, geometry = detectors.face_input(image, size)
-            outputs = self._runner.infer(FACE_DETECTOR, {detectors.FACE_INPUT: tensor})
-            scores = np.concatenate([outputs[name][0] for name in detectors.FACE_SCORES])
-            boxes = np.concatenate([outputs[name][0] for name in detectors.FACE_BOXES])
-            found = detectors.decode_blazeface(
-                scores, boxes, geometry, self.settings.face_score_threshold, 0.3, (size[1], size[0])
-            )
-            faces += [clip_box(expand_box(box, 0.2, 0.25), width, height) for box in found.boxes]
-        return faces
+            size = fitted_size(width, height, self.settings.face_search_side)
+        tensor, geometry = detectors.face_input(image, size)
+        outputs = self._runner.infer(FACE_DETECTOR, {detectors.FACE_INPUT: tensor})
+        scores = np.concatenate([outputs[name][0] for name in detectors.FACE_SCORES])
+        boxes = np.concatenate([outputs[name][0] for name in detectors.FACE_BOXES])
+        found = detectors.decode_blazeface(
+            scores, boxes, geometry, self.settings.face_score_threshold, 0.3, (size[1], size[0])
+        )
+        return [clip_box(expand_box(box, 0.2, 0.25), width, height) for box in found.boxes]
 
     # --- the frame --------------------------------------------------------------------------------
 

@@ -26,9 +26,9 @@ class VisionSettings(BaseSettings):
     object_iou_threshold: float = Field(default=0.5, ge=0, le=1)
     face_score_threshold: float = Field(default=0.5, ge=0, le=1)
     face_search_side: int = Field(
-        default=512, ge=0, le=1920, multiple_of=32,
-        description="faces: with a vehicle or person in view, the frame is also searched at this longer side "
-        "(small faces); 0 = only the 256-pixel pass",
+        default=512, ge=0, le=576, multiple_of=32,
+        description="faces: with a vehicle or person in view the frame is searched at this longer side instead "
+        "of 256 (small faces; above 576 faces that fill the frame are lost, scripts/eval_faces.py); 0 = 256 always",
     )
     plate_margin_x: float = Field(default=0.08, ge=0, le=1, description="crop margin, share of plate width")
     plate_margin_y: float = Field(default=0.3, ge=0, le=2, description="crop margin, share of plate height")
