@@ -56,6 +56,8 @@ def body_sample(vehicle_bgr: np.ndarray, exclude: list[tuple[int, int, int, int]
     return vehicle_bgr[mask]
 
 
+MAX_SAMPLE = 8192  # body pixels named per vehicle, at most
+
 # Low-light frames are brightened until their 90th brightness percentile reaches EXPOSURE_TARGET, by at most
 # EXPOSURE_MAX_GAIN: a dark frame otherwise names almost every body black.
 EXPOSURE_TARGET, EXPOSURE_MAX_GAIN = 150.0, 3.2
@@ -80,6 +82,7 @@ def vehicle_colour(
     pixels = body_sample(vehicle_bgr, exclude)
     if len(pixels) == 0:
         return "", 0.0
+    pixels = pixels[:: max(1, len(pixels) // MAX_SAMPLE)]  # an even spread of the body votes as well as all of it
     if gain != 1.0:
         pixels = cv2.convertScaleAbs(pixels, alpha=gain)
     counts = np.bincount(name_pixels(pixels), minlength=len(COLOURS))
