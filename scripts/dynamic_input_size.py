@@ -41,6 +41,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts.dynamic_batch import constants  # noqa: E402
 
+
+def same_outputs(original: Path, rewritten: onnx.ModelProto, inputs: dict[str, np.ndarray],
+                 atol: float) -> ort.InferenceSession:
+    """Assert that the rewritten model gives the original's outputs on ``inputs``; the rewritten session."""
+    session = ort.InferenceSession(rewritten.SerializeToString(), providers=["CPUExecutionProvider"])
+    reference = ort.InferenceSession(str(original), providers=["CPUExecutionProvider"])
+    for got, want in zip(session.run(None, inputs), reference.run(None, inputs), strict=True):
+        np.testing.assert_allclose(got, want, atol=atol)
+    return session
+
+
 # --- YOLOv8 (plate detector) ----------------------------------------------------------------------------
 
 HEAD = "/model.22"
@@ -144,8 +155,6 @@ def rewrite_yolo(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, np.
 
 
 def check_yolo(original: Path, rewritten: onnx.ModelProto, replaced: dict[str, np.ndarray]) -> None:
-    session = ort.InferenceSession(rewritten.SerializeToString(), providers=["CPUExecutionProvider"])
-    reference = ort.InferenceSession(str(original), providers=["CPUExecutionProvider"])
     probe = onnx.ModelProto()
     probe.CopyFrom(rewritten)
     probe.graph.output.extend(
@@ -156,7 +165,7 @@ def check_yolo(original: Path, rewritten: onnx.ModelProto, replaced: dict[str, n
     _, anchors, strides = probing.run(None, {"images": x})
     np.testing.assert_array_equal(anchors, replaced["anchors"])
     np.testing.assert_array_equal(strides, replaced["strides"])
-    np.testing.assert_allclose(session.run(None, {"images": x})[0], reference.run(None, {"images": x})[0], atol=1e-3)
+    session = same_outputs(original, rewritten, {"images": x}, 1e-3)
     wide = session.run(None, {"images": x[:, :, :384, :]})[0]
     assert wide.shape == (2, 5, (48 * 80 + 24 * 40 + 12 * 20)), wide.shape
     print(f"anchors and outputs agree at 640x640; 384x640 gives {wide.shape[2]} cells")
@@ -199,12 +208,8 @@ def rewrite_centernet(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def check_centernet(original: Path, rewritten: onnx.ModelProto) -> None:
-    session = ort.InferenceSession(rewritten.SerializeToString(), providers=["CPUExecutionProvider"])
-    reference = ort.InferenceSession(str(original), providers=["CPUExecutionProvider"])
     x = np.random.default_rng(0).random((1, 512, 512, 3), np.float32) * 255
-    outputs = zip(session.run(None, {CENTERNET_INPUT: x}), reference.run(None, {CENTERNET_INPUT: x}), strict=True)
-    for got, want in outputs:
-        np.testing.assert_allclose(got, want, atol=1e-3)
+    session = same_outputs(original, rewritten, {CENTERNET_INPUT: x}, 1e-3)
     heatmap, detections = session.run([CENTERNET_HEATMAP, "tower_0/detections:0"], {CENTERNET_INPUT: x[:, :288]})
     assert heatmap.shape[1:3] == (72, 128) and detections.shape == (1, 100, 6), (heatmap.shape, detections.shape)
     columns, rows = detections[:, :, [0, 2]], detections[:, :, [1, 3]]
@@ -240,12 +245,8 @@ def rewrite_blazeface(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def check_blazeface(original: Path, rewritten: onnx.ModelProto) -> None:
-    session = ort.InferenceSession(rewritten.SerializeToString(), providers=["CPUExecutionProvider"])
-    reference = ort.InferenceSession(str(original), providers=["CPUExecutionProvider"])
     x = np.random.default_rng(0).random((2, 256, 256, 3), np.float32) * 2 - 1
-    outputs = zip(session.run(None, {BLAZEFACE_INPUT: x}), reference.run(None, {BLAZEFACE_INPUT: x}), strict=True)
-    for got, want in outputs:
-        np.testing.assert_allclose(got, want, atol=1e-4)
+    session = same_outputs(original, rewritten, {BLAZEFACE_INPUT: x}, 1e-4)
     wide = session.run(None, {BLAZEFACE_INPUT: np.zeros((1, 288, 512, 3), np.float32)})
     assert [o.shape for o in wide] == [(1, 1152, 1), (1, 864, 1), (1, 1152, 16), (1, 864, 16)], wide
     print("outputs agree at 256x256; 288x512 gives 1152 + 864 anchors")
