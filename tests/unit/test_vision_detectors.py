@@ -82,3 +82,12 @@ def test_object_detector_side_must_be_a_multiple_of_32() -> None:
     assert VisionSettings(object_detector_side=512).object_detector_side == 512
     with pytest.raises(ValidationError, match="multiple of 32"):
         VisionSettings(object_detector_side=400)
+
+
+def test_face_search_side_is_off_or_finer_than_the_256_pixel_pass() -> None:
+    assert VisionSettings(face_search_side=0).face_search_side == 0
+    for side in (128, 256):
+        with pytest.raises(ValidationError, match="above 256"):
+            VisionSettings(face_search_side=side)
+    with pytest.raises(ValidationError, match="less than or equal to 576"):
+        VisionSettings(face_search_side=640)

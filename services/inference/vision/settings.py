@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
@@ -47,3 +47,10 @@ class VisionSettings(BaseSettings):
         default="us", description="serial layouts and spelling conventions of the plates the cameras see"
     )
     int8: bool = Field(default=True, description="in-process runs: INT8 model copies where they exist (CPU)")
+
+    @field_validator("face_search_side")
+    @classmethod
+    def _face_search_finer_than_256(cls, side: int) -> int:
+        if 0 < side <= 256:
+            raise ValueError("must be 0 (the 256-pixel pass only) or above 256: a smaller side finds fewer faces")
+        return side
