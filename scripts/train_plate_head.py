@@ -234,8 +234,9 @@ def make_head(channels: int, classes: int):  # type: ignore[no-untyped-def]
             self.out = nn.Linear(192, classes)
 
         def forward(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-            """Per-step logits; with ``lengths`` (training), the padding after each sequence is not read,
-            so the backward pass starts where the served model's does: at the line's own last step."""
+            """Per-step logits; with ``lengths`` (training), the padding that joins lines of different crops
+            into one batch is not read, so each backward pass starts where the served model's does: at the
+            end of the line as served, padded to its crop's widest line."""
             hidden = self.inp(features)
             if lengths is None:
                 return self.out(self.rnn(hidden)[0])

@@ -151,7 +151,7 @@ class AlprPipeline:
         scores = np.concatenate([outputs[name][0] for name in detectors.FACE_SCORES])
         boxes = np.concatenate([outputs[name][0] for name in detectors.FACE_BOXES])
         found = detectors.decode_blazeface(
-            scores, boxes, geometry, self.settings.face_score_threshold, 0.3, (size[1], size[0])
+            scores, boxes, geometry, self.settings.face_score_threshold, 0.3, tensor.shape[1:3]
         )
         return [clip_box(expand_box(box, 0.2, 0.25), width, height) for box in found.boxes]
 
