@@ -61,6 +61,15 @@ def region_from_text(lines: list[str]) -> Region:
     return Region()
 
 
+STATE_TEXT = frozenset(US_STATES.values()) | frozenset(US_STATE_HINTS)
+
+
+def is_state_text(text: str) -> bool:
+    """True when a reading of four or more characters is part of, or holds, a state name or slogan
+    (``FLORIDA``, ``SUNSHINE``, ``NEWYORKEMPIRESTATE``): a line that names the region, not a serial."""
+    return len(text) >= 4 and any(text in words or words in text for words in STATE_TEXT)
+
+
 def _fuzzy_contains(haystack: str, needle: str) -> bool:
     """True when ``needle`` appears with at most one substituted character (OCR of small print)."""
     for start in range(len(haystack) - len(needle) + 1):

@@ -8,11 +8,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import ocr
-from .plates import Region, apply_conventions, matches_format, plausibility, region_from_text
+from .plates import Region, apply_conventions, is_state_text, matches_format, plausibility, region_from_text
 from .runner import ModelRunner
 
 TEXT_DETECTOR, RECOGNISER = "plate_text_detector", "plate_reader"
 FORMAT_BONUS = 1.25  # a candidate that fits a known serial layout outranks a slightly likelier one
+# PP-OCR's own reading of each line is a second opinion beside the plate head's: it still reads the vanity
+# plates and all-letter serials that the head (trained mostly on mixed serials) passes over as state names.
+SECOND_READER = 0.3
+SECOND_READER_CANDIDATES = 3
 
 
 @dataclass(frozen=True)
@@ -74,22 +78,26 @@ class PlateReader:
         return lines
 
     def read(self, crop: np.ndarray) -> PlateText:
-        """The serial from the plate head's readings of the crop and its rows (a reading found on several
-        of them adds up), the region from PP-OCR's own reading of the rows that are not the serial."""
+        """The serial from the readings of the crop and its rows, the plate head's counting in full and
+        PP-OCR's own (other than state names and slogans) at ``SECOND_READER`` (a reading found on several
+        lines adds up); the region from PP-OCR's reading of the rows on which the head found no serial."""
         lines = self.lines(crop)
         outputs = self._runner.infer(RECOGNISER, {ocr.REC_INPUT: ocr.rec_input([line.image for line in lines])})
         serials = [ocr.ctc_decode(row) for row in outputs[ocr.PLATE_OUTPUT]]
+        texts = [ocr.ctc_decode(row, top_k=SECOND_READER_CANDIDATES) for row in outputs[ocr.TEXT_OUTPUT]]
+        opinions = [(reading, 1.0) for reading in serials]
+        opinions += [(reading, SECOND_READER) for reading in texts if reading.text and not is_state_text(reading.text)]
         candidates: dict[str, float] = {}
         confidence = 0.0
-        for reading in serials:
+        for reading, weight in opinions:
             for text, score in reading.candidates:
-                score *= plausibility(text) * (FORMAT_BONUS if matches_format(text) else 1.0)
+                score *= weight * plausibility(text) * (FORMAT_BONUS if matches_format(text) else 1.0)
                 candidates[text] = candidates.get(text, 0.0) + score
-            confidence = max(confidence, reading.confidence)
+            confidence = max(confidence, weight * reading.confidence)
         others = [
-            ocr.ctc_decode(row).text
-            for line, row, reading in zip(lines, outputs[ocr.TEXT_OUTPUT], serials, strict=True)
-            if not line.whole and not reading.text
+            text.text
+            for line, text, serial in zip(lines, texts, serials, strict=True)
+            if not line.whole and not serial.text
         ]
         region = region_from_text(others)
         ranked = sorted(candidates.items(), key=lambda item: item[1], reverse=True)
