@@ -130,14 +130,14 @@ def resolve_look_alikes(text: str, layouts: tuple[str, ...], alternatives: tuple
     return next((alternative for alternative in alternatives if alternative in best), text)
 
 
-def apply_conventions(text: str, region: Region, family: str = "us", alternatives: tuple[str, ...] = ()) -> str:
+def apply_conventions(text: str, family: str = "us", alternatives: tuple[str, ...] = ()) -> str:
     """The plate family's spelling of a read. European serials: look-alikes resolved by the layouts'
     positions. US: states print O and 0 alike and standard serials avoid the letter O, so a US read that
     fits no known layout (vanity plates) spells it 0, and one that fits keeps the letter where the layout
-    puts a letter."""
+    puts a letter. The family is the deployment's: a plate whose state name went unread is spelled alike."""
     if family == "eu":
         return resolve_look_alikes(text, LAYOUTS["eu"], alternatives)
-    if region.country == "US" and not matches_format(text):
+    if not matches_format(text):
         return text.replace("O", "0")
     return text
 

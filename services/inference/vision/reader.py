@@ -104,6 +104,6 @@ class PlateReader:
         if not ranked:
             return PlateText("", 0.0, (), region)
         total = sum(score for _, score in ranked)
-        top = apply_conventions(ranked[0][0], region, self._family, tuple(text for text, _ in ranked))
+        top = apply_conventions(ranked[0][0], self._family, tuple(text for text, _ in ranked))
         ranked = [(top, ranked[0][1]), *[(t, c) for t, c in ranked[1:] if t != top]]
         return PlateText(top, confidence, tuple((t, c / total) for t, c in ranked[:5]), region)
