@@ -88,12 +88,10 @@ class PlateReader:
         opinions = [(reading, 1.0) for reading in serials]
         opinions += [(reading, SECOND_READER) for reading in texts if reading.text and not is_state_text(reading.text)]
         candidates: dict[str, float] = {}
-        confidence = 0.0
         for reading, weight in opinions:
             for text, score in reading.candidates:
                 score *= weight * plausibility(text) * (FORMAT_BONUS if matches_format(text) else 1.0)
                 candidates[text] = candidates.get(text, 0.0) + score
-            confidence = max(confidence, weight * reading.confidence)
         others = [
             text.text
             for line, text, serial in zip(lines, texts, serials, strict=True)
@@ -104,6 +102,8 @@ class PlateReader:
         if not ranked:
             return PlateText("", 0.0, (), region)
         total = sum(score for _, score in ranked)
+        # The read's confidence is that of the surest reading (of either reader) that offered the chosen text.
+        confidence = max(r.confidence for r, _ in opinions if any(t == ranked[0][0] for t, _ in r.candidates))
         top = apply_conventions(ranked[0][0], self._family, tuple(text for text, _ in ranked))
         ranked = [(top, ranked[0][1]), *[(t, c) for t, c in ranked[1:] if t != top]]
         return PlateText(top, confidence, tuple((t, c / total) for t, c in ranked[:5]), region)
