@@ -102,8 +102,9 @@ class PlateReader:
         if not ranked:
             return PlateText("", 0.0, (), region)
         total = sum(score for _, score in ranked)
+        chosen, score = ranked[0]
         # The read's confidence is that of the surest reading (of either reader) that offered the chosen text.
-        confidence = max(r.confidence for r, _ in opinions if any(t == ranked[0][0] for t, _ in r.candidates))
-        top = apply_conventions(ranked[0][0], self._family, tuple(text for text, _ in ranked))
-        ranked = [(top, ranked[0][1]), *[(t, c) for t, c in ranked[1:] if t != top]]
+        confidence = max(reading.confidence for reading, _ in opinions if chosen in dict(reading.candidates))
+        top = apply_conventions(chosen, self._family, tuple(text for text, _ in ranked))
+        ranked = [(top, score), *[(t, c) for t, c in ranked[1:] if t != top]]
         return PlateText(top, confidence, tuple((t, c / total) for t, c in ranked[:5]), region)
