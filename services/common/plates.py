@@ -5,6 +5,7 @@ partial-plate patterns officers and hotlists use. Pure (standard library only): 
 from __future__ import annotations
 
 import re
+import unicodedata
 
 MAX_PLATE_LEN = 12
 _NOT_PLATE_CHAR = re.compile(r"[^A-Z0-9]")
@@ -21,8 +22,34 @@ class InvalidQuery(ValueError):
 
 
 def normalize_plate(text: str) -> str:
-    """Upper case, keeping only A-Z and 0-9."""
+    """Upper case, keeping only A-Z and 0-9 (what a reader's text is stored and matched under)."""
     return _NOT_PLATE_CHAR.sub("", text.upper())
+
+
+# What a person types is folded before it is checked, never silently dropped: compatibility forms (full-width
+# 'Ａ') by NFKC, the separators plates print, and the Cyrillic and Greek capitals that plates of those
+# countries print with the Latin letter's shape (the Latin-script entries of Unicode's confusables, UTS #39,
+# restricted to the letters plates use). Whatever is left outside A-Z, 0-9 refuses the query.
+PLATE_SEPARATORS = " -·."
+_HOMOGLYPHS = str.maketrans({
+    **dict(zip("АВЕКМНОРСТУХІЈЅ", "ABEKMHOPCTYXIJS", strict=True)),  # Cyrillic
+    **dict(zip("ΑΒΕΖΗΙΚΜΝΟΡΤΥΧ", "ABEZHIKMNOPTYX", strict=True)),  # Greek
+    **{ch: None for ch in PLATE_SEPARATORS},
+})
+
+
+def fold_plate_input(text: str) -> str:
+    """A person's plate text or pattern folded to the stored alphabet (other characters are kept, to refuse)."""
+    return unicodedata.normalize("NFKC", text).upper().translate(_HOMOGLYPHS)
+
+
+def plate_query(text: str, field: str) -> str:
+    """A plate a person asked for, folded; InvalidQuery when anything but A-Z and 0-9 remains."""
+    plate = fold_plate_input(text)
+    if not plate or len(plate) > MAX_PLATE_LEN or _NOT_PLATE_CHAR.search(plate):
+        raise InvalidQuery(f"{field} must hold 1-{MAX_PLATE_LEN} letters A-Z or digits 0-9 (spaces, '-', '.' and "
+                           "'·' are ignored; Cyrillic and Greek capitals shaped like Latin ones count as those)")
+    return plate
 
 
 def skeleton(plate: str) -> str:
@@ -37,7 +64,7 @@ def pattern_to_regex(pattern: str) -> str:
     Built from a validated alphabet only, with runs of '*' collapsed, so the regex can neither inject
     operators nor backtrack catastrophically.
     """
-    cleaned = "".join(ch for ch in pattern.upper() if ch not in " -·.")
+    cleaned = fold_plate_input(pattern)
     if not cleaned or len(cleaned) > MAX_PLATE_LEN * 2 or not _PATTERN_RE.fullmatch(cleaned):
         raise InvalidQuery("plate_pattern may hold only letters, digits, '?' and '*' (at most 24)")
     cleaned = re.sub(r"\*+", "*", cleaned)

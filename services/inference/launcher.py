@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Literal
 
 import tritonclient.grpc.aio as grpcclient
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from tritonclient.utils import InferenceServerException
 
@@ -49,12 +50,17 @@ class TritonLauncherSettings(BaseSettings):
 
     venv: Path = REPO_ROOT / ".venv-triton"
     model_repository: Path = REPO_ROOT / "model_repository"
+    # Triton's HTTP, gRPC and metrics endpoints are unauthenticated: locally they listen on loopback only.
+    address: str = Field(default="127.0.0.1", description="Address Triton's HTTP, gRPC and metrics ports bind to.")
     http_port: int = 8000
     grpc_port: int = 8001
     metrics_port: int = 8002
-    # explicit: load every model at start-up, and later only when asked through the repository API.
-    # poll: reload models whose files change (development).
-    model_control_mode: Literal["explicit", "poll"] = "explicit"
+    # The repository API's load/unload would run any python-backend model.py it is handed, so it is never on:
+    # none loads every model at start and refuses load/unload; poll (development) reloads models whose files
+    # change and also refuses load/unload.
+    model_control_mode: Literal["none", "poll"] = Field(
+        default="none", description="none: load every model at start; poll: reload changed models (development). "
+                                    "Both refuse the repository API's load and unload.")
     poll_seconds: int = 5
     log_verbose: int = 0
     # OTLP/HTTP traces endpoint (http://host:4318/v1/traces); set, Triton traces every request with
@@ -122,15 +128,16 @@ def build_command(settings: TritonLauncherSettings) -> tuple[list[str], dict[str
         f"--backend-directory={backends}",
         f"--backend-config=python,shm-default-byte-size={SHM_DEFAULT_BYTES}",
         f"--backend-config=python,shm-growth-byte-size={SHM_GROWTH_BYTES}",
+        f"--http-address={settings.address}",
         f"--http-port={settings.http_port}",
+        f"--grpc-address={settings.address}",
         f"--grpc-port={settings.grpc_port}",
+        f"--metrics-address={settings.address}",
         f"--metrics-port={settings.metrics_port}",
         f"--model-control-mode={settings.model_control_mode}",
         f"--log-verbose={settings.log_verbose}",
     ]
-    if settings.model_control_mode == "explicit":
-        argv.append("--load-model=*")
-    else:
+    if settings.model_control_mode == "poll":
         argv.append(f"--repository-poll-secs={settings.poll_seconds}")
     if settings.trace_url:
         argv += ["--trace-config=mode=opentelemetry", "--trace-config=rate=1", "--trace-config=level=TIMESTAMPS",

@@ -358,7 +358,7 @@ async def make_spec(settings: IngestSettings) -> ServiceSpec:
     db = mongo_database(mongo, settings)
     redis = redis_client(settings)
     keys = KeyStore(db, load_master_key(settings), settings.data_key_cache_s)
-    store = FrameStore(mongo, db, keys, settings.record_cache_s)
+    store = FrameStore(mongo, db, keys, settings.record_cache_s, settings.record_cache_size)
     alpr = TritonAlpr(settings.triton_url, settings.triton_model, settings.triton_timeout_s)
     publisher = ReadPublisher(redis, settings.read_stream, settings.read_stream_maxlen)
     audit = AuditClient(settings.audit_address, settings.audit_timeout_s)

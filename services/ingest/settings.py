@@ -24,6 +24,9 @@ class IngestSettings(ServiceSettings, MongoSettings, RedisSettings, DataKeySetti
     read_retention_days: int = Field(default=30, ge=1, le=3650)
     # Seconds a camera's or an agency's record (retention setting) is cached.
     record_cache_s: float = Field(default=10.0, ge=0, le=600)
+    record_cache_size: int = Field(default=10_000, ge=1, le=1_000_000,
+                                   description="Most camera and agency records held in that cache (registered "
+                                               "cameras only: unknown ids are never cached).")
     # Per-agency per-day counters (reads, unique vehicles) for the transparency portal live this many days.
     counter_ttl_days: int = Field(default=40, ge=1, le=3650)
     # The audit service: camera registry changes and refusals are recorded there.

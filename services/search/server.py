@@ -23,13 +23,14 @@ from services.audit.client import AuditClient, AuditUnavailable
 from services.common.auth import AuthError, Permission, Principal, check_call, token_verifier
 from services.common.grpc_server import ServiceSpec, retry_until_done
 from services.common.logging import redact_plate
+from services.common.plates import fold_plate_input, normalize_plate
 from services.common.reads import IMAGES, READS, document_to_read
 from services.common.storage import mongo_client, mongo_database, mongo_dependency
 from services.retention.keys import DataKeySettings, KeyShredded, KeyStore, load_master_key
 from services.search.adapters.indexes import ensure_search_indexes
 from services.search.domain.convoy import MAX_SIGHTINGS, build_convoy_query, companions_pipeline
 from services.search.domain.purpose import Access, Refusal, check_access, purpose_name
-from services.search.domain.query import InvalidQuery, PageToken, build_query, normalize_plate, scoped
+from services.search.domain.query import InvalidQuery, PageToken, build_query, scoped
 from services.search.settings import SearchSettings
 from sightline.audit.v1 import audit_pb2
 from sightline.search.v1 import search_pb2, search_pb2_grpc
@@ -47,7 +48,7 @@ def _query_plates(request: Any) -> list[str]:
     has_plate = "plate_query" in request.DESCRIPTOR.oneofs_by_name
     kind = request.WhichOneof("plate_query") if has_plate else None
     text = getattr(request, kind) if kind in ("plate_exact", "plate_fuzzy") else ""
-    return [p] if (p := normalize_plate(text)) else []
+    return [p] if (p := normalize_plate(fold_plate_input(text))) else []
 
 
 class SearchServicer(search_pb2_grpc.SearchServiceServicer):
@@ -122,7 +123,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
 
     async def FindConvoy(self, request, context):  # noqa: N802
         principal, access, event = await self._admit(context, Permission.CONVOY, request, "convoy", False)
-        event.plates[:] = [p] if (p := normalize_plate(request.plate)) else []
+        event.plates[:] = [p] if (p := normalize_plate(fold_plate_input(request.plate))) else []
         try:
             q = build_convoy_query(request, access.agencies)
         except InvalidQuery as exc:

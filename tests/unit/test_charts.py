@@ -241,6 +241,15 @@ def test_unknown_key_fails_to_render() -> None:
     assert 'services.search.keys names "nope"' in failed.value.stderr
 
 
+def test_triton_never_loads_models_over_its_api(manifests: list[Manifest]) -> None:
+    """Finding 1 of the outside attack: a model loaded over Triton's API runs its own code."""
+    triton = next(c for name, _, c in containers(manifests) if name == "triton")
+    assert "--model-control-mode=none" in triton["args"]
+    with pytest.raises(subprocess.CalledProcessError) as failed:
+        render("--set", "triton.extraArgs={--model-control-mode=explicit}")
+    assert "model loading over the API stays off" in failed.value.stderr
+
+
 def test_disruption_budgets_and_autoscalers() -> None:
     manifests = render()
     deployments = {component(d) for d in of_kind(manifests, "Deployment").values()}

@@ -30,6 +30,15 @@ def frame(**kw) -> ingest_pb2.Frame:
     return f
 
 
+def test_a_header_claiming_billions_of_pixels_is_invalid_not_retried() -> None:
+    """A small JPEG whose frame header claims 65000x65000 (Pillow's DecompressionBombError) is refused for good."""
+    bomb = jpeg(1, 1).replace(b"\xff\xc0\x00\x11\x08\x00\x01\x00\x01", b"\xff\xc0\x00\x11\x08\xfd\xe8\xfd\xe8")
+    with pytest.raises(FrameRejected) as caught:
+        validate_frame(frame(jpeg=bomb), LIMITS, NOW)
+    assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT and not caught.value.retryable
+    assert "too many pixels" in caught.value.message
+
+
 def test_valid_frame_returns_its_size() -> None:
     assert validate_frame(frame(), LIMITS, NOW) == (64, 48)
 

@@ -54,9 +54,9 @@ def test_any_pattern_yields_a_safe_regex_or_a_clear_error(text: str) -> None:
     assert ".*.*" not in body  # no nested unbounded runs: linear-time matching
 
 
-def test_operator_injection_becomes_a_plain_value() -> None:
-    query = build_query(q(plate_exact='{"$ne": null}'), 50, 500)
-    assert query.filter == {"plate_normalized": "NENULL"}
+def test_operator_injection_is_refused_or_a_plain_value() -> None:
+    with pytest.raises(InvalidQuery, match="letters A-Z or digits 0-9"):
+        build_query(q(plate_exact='{"$ne": null}'), 50, 500)
     query = build_query(q(camera_ids=['{"$gt": ""}']), 50, 500)
     assert query.filter["camera_id"] == {"$in": ['{"$gt": ""}']}
 
@@ -170,3 +170,20 @@ def test_convoy_query_and_pipeline() -> None:
     req.end_time.FromDatetime(start + timedelta(days=40))
     with pytest.raises(InvalidQuery, match="31 days"):
         build_convoy_query(req, ("pd-a",))
+
+
+@pytest.mark.parametrize(("typed", "searched"),
+                         [("АВС123", "ABC123"), ("abc 123", "ABC123"), ("ＡＢＣ-１２３", "ABC123"),
+                          ("ΑΒΕ·123", "ABE123")])
+def test_confusable_letters_are_folded_not_dropped(typed: str, searched: str) -> None:
+    """Finding 12 of the outside attack: Cyrillic 'АВС123' was searched as '123'."""
+    assert build_query(q(plate_exact=typed), 50, 500).filter == {"plate_normalized": searched}
+
+
+@pytest.mark.parametrize("typed", ["ЖЖЖ123", "ABC_123", "Ä12", "ABC123\n"])
+def test_what_folds_to_no_plate_letter_is_refused(typed: str) -> None:
+    for kind in ("plate_exact", "plate_fuzzy"):
+        with pytest.raises(InvalidQuery, match="letters A-Z or digits 0-9"):
+            build_query(q(**{kind: typed}), 50, 500)
+    with pytest.raises(InvalidQuery, match="plate_pattern may hold only"):
+        build_query(q(plate_pattern=typed + "*"), 50, 500)

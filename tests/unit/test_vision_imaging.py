@@ -32,6 +32,9 @@ def test_decode_jpeg_returns_bgr_pixels() -> None:
         (b"\xff\xd8\xff\xe0 not really a jpeg", CorruptFrameError, "corrupt"),
         (_jpeg(64, 48)[:200], CorruptFrameError, "corrupt"),
         (_jpeg(200, 100), OversizedFrameError, "oversized"),
+        # A header claiming 65000x65000 pixels (Pillow's DecompressionBombError).
+        (_jpeg(1, 1).replace(b"\xff\xc0\x00\x11\x08\x00\x01\x00\x01", b"\xff\xc0\x00\x11\x08\xfd\xe8\xfd\xe8"),
+         OversizedFrameError, "oversized"),
     ],
 )
 def test_decode_jpeg_rejects_bad_frames(data: bytes, error: type[FrameDecodeError], reason: str) -> None:

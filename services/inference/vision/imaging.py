@@ -42,6 +42,8 @@ def decode_jpeg(data: bytes, max_pixels: int) -> np.ndarray:
         with Image.open(io.BytesIO(data)) as header:
             width, height = header.size
             image_format = header.format
+    except Image.DecompressionBombError as exc:  # Pillow refuses a header claiming billions of pixels
+        raise OversizedFrameError(f"frame header claims too many pixels, limit is {max_pixels}") from exc
     except (UnidentifiedImageError, OSError) as exc:
         raise CorruptFrameError("frame is not a JPEG or PNG image") from exc
     if image_format not in ACCEPTED_FORMATS:

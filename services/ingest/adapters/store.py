@@ -3,12 +3,12 @@ under the agency's day key) in one transaction."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from bson.binary import Binary
+from cachetools import TTLCache
 from opentelemetry import trace
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
@@ -51,21 +51,23 @@ AGENCIES = "agencies"
 
 
 class FrameStore:
-    def __init__(self, client: AsyncMongoClient, db: AsyncDatabase, keys: KeyStore, cache_s: float = 10.0):
+    def __init__(self, client: AsyncMongoClient, db: AsyncDatabase, keys: KeyStore, cache_s: float = 10.0,
+                 cache_size: int = 10_000):
         self._client = client
         self._db = db
         self.keys = keys
-        self._cache: dict[tuple[str, str], tuple[float, dict[str, Any] | None]] = {}
-        self._cache_s = cache_s
+        # Bounded and expiring, and only records that exist go in: ids presented by unauthenticated callers
+        # (unknown cameras) are looked up every time and never grow the cache.
+        self._cache: TTLCache[tuple[str, str], dict[str, Any]] = TTLCache(maxsize=cache_size, ttl=cache_s)
 
     async def _find_cached(self, collection: str, query: dict[str, Any]) -> dict[str, Any] | None:
         """One record by `query["_id"]`, cached briefly so each frame costs no lookup."""
-        now = time.monotonic()
-        hit = self._cache.get((collection, query["_id"]))
-        if hit and now - hit[0] < self._cache_s:
-            return hit[1]
+        key = (collection, query["_id"])
+        if (hit := self._cache.get(key)) is not None:
+            return hit
         doc = await self._db[collection].find_one(query)
-        self._cache[(collection, query["_id"])] = (now, doc)
+        if doc is not None:
+            self._cache[key] = doc
         return doc
 
     async def camera(self, camera_id: str) -> dict[str, Any] | None:

@@ -83,6 +83,8 @@ def validate_frame(frame: ingest_pb2.Frame, limits: FrameLimits, now: datetime) 
     try:
         with Image.open(BytesIO(frame.jpeg)) as img:
             fmt, (width, height) = img.format, img.size
+    except Image.DecompressionBombError as exc:  # a header claiming billions of pixels: refused, never retried
+        raise FrameRejected(invalid, f"frame header claims too many pixels (limit {limits.max_pixels})") from exc
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise FrameRejected(invalid, "frame is not a readable JPEG image") from exc
     if fmt != "JPEG":

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from services.search.domain.query import InvalidQuery, normalize_plate, scoped, time_range
+from services.common.plates import plate_query
+from services.search.domain.query import InvalidQuery, scoped, time_range
 from sightline.search.v1 import search_pb2
 
 MAX_PERIOD = timedelta(days=31)
@@ -28,9 +29,7 @@ class ConvoyQuery:
 
 
 def build_convoy_query(req: search_pb2.FindConvoyRequest, agencies: tuple[str, ...]) -> ConvoyQuery:
-    plate = normalize_plate(req.plate)
-    if not plate or len(plate) > 12:
-        raise InvalidQuery("plate must hold 1-12 letters or digits")
+    plate = plate_query(req.plate, "plate")
     period = time_range(req)
     if "$gte" not in period or "$lt" not in period:
         raise InvalidQuery("start_time and end_time are required")

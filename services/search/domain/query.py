@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from services.common.plates import MAX_PLATE_LEN, InvalidQuery, normalize_plate, pattern_to_regex, skeleton
+from services.common.plates import InvalidQuery, pattern_to_regex, plate_query, skeleton
 from sightline.common.v1 import read_pb2
 from sightline.search.v1 import search_pb2
 
@@ -26,13 +26,6 @@ MAX_CAMERAS = 200
 MAX_RADIUS_M = 100_000.0
 EARTH_RADIUS_M = 6_378_100.0
 _NAME_RE = re.compile(r"^[a-z][a-z -]{0,31}$")
-def _plate(text: str, field: str) -> str:
-    plate = normalize_plate(text)
-    if not plate or len(plate) > MAX_PLATE_LEN:
-        raise InvalidQuery(f"{field} must hold 1-{MAX_PLATE_LEN} letters or digits")
-    return plate
-
-
 def _vehicle_filter(v: search_pb2.VehicleFilter) -> dict[str, Any]:
     flt: dict[str, Any] = {}
     if v.type:
@@ -111,11 +104,11 @@ def build_query(req: search_pb2.SearchReadsRequest, default_page_size: int, max_
     flt: dict[str, Any] = {}
     kind = req.WhichOneof("plate_query")
     if kind == "plate_exact":
-        flt["plate_normalized"] = _plate(req.plate_exact, "plate_exact")
+        flt["plate_normalized"] = plate_query(req.plate_exact, "plate_exact")
     elif kind == "plate_pattern":
         flt["plate_normalized"] = {"$regex": pattern_to_regex(req.plate_pattern)}
     elif kind == "plate_fuzzy":
-        plate = _plate(req.plate_fuzzy, "plate_fuzzy")
+        plate = plate_query(req.plate_fuzzy, "plate_fuzzy")
         flt["plate_skeleton"] = skeleton(plate)
     if req.HasField("vehicle"):
         vehicle = _vehicle_filter(req.vehicle)
