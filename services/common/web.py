@@ -2,21 +2,24 @@
 
 `serve_http()` runs a Starlette app under uvicorn with the services' JSON logs and OpenTelemetry, no access
 log (paths and forms may carry plates or case numbers), and uvicorn's graceful SIGTERM handling.
-`health_route()` is the Kubernetes probe: 200 while every dependency answers, 503 otherwise.
+`health_route()` is the Kubernetes probe: 200 while every dependency answers, 503 otherwise. `harden()` gives an
+app the same security headers on every response and refuses Host headers it was not configured for.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import uvicorn
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.applications import Starlette
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.grpc_server import Dependency
 from services.common.logging import setup_logging
@@ -31,6 +34,45 @@ class HttpSettings(BaseSettings):
     http_port: int = Field(default=8080, ge=1, le=65535)
     # Proxies whose X-Forwarded-Proto/For are trusted (the ingress); "*" trusts any.
     forwarded_allow_ips: str = "127.0.0.1"
+    allowed_hosts: list[str] = Field(
+        default=["127.0.0.1", "localhost"], min_length=1,
+        description="Host names this front end answers to (the request's Host header, port aside); any other "
+                    "gets 400, so no page or redirect is ever built from a host the client chose. Production: "
+                    "the ingress host names.")
+
+
+class SecurityHeaders:
+    """ASGI middleware: the same security headers on every response (pages, images, redirects, event streams,
+    static files, errors), unless the response set that header itself; HSTS when the request came over TLS."""
+
+    def __init__(self, app: ASGIApp, headers: Mapping[str, str]):
+        self.app = app
+        self.headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        extra = self.headers + ([(b"strict-transport-security", HSTS.encode())] if scope["scheme"] == "https" else [])
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                message["headers"] = [*message.get("headers", []), *((k, v) for k, v in extra if k not in present)]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+HSTS = "max-age=31536000; includeSubDomains"
+
+
+def harden(app: Starlette, http: HttpSettings, headers: Mapping[str, str]) -> Starlette:
+    """Refuse unknown Host headers, never redirect to a slash variant (Starlette builds that URL from the Host
+    header), and send `headers` on every response."""
+    app.router.redirect_slashes = False
+    app.add_middleware(SecurityHeaders, headers=headers)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=http.allowed_hosts, www_redirect=False)
+    return app
 
 
 def health_route(dependencies: Sequence[Dependency], path: str = "/healthz") -> Route:

@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import grpc
 from sse_starlette import EventSourceResponse
@@ -31,7 +30,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from services.common.auth import AuthError, Permission, Principal, auth_metadata, token_verifier
-from services.common.web import health_route
+from services.common.web import harden, health_route
 from services.console.adapters.backends import Backends
 from services.console.domain import forms
 from services.console.domain.forms import CSRF_COOKIE, SESSION_COOKIE, Csrf, FormError, cookie_options
@@ -78,7 +77,9 @@ class Console:
         self.settings = settings
         self.backends = Backends(settings)
         self.verifier = token_verifier(settings)
-        self.csrf = Csrf(settings.csrf_secret.get_secret_value().encode() or secrets.token_bytes(32))
+        key = settings.csrf_secret.get_secret_value().encode() or secrets.token_bytes(32)
+        self.csrf = Csrf(key)
+        self.tickets = forms.ViewTickets(key)
 
     # --- session, CSRF, rendering ------------------------------------------------------------------------
 
@@ -96,7 +97,7 @@ class Console:
         nonce = request.cookies.get(CSRF_COOKIE) or Csrf.new_nonce()
         ctx = {"csrf": self.csrf.token(nonce), "user": getattr(request.state, "principal", None),
                "Permission": Permission, "holds_enabled": self.backends.retention is not None, **(context or {})}
-        response = templates.TemplateResponse(request, template, ctx, status_code=status, headers=HEADERS)
+        response = templates.TemplateResponse(request, template, ctx, status_code=status)
         if nonce != request.cookies.get(CSRF_COOKIE):
             response.set_cookie(CSRF_COOKIE, nonce, **cookie_options(_secure(request)))
         return response
@@ -180,31 +181,39 @@ class Console:
                 return self._to_login(request)
             return self.render(request, "search.html", {**ctx, "error": exc.details()},
                                forms.HTTP_STATUS.get(exc.code(), 503))
-        link = urlencode(forms.access_params(req.purpose, req.case_number, req.include_partner_agencies))
-        return self.render(request, "search.html", {**ctx, "reads": reply.reads, "link": link, "searched": True})
+        view = self._viewer(request, req.purpose, req.case_number, req.include_partner_agencies)
+        return self.render(request, "search.html", {**ctx, "reads": reply.reads, "view": view, "searched": True})
 
     async def read_detail(self, request: Request) -> Response:
-        purpose, case_number, partners = self._access(request)
+        read_id = request.path_params["read_id"]
+        purpose, case_number, partners = self._access(request, f"/reads/{read_id}")
         read = await self.backends.search.GetRead(search_pb2.GetReadRequest(
-            read_id=request.path_params["read_id"], purpose=purpose, case_number=case_number,
+            read_id=read_id, purpose=purpose, case_number=case_number,
             include_partner_agencies=partners), metadata=self.metadata(request), timeout=self.backends.timeout)
-        link = urlencode(forms.access_params(purpose, case_number, partners))
-        return self.render(request, "read.html", {"read": read, "link": link, "purpose": purpose,
+        view = self._viewer(request, purpose, case_number, partners)
+        return self.render(request, "read.html", {"read": read, "view": view, "purpose": purpose,
                                                   "case_number": case_number})
 
     async def image(self, request: Request) -> Response:
-        purpose, case_number, partners = self._access(request)
+        image_ref = request.path_params["image_ref"]
+        purpose, case_number, partners = self._access(request, f"/images/{image_ref}")
         reply = await self.backends.search.GetImage(search_pb2.GetImageRequest(
-            image_ref=request.path_params["image_ref"], purpose=purpose, case_number=case_number,
+            image_ref=image_ref, purpose=purpose, case_number=case_number,
             include_partner_agencies=partners), metadata=self.metadata(request), timeout=self.backends.timeout)
-        return Response(reply.data, media_type=reply.content_type or "image/jpeg",
-                        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+        return Response(reply.data, media_type=reply.content_type or "image/jpeg")
 
-    def _access(self, request: Request) -> tuple[int, str, bool]:
+    def _viewer(self, request: Request, purpose: int, case_number: str, partners: bool) -> Callable[[str], str]:
+        """path -> a link to that audited view under this purpose, with a ticket of this session."""
+        access = forms.access_params(purpose, case_number, partners)
+        session, now = request.state.principal.token, datetime.now(UTC)
+        return lambda path: self.tickets.link(session, path, access, now)
+
+    def _access(self, request: Request, path: str) -> tuple[int, str, bool]:
+        """The purpose, case number and partner scope of a view, from a link this session was given (else 403)."""
         try:
-            return forms.access_from(request.query_params)
+            return self.tickets.check(request.state.principal.token, path, request.query_params, datetime.now(UTC))
         except FormError as exc:
-            raise HTTPException(400, str(exc)) from exc
+            raise HTTPException(403, str(exc)) from exc
 
     # --- alerts ------------------------------------------------------------------------------------------------
 
@@ -235,9 +244,9 @@ class Console:
         alert = await self.backends.alerts.GetAlert(hotlist_pb2.GetAlertRequest(
             alert_id=request.path_params["alert_id"]), metadata=self.metadata(request), timeout=self.backends.timeout)
         purpose, case_number = forms.alert_access(alert)
-        link = urlencode(forms.access_params(purpose, case_number, False))
+        view = self._viewer(request, purpose, case_number, False)
         return self.render(request, "alert.html", {
-            "alert": alert, "summary": forms.alert_summary(alert), "link": link,
+            "alert": alert, "summary": forms.alert_summary(alert), "view": view,
             "dispositions": forms.DISPOSITIONS, "status": hotlist_pb2.AlertStatus.Name(alert.status)})
 
     async def alert_step(self, request: Request) -> Response:
@@ -389,4 +398,5 @@ def create_app(settings: ConsoleSettings) -> Starlette:
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         health_route(console.backends.dependencies()),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: console.http_error})
+    return harden(Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: console.http_error}),
+                  settings, HEADERS)

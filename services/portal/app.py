@@ -25,7 +25,7 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from services.common.storage import mongo_client, mongo_dependency, redis_client, redis_dependency
-from services.common.web import health_route
+from services.common.web import harden, health_route
 from services.portal.adapters.records import Records, day_start
 from services.portal.domain.transparency import (
     DEFAULT_POLICY,
@@ -98,15 +98,15 @@ class Portal:
 
     async def index(self, request: Request) -> Response:
         agencies = await self._records.agencies()
-        return templates.TemplateResponse(request, "index.html", {"agencies": agencies}, headers=SECURITY_HEADERS)
+        return templates.TemplateResponse(request, "index.html", {"agencies": agencies})
 
     async def agency_page(self, request: Request) -> Response:
         report = await self.report(request.path_params["agency_id"])
-        return templates.TemplateResponse(request, "agency.html", {"r": report}, headers=SECURITY_HEADERS)
+        return templates.TemplateResponse(request, "agency.html", {"r": report})
 
     async def agency_json(self, request: Request) -> Response:
         report = await self.report(request.path_params["agency_id"])
-        return JSONResponse(report.to_json(), headers={**SECURITY_HEADERS, "Access-Control-Allow-Origin": "*"})
+        return JSONResponse(report.to_json(), headers={"Access-Control-Allow-Origin": "*"})
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -114,8 +114,7 @@ class Portal:
 
 
 async def not_found(request: Request, exc: HTTPException) -> Response:
-    return HTMLResponse(f"<h1>{exc.status_code}</h1><p>{escape(str(exc.detail))}</p>", status_code=exc.status_code,
-                        headers=SECURITY_HEADERS)
+    return HTMLResponse(f"<h1>{exc.status_code}</h1><p>{escape(str(exc.detail))}</p>", status_code=exc.status_code)
 
 
 def create_app(settings: PortalSettings) -> Starlette:
@@ -132,4 +131,5 @@ def create_app(settings: PortalSettings) -> Starlette:
         Route("/api/agencies/{agency_id}.json", portal.agency_json),
         health_route([mongo_dependency(portal.mongo), redis_dependency(portal.redis)]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: not_found})
+    return harden(Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: not_found}),
+                  settings, SECURITY_HEADERS)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
 
 from services.console.app import create_app
 from services.console.domain import forms
-from services.console.domain.forms import CSRF_COOKIE, Csrf, FormError
+from services.console.domain.forms import CSRF_COOKIE, Csrf, FormError, ViewTickets
 from services.console.settings import ConsoleSettings
 from sightline.hotlist.v1 import hotlist_pb2
 from sightline.search.v1 import search_pb2
@@ -69,7 +70,7 @@ def test_hold_and_hotlist_forms() -> None:
 
 @pytest.fixture
 async def client(tmp_path):
-    app = create_app(ConsoleSettings(data_dir=tmp_path, csrf_secret="unit-test-key"))
+    app = create_app(ConsoleSettings(data_dir=tmp_path, csrf_secret="unit-test-key", allowed_hosts=["console"]))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://console") as c:
         yield c
 
@@ -100,3 +101,54 @@ async def test_posts_without_a_valid_csrf_token_are_refused(client) -> None:
     assert reply.status_code == 403 and "reload the page" in reply.text
     reply = await client.post("/login", data={"csrf": "0" * 64, "username": "u"})
     assert reply.status_code == 403
+
+
+def test_view_links_work_only_for_their_session_path_and_access() -> None:
+    """Finding 8 of the outside attack: an audited view needs a ticket of the viewer's own session."""
+    tickets = ViewTickets(b"k" * 32)
+    access = forms.access_params(search_pb2.PURPOSE_VEHICLE_THEFT, "C-1", False)
+    link = urlsplit(tickets.link("session-a", "/images/ref/1", access, NOW))
+    params = dict(parse_qsl(link.query, keep_blank_values=True))
+    assert link.path == "/images/ref/1"
+    assert tickets.check("session-a", "/images/ref/1", params, NOW) == (search_pb2.PURPOSE_VEHICLE_THEFT, "C-1", False)
+    for session, path, changed, when in [("session-b", "/images/ref/1", {}, NOW),
+                                         ("session-a", "/images/ref/2", {}, NOW),
+                                         ("session-a", "/images/ref/1", {"case_number": "FRAMED"}, NOW),
+                                         ("session-a", "/images/ref/1", {"ticket": ""}, NOW),
+                                         ("session-a", "/images/ref/1", {}, NOW + timedelta(hours=1))]:
+        with pytest.raises(FormError):
+            tickets.check(session, path, {**params, **changed}, when)
+
+
+async def test_a_forged_view_link_is_refused(client, tmp_path) -> None:
+    from services.common.auth import TOKEN_KEY, KeySettings, Principal, TokenIssuer, load_private_key
+
+    issuer = TokenIssuer(load_private_key(None, KeySettings(data_dir=tmp_path), TOKEN_KEY), timedelta(minutes=5))
+    token, _ = issuer.issue(Principal("u1", "officer", "pd", frozenset({"officer"}), True, NOW + timedelta(days=9)),
+                            datetime.now(UTC), ["pwd", "otp"])
+    client.cookies.set(forms.SESSION_COOKIE, token)
+    reply = await client.get("/images/ref?purpose=1&case_number=FRAMED")
+    assert reply.status_code == 403 and "not issued to your session" in reply.text
+
+
+async def test_unknown_hosts_are_refused_and_no_redirect_uses_the_host_header(client) -> None:
+    """Finding 13: pages and redirects never come from a Host header the console was not configured for."""
+    reply = await client.get("/search", headers={"host": "evil.example"})
+    assert reply.status_code == 400 and "evil" not in reply.headers.get("location", "")
+    reply = await client.get("/search/")  # no slash redirect (Starlette builds it from the Host header)
+    assert reply.status_code == 404 and "location" not in reply.headers
+
+
+@pytest.mark.parametrize("path", ["/login", "/search", "/static/console.css", "/nowhere", "/healthz"])
+async def test_every_response_carries_the_security_headers(client, path: str) -> None:
+    reply = await client.get(path)
+    assert "frame-ancestors 'none'" in reply.headers["content-security-policy"], path
+    assert reply.headers["x-content-type-options"] == "nosniff", path
+
+
+async def test_hsts_over_tls_only(tmp_path) -> None:
+    app = create_app(ConsoleSettings(data_dir=tmp_path, allowed_hosts=["console"]))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://console") as tls:
+        assert "max-age" in (await tls.get("/login")).headers["strict-transport-security"]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://console") as plain:
+        assert "strict-transport-security" not in (await plain.get("/login")).headers

@@ -12,6 +12,7 @@ import hmac
 import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote, urlencode
 
 import grpc
 
@@ -99,6 +100,39 @@ def access_params(purpose: int, case_number: str, partners: bool) -> dict[str, s
 
 def access_from(params: Mapping[str, str]) -> tuple[int, str, bool]:
     return _purpose(params), params.get("case_number", "").strip(), params.get("partners") == "on"
+
+
+VIEW_TICKET_TTL = timedelta(minutes=30)
+
+
+class ViewTickets:
+    """Links to audited views (a read's detail, an image) carry a ticket: an HMAC, under the console's key, of
+    the session they were issued to, the path, the purpose, case number and partner scope, and an expiry. A
+    view is served only with a ticket of the viewer's own session, so a page elsewhere on the same site cannot
+    make an officer's browser fetch `/images/<ref>?purpose=…&case_number=FRAMED` in the officer's name."""
+
+    def __init__(self, key: bytes):
+        self._key = key
+
+    def _mac(self, session: str, path: str, params: Mapping[str, str]) -> str:
+        fields = [hashlib.sha256(session.encode()).hexdigest(), path,
+                  *(params.get(k, "") for k in ("purpose", "case_number", "partners", "expires"))]
+        return hmac.new(self._key, "\n".join(["view", *fields]).encode(), hashlib.sha256).hexdigest()
+
+    def link(self, session: str, path: str, access: Mapping[str, str], now: datetime) -> str:
+        """`path` with the access parameters and a ticket for `session`, as a relative URL."""
+        params = {**access, "expires": str(int((now + VIEW_TICKET_TTL).timestamp()))}
+        params["ticket"] = self._mac(session, path, params)
+        return f"{quote(path)}?{urlencode(params)}"
+
+    def check(self, session: str, path: str, params: Mapping[str, str], now: datetime) -> tuple[int, str, bool]:
+        """The access (purpose, case number, partners) of a view with a valid, unexpired ticket; else FormError."""
+        ticket = params.get("ticket", "")
+        if not hmac.compare_digest(ticket.encode(), self._mac(session, path, params).encode()):
+            raise FormError("this link was not issued to your session: open the read from your search or alert")
+        if int(params.get("expires", "0") or 0) < now.timestamp():
+            raise FormError("this link has expired: search again")
+        return access_from(params)
 
 
 def alert_access(alert: hotlist_pb2.Alert) -> tuple[int, str]:
