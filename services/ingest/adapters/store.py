@@ -60,6 +60,10 @@ class FrameStore:
         # (unknown cameras) are looked up every time and never grow the cache.
         self._cache: TTLCache[tuple[str, str], dict[str, Any]] = TTLCache(maxsize=cache_size, ttl=cache_s)
 
+    @property
+    def cached_records(self) -> int:
+        return len(self._cache)
+
     async def _find_cached(self, collection: str, query: dict[str, Any]) -> dict[str, Any] | None:
         """One record by `query["_id"]`, cached briefly so each frame costs no lookup."""
         key = (collection, query["_id"])
