@@ -142,6 +142,17 @@ class Account:
             await asyncio.sleep(1)
 
 
+@pytest.fixture(scope="session")
+def account_of(mongo_db):
+    """account_of(username, password, totp_secret) -> the Account of a user some test created another way."""
+
+    def make(username: str, password: str, totp_secret: str) -> Account:
+        doc = mongo_db["users"].find_one({"username": username})
+        return Account(username, password, totp_secret, doc["_id"], doc["agency_id"])
+
+    return make
+
+
 # name -> (agency, roles, training valid for days (negative: expired))
 ACCOUNTS = {
     "officer": ("pd-alpha", ["officer"], 300),

@@ -82,7 +82,14 @@ async def bootstrap(settings: IdentitySettings, args: argparse.Namespace, passwo
 
 
 def run_bootstrap(args: argparse.Namespace) -> int:
+    if not args.password_stdin and not sys.stdin.isatty():
+        print("refused: no terminal to ask the password on; pass it on standard input with --password-stdin",
+              file=sys.stderr)
+        return 2
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("password: ")
+    if not password:
+        print("refused: an empty password", file=sys.stderr)
+        return 2
     try:
         secret, uri = asyncio.run(bootstrap(IdentitySettings(), args, password))
     except AccountError as exc:

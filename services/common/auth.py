@@ -33,13 +33,17 @@ ISSUER = "sightline-identity"
 AUDIENCE = "sightline"
 ALGORITHM = "EdDSA"
 SERVICE_SUBJECT_PREFIX = "service:"
+# The local stack's data folder in this checkout (services/devstack keeps its state under <repo>/.local).
+LOCAL_DATA_DIR = Path(__file__).resolve().parents[2] / ".local" / "data"
 
 
 class KeySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SIGHTLINE_", extra="ignore", frozen=True)
 
-    # Local state of the dev stack (dev keys live under <data_dir>/keys).
-    data_dir: Path = Path(".local")
+    data_dir: Path = Field(
+        default=LOCAL_DATA_DIR,
+        description="Local state of the dev stack (dev keys live under <data_dir>/keys). The default is the "
+                    "folder `python -m services.devstack up` uses, whatever the working directory.")
     # Generate a dev key pair under data_dir when no key file is set. Turn off in production.
     dev_keys: bool = True
     # PEM Ed25519 public key that verifies access tokens (every service).

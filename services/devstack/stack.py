@@ -88,10 +88,14 @@ class LocalStack:
             raise RuntimeError(f"{exc}\n{proc.tail()}") from exc
         self.env["SIGHTLINE_TRITON_URL"] = url
 
+    def service_env(self, name: str, **extra_env: str) -> dict[str, str]:
+        """The environment service `name` runs with (tools acting with its settings use it too)."""
+        port = getattr(self.ports, name)
+        return {**self.env, "SIGHTLINE_GRPC_PORT": str(port), "SIGHTLINE_GRPC_HOST": "127.0.0.1", **extra_env}
+
     def start_service(self, name: str, **extra_env: str) -> Proc:
         port = getattr(self.ports, name)
-        env = {**self.env, "SIGHTLINE_GRPC_PORT": str(port), "SIGHTLINE_GRPC_HOST": "127.0.0.1", **extra_env}
-        proc = start_service(SERVICES[name], env, self.logs, port)
+        proc = start_service(SERVICES[name], self.service_env(name, **extra_env), self.logs, port)
         self.procs[name] = proc
         return proc
 

@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 from pydantic import ValidationError
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from services.common.logging import setup_logging
 from sightline.ingest.v1 import ingest_pb2
@@ -149,7 +150,8 @@ def run(args: argparse.Namespace) -> int:
             print(exc, file=sys.stderr)
             return 2
     setup_logging("simulator", settings.log_level)
-    with contextlib.suppress(asyncio.CancelledError):
+    # Log lines go through tqdm.write, above the progress bar, instead of printing over it.
+    with contextlib.suppress(asyncio.CancelledError), logging_redirect_tqdm():
         return asyncio.run(simulate(settings))
     return 130
 

@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common.auth import LOCAL_DATA_DIR
+
 
 class SimulatorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SIGHTLINE_SIM_", extra="forbid", frozen=True)
@@ -40,7 +42,7 @@ class SimulatorSettings(BaseSettings):
     admin_token: str = Field(default="", repr=False)
     # Where the cameras' gateway secrets are kept between runs (JSON camera id -> secret, mode 0600). A camera
     # registered before whose secret is not there gets a new one (RotateCameraSecret).
-    credentials_file: Path = Path(".local/camera-credentials.json")
+    credentials_file: Path = LOCAL_DATA_DIR.parent / "camera-credentials.json"
     max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     # Camera positions: scattered within about 2 km of this point.
     latitude: float = Field(default=37.7749, ge=-90, le=90)

@@ -55,6 +55,15 @@ async def log_in(browser: Browser, console_url: str, mongo_db, account, screensh
     return page
 
 
+async def search(page: Page, plate: str, case: str = CASE) -> None:
+    """The search form, filled as an officer would: an exact plate, vehicle theft, the case number."""
+    await page.select_option("#kind", "plate_exact")
+    await page.fill("#plate", plate)
+    await page.select_option("#purpose", str(search_pb2.PURPOSE_VEHICLE_THEFT))
+    await page.fill("#case_number", case)
+    await page.click("button[type=submit]")
+
+
 @pytest.fixture(scope="module")
 def seeded(mongo_db) -> dict[str, str]:
     """A camera of pd-alpha and two reads of one vehicle from it, with their (synthetic) frames."""
@@ -86,11 +95,7 @@ def seeded(mongo_db) -> dict[str, str]:
 
 async def test_officer_search_is_seen_by_the_supervisor(browser, console_url, mongo_db, accounts, seeded) -> None:
     officer = await log_in(browser, console_url, mongo_db, accounts["officer"], screenshot="console-login")
-    await officer.select_option("#kind", "plate_exact")
-    await officer.fill("#plate", seeded["plate"])
-    await officer.select_option("#purpose", str(search_pb2.PURPOSE_VEHICLE_THEFT))
-    await officer.fill("#case_number", CASE)
-    await officer.click("button[type=submit]")
+    await search(officer, seeded["plate"])
     await expect(officer.locator("#result-count")).to_have_text("2")
     await expect(officer.locator("#results")).to_contain_text(seeded["plate"])
     await shot(officer, "console-search-results")
@@ -175,7 +180,8 @@ async def test_hotlist_entry_raises_an_alert_that_the_officer_works_through(
 async def test_supervisor_holds_a_read_as_evidence_and_releases_it(browser, console_url, mongo_db, accounts,
                                                                    seeded) -> None:
     page = await log_in(browser, console_url, mongo_db, accounts["supervisor"])
-    await page.goto(f"/reads/web-read-1?purpose={search_pb2.PURPOSE_VEHICLE_THEFT}&case_number={CASE}")
+    await search(page, seeded["plate"])
+    await page.click("#results a[href^='/reads/web-read-1?']")  # a read opens from a search (a link of this session)
     await page.click("#hold-link")
     await expect(page.locator("#read_ids")).to_have_value("web-read-1")
     await page.fill("#justification", "vehicle seen leaving the scene")
