@@ -28,7 +28,7 @@ from services.common.storage import mongo_client, mongo_database, mongo_dependen
 from services.retention.keys import DataKeySettings, KeyShredded, KeyStore, load_master_key
 from services.search.adapters.indexes import ensure_search_indexes
 from services.search.domain.convoy import MAX_SIGHTINGS, build_convoy_query, companions_pipeline
-from services.search.domain.purpose import Access, Refusal, check_access, purpose_name
+from services.common.purpose import Access, Refusal, check_access, purpose_name
 from services.search.domain.query import InvalidQuery, PageToken, build_query, normalize_plate, scoped
 from services.search.settings import SearchSettings
 from sightline.audit.v1 import audit_pb2

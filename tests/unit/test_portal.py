@@ -16,7 +16,7 @@ from services.portal.domain.transparency import (
     purpose_label,
     window_days,
 )
-from services.search.domain.purpose import CRIMINAL, NON_CRIMINAL, PROHIBITED
+from services.common.purpose import CRIMINAL, NON_CRIMINAL, PROHIBITED
 from sightline.search.v1 import search_pb2
 
 pytestmark = pytest.mark.unit
