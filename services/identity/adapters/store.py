@@ -28,7 +28,8 @@ class IdentityStore:
     async def upsert_agency(self, agency_id: str, name: str) -> None:
         await self._db[AGENCIES].update_one(
             {"_id": agency_id},
-            {"$setOnInsert": {"name": name, "share_with": [], HOTLIST_SHARE_WITH: [], "case_number_required": False}}, upsert=True)
+            {"$setOnInsert": {"name": name, "share_with": [], HOTLIST_SHARE_WITH: [], "case_number_required": False}},
+            upsert=True)
 
     async def set_agency_policy(self, agency_id: str, share_with: list[str], case_number_required: bool,
                                 hotlist_share_with: list[str]) -> dict:
