@@ -15,8 +15,8 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 
-from services.portal.domain.transparency import purpose_label
 from services.common.purpose import CRIMINAL, NON_CRIMINAL
+from services.portal.domain.transparency import purpose_label
 from sightline.hotlist.v1 import hotlist_pb2
 from sightline.retention.v1 import retention_pb2
 from sightline.search.v1 import search_pb2
