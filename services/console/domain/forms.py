@@ -117,6 +117,15 @@ def hotlist_entry(form: Mapping[str, str]) -> hotlist_pb2.HotlistEntry:
                                     record_id=form.get("record_id", "").strip())
 
 
+def back_search(form: Mapping[str, str], list_id: str, entry_id: str) -> hotlist_pb2.BackSearchRequest | None:
+    """The add-entry form's optional search of past reads for the new entry: None when no purpose is chosen
+    (the entry is then matched against new reads only); the hotlist service checks purpose and case number."""
+    if not form.get("purpose"):
+        return None
+    return hotlist_pb2.BackSearchRequest(list_id=list_id, entry_ids=[entry_id], purpose=_purpose(form),
+                                         case_number=form.get("case_number", "").strip())
+
+
 def hold_request(form: Mapping[str, str]) -> retention_pb2.PlaceHoldRequest:
     """The hold form: the case, why, and the reads to keep (ids, one per line or comma-separated)."""
     ids = [i for i in form.get("read_ids", "").replace(",", " ").split() if i]
