@@ -165,6 +165,7 @@ ACCOUNTS = {
     "login": ("pd-alpha", ["supervisor"], 300),  # for login tests only: a TOTP code works once
     "partner": ("pd-beta", ["officer", "partner_agency_user"], 300),
     "beta_officer": ("pd-beta", ["officer"], 300),
+    "beta_supervisor": ("pd-beta", ["supervisor"], 300),
     "gamma_partner": ("pd-gamma", ["partner_agency_user"], 300),
 }
 
@@ -214,6 +215,26 @@ async def tokens(identity_addr: str, accounts: dict[str, Account], mongo_db):
     await channel.close()
 
 
+# --- hotlist -----------------------------------------------------------------------------------------------
+
+# The matcher reads the pass stream from its start, takes over a dead predecessor's passes within a second,
+# and re-reads the agencies' hot-list sharing every half second.
+HOTLIST_ENV = {"SIGHTLINE_MATCHER_START_ID": "0", "SIGHTLINE_MATCHER_CLAIM_IDLE_MS": "1000",
+               "SIGHTLINE_MATCHER_CLAIM_INTERVAL_S": "0.5", "SIGHTLINE_SHARING_REFRESH_S": "0.5",
+               "SIGHTLINE_DRAIN_SECONDS": "0"}
+
+
+def start_hotlist(stack: LocalStack, **env: str) -> None:
+    stack.start_service("hotlist", **{**HOTLIST_ENV, **env})
+
+
+@pytest.fixture(scope="session")
+def hotlist_addr(stack: LocalStack, mongo_uri: str, redis_url: str, audit_addr: str) -> str:
+    if "hotlist" not in stack.procs:
+        start_hotlist(stack)
+    return stack.address("hotlist")
+
+
 # --- retention ---------------------------------------------------------------------------------------------
 
 
@@ -248,7 +269,7 @@ def console_url(stack: LocalStack, identity_addr: str, search_addr: str, audit_a
                 redis_url: str) -> str:
     """The staff console, with every service it calls (hotlist included) running."""
     if "hotlist" not in stack.procs:
-        stack.start_service("hotlist", SIGHTLINE_DRAIN_SECONDS="0")
+        start_hotlist(stack)
     if "console" not in stack.procs:
         stack.start_web("console")
     return stack.url("console")

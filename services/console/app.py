@@ -273,10 +273,12 @@ class Console:
 
     # --- hot lists ----------------------------------------------------------------------------------------------
 
-    async def hotlists_page(self, request: Request, error: str = "", added: Any = None, status: int = 200) -> Response:
+    async def hotlists_page(self, request: Request, error: str = "", added: Any = None, searched: Any = None,
+                            status: int = 200) -> Response:
         reply = await self.backends.hotlists.ListLists(hotlist_pb2.ListListsRequest(),
                                                        metadata=self.metadata(request), timeout=self.backends.timeout)
-        return self.render(request, "hotlists.html", {"lists": reply.lists, "error": error, "added": added}, status)
+        return self.render(request, "hotlists.html", {"lists": reply.lists, "error": error, "added": added,
+                                                      "searched": searched, "purposes": forms.PURPOSES}, status)
 
     async def add_entry(self, request: Request) -> Response:
         data = await self.form(request)
@@ -295,7 +297,19 @@ class Console:
                 raise
             return await self.hotlists_page(request, exc.details() or "", status=400)
         # Hotlist itself audited the change (hotlist.entry.add) before making it.
-        return await self.hotlists_page(request, added=reply)
+        search = forms.back_search(data, reply.entry.list_id, reply.entry.entry_id)
+        if search is None:
+            return await self.hotlists_page(request, added=reply)
+        try:
+            # A search of past reads: hotlist checks its purpose and case number and audits it (hotlist.backsearch).
+            searched = await self.backends.hotlists.BackSearch(search, metadata=self.metadata(request),
+                                                               timeout=self.backends.timeout)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() not in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED):
+                raise
+            return await self.hotlists_page(request, f"past reads not searched: {exc.details()}", added=reply,
+                                            status=400)
+        return await self.hotlists_page(request, added=reply, searched=searched)
 
     # --- evidence holds -----------------------------------------------------------------------------------------
 

@@ -8,8 +8,12 @@ through Redis pub/sub, so a client may be connected to any replica.
 Every RPC checks the caller's access token (services/common/auth.py). Lists belong to an agency: only users
 of that agency with HOTLIST_MANAGE change them (UpsertList, ImportList, AddEntry, RemoveEntry); each change
 is written to the audit trail before it takes effect, and fails with UNAVAILABLE, changing nothing, when
-the audit trail cannot be written. Alerts are those raised on the caller's agency's reads (ALERTS_VIEW);
-each workflow step is recorded as the token's user (ALERTS_RESPOND) and audited first in the same way.
+the audit trail cannot be written. A list matches only the reads of its agency and of the agencies that
+share theirs with it for hot-list matching (services/common/agencies.py); BackSearch is a search of reads,
+bound to a purpose and a case number like SearchReads (services/common/purpose.py) and audited before it
+answers. Alerts are the list's agency's (ALERTS_VIEW): a partner's list hitting this agency's read shows up
+in this agency's audit trail, not in its alerts. Each workflow step is recorded as the token's user
+(ALERTS_RESPOND) and audited first in the same way.
 Refusals of a known caller are audited too. The matcher and the delivery of alerts to subscribers keep
 running while the audit service is down (officers still receive alerts), so audit is not a health
 dependency of this service; the change and workflow RPCs are what fail closed.
@@ -20,9 +24,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -30,10 +34,21 @@ from opentelemetry import trace
 from prometheus_client import Counter
 
 from services.audit.client import AuditClient, AuditUnavailable
-from services.common.auth import AuthError, Permission, Principal, TokenVerifier, check_call, token_verifier
+from services.common.auth import (
+    TOKEN_KEY,
+    AuthError,
+    Permission,
+    Principal,
+    TokenIssuer,
+    TokenVerifier,
+    check_call,
+    load_private_key,
+    token_verifier,
+)
 from services.common.grpc_server import ServiceSpec, retry_until_done
 from services.common.logging import redact_plate
 from services.common.metrics import watch_stream_backlog
+from services.common.purpose import Refusal, check_access, purpose_name
 from services.common.storage import mongo_client, mongo_database, mongo_dependency, redis_client, redis_dependency
 from services.hotlist.adapters.active_lists import ActiveLists, StaleVersion
 from services.hotlist.adapters.alert_bus import AlertBus
@@ -47,13 +62,15 @@ from services.hotlist.adapters.codec import (
     entry_to_pb,
     list_to_pb,
 )
+from services.hotlist.adapters.sharing import SharingDirectory
 from services.hotlist.adapters.store import ConcurrentImport, HotlistStore
 from services.hotlist.alerting import AlertRaiser
 from services.hotlist.backsearch import BackSearch
 from services.hotlist.domain import alerts as wf
 from services.hotlist.domain.matcher import ListIndex, MatchIndex
 from services.hotlist.domain.model import entry_id_for
-from services.hotlist.domain.ncic import BadFile, Rejected, build_entry, parse
+from services.hotlist.domain.ncic import BadFile, Rejected, WildcardPolicy, build_entry, parse
+from services.hotlist.domain.plates import is_pattern
 from services.hotlist.index_sync import IndexSync
 from services.hotlist.settings import HotlistSettings
 from services.hotlist.stream_matcher import StreamMatcher
@@ -64,6 +81,8 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 MAX_REJECTIONS_LISTED = 1000
+# Entries one BackSearch may name (each is listed in its audit event).
+MAX_BACKSEARCH_ENTRIES = 100
 _FORMATS = {hotlist_pb2.FILE_FORMAT_CSV: "csv", hotlist_pb2.FILE_FORMAT_FIXED_WIDTH: "fixed"}
 ALERTS_DELIVERED = Counter("sightline_hotlist_alerts_delivered_total",
                            "Alerts sent on SubscribeAlerts streams, one per subscriber", ["mode"])
@@ -116,13 +135,15 @@ def _list_event(action: str, list_id: str, **details: Any) -> audit_pb2.AuditEve
 
 class HotlistServicer(hotlist_pb2_grpc.HotlistServiceServicer):
     def __init__(self, settings: HotlistSettings, store: HotlistStore, active: ActiveLists, backsearch: BackSearch,
-                 gate: Gate):
+                 raiser: AlertRaiser, sharing: SharingDirectory, gate: Gate):
         self._settings = settings
         self._store = store
         self._active = active
         self._backsearch = backsearch
+        self._raiser = raiser
+        self._sharing = sharing
         self._gate = gate
-        self._background: set[asyncio.Task] = set()
+        self._wildcards = WildcardPolicy(settings.wildcard_min_fixed, settings.wildcard_max_per_list)
 
     async def _owned_list(self, list_id: str, principal: Principal, event: audit_pb2.AuditEvent,
                           context) -> dict[str, Any]:
@@ -196,7 +217,7 @@ class HotlistServicer(hotlist_pb2_grpc.HotlistServiceServicer):
         text = b"".join(data).decode("utf-8", errors="replace")
         now = datetime.now(UTC)
         try:
-            parsed = await asyncio.to_thread(parse, text.splitlines(), list_id, now, fmt)
+            parsed = await asyncio.to_thread(parse, text.splitlines(), list_id, now, self._wildcards, fmt)
         except BadFile as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         event.details.update({"from_version": doc["version"], "version": doc["version"] + 1, "bytes": size,
@@ -207,35 +228,23 @@ class HotlistServicer(hotlist_pb2_grpc.HotlistServiceServicer):
             doc = await self._store.replace_entries(list_id, doc["version"], parsed.entries, now)
         except ConcurrentImport as exc:
             await context.abort(grpc.StatusCode.ABORTED, str(exc))
-        config = config_of(doc)
-        await self._active.publish_version(list_id, doc["version"], config, parsed.entries)
+        await self._active.publish_version(list_id, doc["version"], config_of(doc), parsed.entries)
         log.info("list imported", extra={"list_id": list_id, "version": doc["version"],
                                          "accepted": len(parsed.entries), "rejected": len(parsed.rejected)})
-        self._spawn(self._backsearch_list(ListIndex(list_id, doc["version"], config, parsed.entries)))
         return hotlist_pb2.ImportListResponse(
             list=list_to_pb(doc), accepted=len(parsed.entries), rejected_count=len(parsed.rejected),
             rejected=[hotlist_pb2.RejectedLine(line_number=n, reason=r)
                       for n, r in parsed.rejected[:MAX_REJECTIONS_LISTED]])
-
-    def _spawn(self, coro) -> None:
-        task = asyncio.create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _backsearch_list(self, index: ListIndex) -> None:
-        try:
-            raised = await self._backsearch.run(index)
-            log.info("back-search done", extra={"list_id": index.list_id, "alerts": raised})
-        except Exception as exc:  # noqa: BLE001 - best effort after the import itself succeeded
-            log.warning("back-search failed", extra={"list_id": index.list_id, "error": repr(exc)[:200]})
 
     async def AddEntry(self, request, context):  # noqa: N802
         event = _list_event("hotlist.entry.add", request.entry.list_id)
         principal = await self._gate.admit(context, Permission.HOTLIST_MANAGE, event=event)
         doc = await self._owned_list(request.entry.list_id, principal, event, context)
         try:
-            entry = build_entry(doc["_id"], entry_fields_from_pb(request.entry), datetime.now(UTC),
+            entry = build_entry(doc["_id"], entry_fields_from_pb(request.entry), datetime.now(UTC), self._wildcards,
                                 require_state=False)
+            if is_pattern(entry.plate):
+                self._wildcards.check_count(await self._store.partial_plates(doc["_id"], doc["version"]))
         except Rejected as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         if request.entry.entry_id:
@@ -257,9 +266,7 @@ class HotlistServicer(hotlist_pb2_grpc.HotlistServiceServicer):
         except StaleVersion as exc:
             await context.abort(grpc.StatusCode.ABORTED, f"{exc}; add the entry again")
         log.info("entry added", extra={"list_id": entry.list_id, "plate": redact_plate(entry.plate)})
-        raised = await self._backsearch.for_entry(ListIndex(entry.list_id, version, config_of(doc), [entry]),
-                                                  entry.plate)
-        return hotlist_pb2.AddEntryResponse(entry=entry_to_pb(entry), list_version=version, historical_alerts=raised)
+        return hotlist_pb2.AddEntryResponse(entry=entry_to_pb(entry), list_version=version)
 
     async def RemoveEntry(self, request, context):  # noqa: N802
         event = _list_event("hotlist.entry.remove", request.list_id, entry_id=request.entry_id[:128])
@@ -274,12 +281,62 @@ class HotlistServicer(hotlist_pb2_grpc.HotlistServiceServicer):
         removed = await self._store.remove_entry(doc["_id"], doc["version"], request.entry_id) or removed
         return hotlist_pb2.RemoveEntryResponse(removed=removed)
 
+    async def BackSearch(self, request, context):  # noqa: N802
+        named = [e[:128] for e in request.entry_ids[:MAX_BACKSEARCH_ENTRIES]]
+        event = _list_event("hotlist.backsearch", request.list_id, entry_ids=named)
+        event.purpose, event.case_number = purpose_name(request.purpose), request.case_number[:64]
+        principal = await self._gate.admit(context, Permission.HOTLIST_MANAGE, event=event)
+        if not principal.can(Permission.SEARCH):
+            await self._gate.deny(context, principal, event, grpc.StatusCode.PERMISSION_DENIED,
+                                  f"a back-search is a search of reads: your roles do not allow {Permission.SEARCH}")
+        doc = await self._owned_list(request.list_id, principal, event, context)
+        try:
+            check_access(principal, request.purpose, request.case_number, include_partners=False)
+        except Refusal as exc:
+            await self._gate.deny(context, principal, event, exc.code, exc.message)
+        if not request.case_number.strip():
+            await self._gate.deny(context, principal, event, grpc.StatusCode.INVALID_ARGUMENT,
+                                  "a back-search needs the case or incident number it is made for")
+        if len(request.entry_ids) > MAX_BACKSEARCH_ENTRIES:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"at most {MAX_BACKSEARCH_ENTRIES} entry_ids; leave it empty to search the whole list")
+        version = doc["version"]
+        if request.entry_ids:
+            docs = await self._store.entries_by_id(doc["_id"], version, request.entry_ids)
+            if missing := set(request.entry_ids) - {d["entry_id"] for d in docs}:
+                await context.abort(grpc.StatusCode.NOT_FOUND,
+                                    f"no entry {sorted(missing)[0]!r} in version {version} of list {doc['_id']!r}")
+        else:
+            docs = [d async for d in self._store.entries(doc["_id"], version)]
+        if not docs:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"list {doc['_id']!r} has no entries to search for")
+        entries = [entry_from_doc(d) for d in docs]
+        index = ListIndex(doc["_id"], version, config_of(doc), entries)
+        agencies = (await self._sharing.load()).read_agencies(principal.agency_id)
+        found = await self._backsearch.find(index, agencies)
+        event.data_agency_ids[:] = agencies
+        if request.entry_ids:
+            event.plates[:] = sorted({e.plate for e in entries if not is_pattern(e.plate)})
+        event.details.update({"version": version, "entries": len(entries), "truncated": found.truncated})
+        event.result_count = found.count
+        await self._gate.record(context, principal, event)
+        try:
+            raised = await self._raiser.raise_alerts(found.hits, historical=True, token=principal.token)
+        except AuditUnavailable as exc:
+            log.error("back-search hits not raised: audit trail unavailable", extra={"error": str(exc)[:200]})
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                "audit trail unavailable: the hits on partner agencies' reads were not raised")
+        log.info("back-search", extra={"list_id": doc["_id"], "entries": len(entries), "hits": found.count,
+                                       "alerts": raised, "partner_agencies": len(agencies) - 1})
+        return hotlist_pb2.BackSearchResponse(historical_alerts=raised, truncated=found.truncated)
+
 
 def _accepts(req: hotlist_pb2.SubscribeAlertsRequest):
     agencies, cameras, lists = set(req.agency_ids), set(req.camera_ids), set(req.list_ids)
 
     def accept(alert: hotlist_pb2.Alert) -> bool:
-        return ((not agencies or alert.read.agency_id in agencies)
+        return ((not agencies or alert.agency_id in agencies)
                 and (not cameras or alert.read.camera_id in cameras)
                 and (not lists or alert.entry.list_id in lists))
 
@@ -332,7 +389,7 @@ class AlertServicer(hotlist_pb2_grpc.AlertServiceServicer):
                             "subscriber fell too far behind; reconnect with replay_since")
 
     async def _agency_alert(self, alert_id: str, principal: Principal, context) -> dict[str, Any]:
-        """The alert, when raised on a read of the caller's agency (any other is NOT_FOUND, never shown)."""
+        """The alert, when it is the caller's agency's (any other is NOT_FOUND, never shown)."""
         doc = await self._store.alert(alert_id) if alert_id else None
         if doc is None or doc.get("agency_id") != principal.agency_id:
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such alert in your agency")
@@ -401,13 +458,42 @@ class AlertServicer(hotlist_pb2_grpc.AlertServiceServicer):
 
 
 async def reconcile(store: HotlistStore, active: ActiveLists) -> None:
-    """Republishes any list whose version in Redis differs from MongoDB's (e.g. Redis lost its data)."""
-    versions = (await active.snapshot()).versions
+    """Republishes any list whose version in Redis differs from MongoDB's (e.g. Redis lost its data), and
+    rewrites any list's settings there that differ (e.g. written before lists carried their agency)."""
+    snap = await active.snapshot()
     for doc in await store.lists():
-        if versions.get(doc["_id"]) != doc["version"]:
+        if snap.versions.get(doc["_id"]) != doc["version"]:
             entries = [entry_from_doc(e) async for e in store.entries(doc["_id"], doc["version"])]
             await active.publish_version(doc["_id"], doc["version"], config_of(doc), entries)
             log.info("list republished to redis", extra={"list_id": doc["_id"], "version": doc["version"]})
+        elif snap.configs.get(doc["_id"]) != config_of(doc):
+            await active.set_config(doc["_id"], config_of(doc))
+
+
+class ServiceToken:
+    """The matcher's own access token, for the audit events of hits on partner agencies' reads; renewed at
+    half its lifetime."""
+
+    def __init__(self, issuer: TokenIssuer):
+        self._issuer = issuer
+        self._token = ""
+        self._renew_at = datetime.min.replace(tzinfo=UTC)
+
+    def __call__(self) -> str:
+        now = datetime.now(UTC)
+        if now >= self._renew_at:
+            self._token = self._issuer.service_token("hotlist", "", now)
+            self._renew_at = now + self._issuer.ttl / 2
+        return self._token
+
+
+def service_token(settings: HotlistSettings) -> Callable[[], str] | None:
+    """Only a dev stack can sign the matcher's token here (its identity key is local). Elsewhere there is none
+    until services hold credentials of their own, and reads are matched by their own agency's lists only."""
+    if not settings.dev_keys or settings.token_public_key_file is not None:
+        log.warning("no service credential: hot-list sharing is off in the matcher (partner hits need auditing)")
+        return None
+    return ServiceToken(TokenIssuer(load_private_key(None, settings, TOKEN_KEY), timedelta(minutes=15)))
 
 
 
@@ -418,18 +504,20 @@ async def make_spec(settings: HotlistSettings) -> ServiceSpec:
     store = HotlistStore(db)
     active = ActiveLists(redis, settings.hotlist_key_prefix)
     bus = AlertBus(redis, settings.alert_channel, settings.subscriber_queue)
-    raiser = AlertRaiser(store, bus)
-    backsearch = BackSearch(db, raiser, settings.backsearch_max_alerts, settings.backsearch_timeout_ms)
     audit = AuditClient(settings.audit_address, settings.audit_timeout_s)
+    raiser = AlertRaiser(store, bus, audit)
+    backsearch = BackSearch(db, settings.backsearch_max_alerts, settings.backsearch_timeout_ms)
+    sharing = SharingDirectory(db, settings.sharing_refresh_s)
     gate = Gate(token_verifier(settings), audit)
-    hotlists = HotlistServicer(settings, store, active, backsearch, gate)
+    hotlists = HotlistServicer(settings, store, active, backsearch, raiser, sharing, gate)
     alerts = AlertServicer(store, bus, gate)
 
     async def start_up() -> None:
         await retry_until_done("mongodb indexes", store.ensure_indexes)
         await retry_until_done("list reconciliation", lambda: reconcile(store, active))
         if settings.matcher_enabled:
-            await StreamMatcher(redis, settings, IndexSync(active, MatchIndex()), raiser).run()
+            await StreamMatcher(redis, settings, IndexSync(active, MatchIndex()), raiser, sharing,
+                                service_token(settings)).run()
 
     def register(server: grpc.aio.Server) -> None:
         hotlist_pb2_grpc.add_HotlistServiceServicer_to_server(hotlists, server)

@@ -32,9 +32,21 @@ class HotlistSettings(ServiceSettings, MongoSettings, RedisSettings, KeySettings
     alert_channel: str = "sightline:hotlist:alerts"
     # Largest hot file ImportList accepts.
     max_import_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
-    # Back-search of past reads for a new entry: at most this many alerts, this much MongoDB time.
+    # Back-search of past reads (BackSearch): at most this many alerts, this much MongoDB time.
     backsearch_max_alerts: int = Field(default=1000, ge=1)
     backsearch_timeout_ms: int = Field(default=30_000, ge=100)
+    wildcard_min_fixed: int = Field(
+        default=4, ge=1, le=12,
+        description="Letters and digits a partial plate ('AB?12*') must fix; a leading '?' or '*' is always "
+                    "refused (INVALID_ARGUMENT, or a rejected line in an import).")
+    wildcard_max_per_list: int = Field(
+        default=100, ge=0,
+        description="Partial plates one list may hold; AddEntry beyond it is INVALID_ARGUMENT, an import rejects "
+                    "the lines beyond it.")
+    sharing_refresh_s: float = Field(
+        default=10.0, gt=0, le=300,
+        description="How often the matcher re-reads the agencies' hot-list sharing (agencies.hotlist_share_with): "
+                    "a granted or withdrawn sharing takes effect within this time.")
     # Buffer of a SubscribeAlerts stream; a client that falls this far behind is disconnected.
     subscriber_queue: int = Field(default=1000, ge=10)
     # The audit service: list changes and alert workflow steps are recorded there before they take effect.

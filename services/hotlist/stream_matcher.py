@@ -4,6 +4,11 @@ The tracker publishes each pass twice, as a preview (its first confident read) a
 voted over its frames); both are matched, and since alert ids are built on the pass id, a pass raises an
 alert per entry once, whichever comes first. Per-frame reads raise no alerts.
 
+A pass is matched against the lists of its read's agency and of the agencies that agency shares its reads
+with for hot-list matching. A hit of another agency's list is audited for both agencies before its alert is
+raised, with the matcher's service token; without one, or while the audit trail cannot be written, only the
+read's own agency's lists raise alerts (fail closed: the partner's hit is logged and counted, not raised).
+
 Delivery is at least once: a batch is acknowledged (XACK) only after its alerts are stored, and alert ids
 are idempotent, so a pass redelivered after a crash raises nothing twice. A restarted process is a new
 consumer; it first takes over passes its dead predecessor left pending (XAUTOCLAIM, once idle longer than
@@ -15,16 +20,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import redis.asyncio as aioredis
 from opentelemetry import trace
 from opentelemetry.propagate import extract
 from prometheus_client import Counter, Histogram
 
+from services.audit.client import AuditUnavailable
 from services.common.reads import read_to_document
 from services.common.streams import ConsumerGroup, consumer_name, trace_carrier
+from services.hotlist.adapters.sharing import SharingDirectory
 from services.hotlist.alerting import AlertRaiser
+from services.hotlist.domain.matcher import Match
 from services.hotlist.index_sync import IndexSync
 from services.hotlist.settings import HotlistSettings
 from sightline.common.v1 import pass_pb2
@@ -32,15 +42,20 @@ from sightline.common.v1 import pass_pb2
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 PASSES_MATCHED = Counter("sightline_hotlist_passes_total", "Passes taken from the stream", ["outcome"])
+PARTNER_HITS_UNAUDITED = Counter("sightline_hotlist_partner_hits_unaudited_total",
+                                 "Hits of another agency's list not raised: their audit could not be written")
 MATCH_SECONDS = Histogram("sightline_hotlist_match_seconds", "Index lookup time per pass",
                           buckets=(1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2))
 
 
 class StreamMatcher:
-    def __init__(self, redis: aioredis.Redis, settings: HotlistSettings, sync: IndexSync, raiser: AlertRaiser):
+    def __init__(self, redis: aioredis.Redis, settings: HotlistSettings, sync: IndexSync, raiser: AlertRaiser,
+                 sharing: SharingDirectory, service_token: Callable[[], str] | None):
         self._s = settings
         self._sync = sync
         self._raiser = raiser
+        self._sharing = sharing
+        self._service_token = service_token
         self._group = ConsumerGroup(redis, settings.pass_stream, settings.matcher_group,
                                     consumer_name(settings.matcher_consumer), settings.matcher_batch,
                                     settings.matcher_claim_idle_ms)
@@ -50,6 +65,7 @@ class StreamMatcher:
         if not entries:
             return 0
         now = datetime.now(UTC)
+        sharing = await self._sharing.current() if self._service_token is not None else None
         for _, fields in entries:
             if not fields:  # trimmed from the stream before it was claimed
                 PASSES_MATCHED.labels("gone").inc()
@@ -65,7 +81,8 @@ class StreamMatcher:
             with tracer.start_as_current_span("hotlist.match", context=extract(trace_carrier(fields)),
                                               kind=trace.SpanKind.CONSUMER) as span:
                 t0 = time.perf_counter()
-                matches = self._sync.index.match(vehicle_pass.plate_normalized, read.region.state, now)
+                agencies = sharing.list_agencies(read.agency_id) if sharing is not None else {read.agency_id}
+                matches = self._sync.index.match(vehicle_pass.plate_normalized, read.region.state, now, agencies)
                 MATCH_SECONDS.observe(time.perf_counter() - t0)
                 PASSES_MATCHED.labels("hit" if matches else "miss").inc()
                 span.set_attribute("sightline.matches", len(matches))
@@ -74,9 +91,22 @@ class StreamMatcher:
                     # The alert shows the pass's plate (voted over its frames) and the best frame's image.
                     doc.update(pass_id=vehicle_pass.pass_id, plate=vehicle_pass.plate_normalized,
                                plate_normalized=vehicle_pass.plate_normalized, confidence=vehicle_pass.confidence)
-                    await self._raiser.raise_alerts([(doc, matches)], historical=False)
+                    await self._raise(doc, matches)
         await self._group.ack(eid for eid, _ in entries)
         return len(entries)
+
+    async def _raise(self, doc: dict[str, Any], matches: list[Match]) -> None:
+        own = [m for m in matches if m.agency_id == doc["agency_id"]]
+        if len(own) == len(matches) or self._service_token is None:
+            await self._raiser.raise_alerts([(doc, own)], historical=False, token="")
+            return
+        try:
+            await self._raiser.raise_alerts([(doc, matches)], historical=False, token=self._service_token())
+        except AuditUnavailable as exc:
+            PARTNER_HITS_UNAUDITED.inc(len(matches) - len(own))
+            log.error("partner hits not raised: audit trail unavailable",
+                      extra={"pass_id": doc["pass_id"], "hits": len(matches) - len(own), "error": str(exc)[:200]})
+            await self._raiser.raise_alerts([(doc, own)], historical=False, token="")
 
     async def run(self) -> None:
         """Until cancelled; Redis or MongoDB errors are retried (nothing is acknowledged that was not done)."""

@@ -15,6 +15,7 @@ import grpc
 from prometheus_client import Counter
 
 from services.audit.client import AuditClient, AuditUnavailable
+from services.common.agencies import HOTLIST_SHARE_WITH
 from services.common.auth import (
     TOKEN_KEY,
     AuthError,
@@ -73,7 +74,8 @@ def user_to_proto(doc: dict[str, Any]) -> identity_pb2.User:
 
 def agency_to_proto(doc: dict[str, Any]) -> identity_pb2.Agency:
     return identity_pb2.Agency(agency_id=doc["_id"], name=doc.get("name", ""), share_with=doc.get("share_with", []),
-                               case_number_required=doc.get("case_number_required", False))
+                               case_number_required=doc.get("case_number_required", False),
+                               hotlist_share_with=doc.get(HOTLIST_SHARE_WITH, []))
 
 
 class Refused(Exception):
@@ -285,12 +287,15 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         admin = await self._caller(context, Permission.MANAGE_AGENCY, "agency.policy")
         try:
             share_with = sorted({check_agency_id(a) for a in request.share_with} - {admin.agency_id})
+            hotlist_share_with = sorted({check_agency_id(a) for a in request.hotlist_share_with} - {admin.agency_id})
         except AccountError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         await self._audit_or_abort(context, self._change_event(
             "agency.policy", admin.agency_id,
-            {"share_with": share_with, "case_number_required": request.case_number_required}), admin.token)
-        doc = await self._store.set_agency_policy(admin.agency_id, share_with, request.case_number_required)
+            {"share_with": share_with, "case_number_required": request.case_number_required,
+             HOTLIST_SHARE_WITH: hotlist_share_with}), admin.token)
+        doc = await self._store.set_agency_policy(admin.agency_id, share_with, request.case_number_required,
+                                                  hotlist_share_with)
         if doc is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, "your agency is not registered")
         return agency_to_proto(doc)

@@ -24,12 +24,12 @@ from services.common.auth import AuthError, Permission, Principal, check_call, t
 from services.common.grpc_server import ServiceSpec, retry_until_done
 from services.common.logging import redact_plate
 from services.common.plates import fold_plate_input, normalize_plate
+from services.common.purpose import Access, Refusal, check_access, purpose_name
 from services.common.reads import IMAGES, READS, document_to_read
 from services.common.storage import mongo_client, mongo_database, mongo_dependency
 from services.retention.keys import DataKeySettings, KeyShredded, KeyStore, load_master_key
 from services.search.adapters.indexes import ensure_search_indexes
 from services.search.domain.convoy import MAX_SIGHTINGS, build_convoy_query, companions_pipeline
-from services.search.domain.purpose import Access, Refusal, check_access, purpose_name
 from services.search.domain.query import InvalidQuery, PageToken, build_query, scoped
 from services.search.settings import SearchSettings
 from sightline.audit.v1 import audit_pb2

@@ -146,6 +146,9 @@ async def test_hotlist_entry_raises_an_alert_that_the_officer_works_through(
     await page.fill("#plate", seeded["plate"])
     await page.select_option("#code", "V")
     await page.fill("#record_id", "V-2026-77")
+    # Searching past reads is a search: under a purpose and a case number, audited.
+    await page.select_option("#purpose", str(search_pb2.PURPOSE_VEHICLE_THEFT))
+    await page.fill("#case_number", "V-2026-77")
     await page.click("form[action='/hotlists/entries'] button")
     await expect(page.locator(".ok")).to_contain_text("2 past read(s) matched")
 
@@ -172,6 +175,8 @@ async def test_hotlist_entry_raises_an_alert_that_the_officer_works_through(
     trail = mongo_db.client["sightline_audit"]["audit_entries"]
     mine = {"event.user_id": accounts["supervisor"].user_id, "event.outcome": "OUTCOME_ALLOWED"}
     assert trail.count_documents({**mine, "event.action": "hotlist.entry.add", "event.subject": HOT_LIST}) >= 1
+    assert trail.count_documents({**mine, "event.action": "hotlist.backsearch", "event.subject": HOT_LIST,
+                                  "event.purpose": "PURPOSE_VEHICLE_THEFT", "event.case_number": "V-2026-77"}) >= 1
     for action in ("alert.verify", "alert.reconfirm", "alert.dispose"):
         assert trail.count_documents({**mine, "event.action": action}) >= 1
     assert trail.count_documents({"event.action": "hotlist.change"}) == 0

@@ -30,25 +30,14 @@ from services.tracker.adapters.stream import PassPublisher
 from sightline.common.v1 import pass_pb2, read_pb2
 from sightline.hotlist.v1 import hotlist_pb2, hotlist_pb2_grpc
 from sightline.ingest.v1 import ingest_pb2
+from sightline.search.v1 import search_pb2
+from tests.conftest import start_hotlist
 
 pytestmark = pytest.mark.integration
 
 STREAM = HotlistSettings().pass_stream
 PREFIX = "sightline:hotlist"
 AGENCY = "pd-alpha"  # the agency of the test accounts' supervisor and officer (tests/conftest.py)
-HOTLIST_ENV = {"SIGHTLINE_MATCHER_START_ID": "0", "SIGHTLINE_MATCHER_CLAIM_IDLE_MS": "1000",
-               "SIGHTLINE_MATCHER_CLAIM_INTERVAL_S": "0.5", "SIGHTLINE_DRAIN_SECONDS": "0"}
-
-
-def start_hotlist(stack: LocalStack, **env: str) -> None:
-    stack.start_service("hotlist", **HOTLIST_ENV, **env)
-
-
-@pytest.fixture(scope="session")
-def hotlist_addr(stack: LocalStack, mongo_uri: str, redis_url: str, audit_addr: str) -> str:
-    if "hotlist" not in stack.procs:
-        start_hotlist(stack)
-    return stack.address("hotlist")
 
 
 @pytest.fixture
@@ -195,7 +184,8 @@ async def test_cli_import_streams_a_hot_file_and_prints_rejections(stubs, md, ho
     rows = "".join(f"CLI{i:04d},TX,V,N{i}\n" for i in range(2_000))
     hot_file.write_text("LIC,LIS,TYP,NIC\n" + rows + "BAD!,TX,V,x\n")
     monkeypatch.setenv("SIGHTLINE_TOKEN", await tokens("supervisor"))
-    args = argparse.Namespace(file=hot_file, list_id=list_id, format="csv", address=hotlist_addr, show_rejected=5)
+    args = argparse.Namespace(file=hot_file, list_id=list_id, format="csv", address=hotlist_addr, show_rejected=5,
+                              purpose=None, case_number="")
     assert await asyncio.to_thread(run_import, args) == 0
     out = capsys.readouterr().out
     assert f"list {list_id} now at version 1: 2000 entries accepted, 1 lines rejected" in out
@@ -320,32 +310,76 @@ async def test_workflow_steps_are_enforced_in_order_recorded_as_the_officer_and_
     assert denied["action"] == "alert.verify" and denied["user_id"] == me
 
 
-async def test_new_entry_back_searches_stored_reads(stubs, md, mongo_uri, data_key_settings) -> None:
-    hot, alerts = stubs
-    sup = await md()
+async def store_read(mongo_uri: str, data_key_settings, plate: str, agency: str = AGENCY,
+                     days_ago: float = 2) -> read_pb2.Read:
+    """A read of `agency` stored `days_ago` (as ingest stores it), for back-searches to find."""
     settings = MongoSettings(mongo_uri=mongo_uri)
     client = mongo_client(settings)
     db = mongo_database(client, settings)
     store = FrameStore(client, db, KeyStore(db, load_master_key(data_key_settings)))
-    at = datetime.now(UTC) - timedelta(days=2)
-    frame = ingest_pb2.Frame(camera_id="cam-back", frame_id=f"b-{uuid.uuid4().hex[:6]}")
+    at = datetime.now(UTC) - timedelta(days=days_ago)
+    frame = ingest_pb2.Frame(camera_id=f"cam-back-{agency}", frame_id=f"b-{uuid.uuid4().hex[:8]}")
     frame.captured_at.FromDatetime(at)
-    result = {"plates": [{"text": "BKS8ER", "normalized": "BKS8ER", "confidence": 0.9, "box": [1, 2, 3, 4],
+    result = {"plates": [{"text": plate, "normalized": plate, "confidence": 0.9, "box": [1, 2, 3, 4],
                           "region": {"country": "US", "state": "TX"}}]}
-    reads = build_reads(frame, AGENCY, result, "img-back", datetime.now(UTC), at + timedelta(days=30))
-    await store.store(f"cam-back/{frame.frame_id}", reads, "img-back", b"\xff\xd8", at, at + timedelta(days=30),
-                      datetime.now(UTC), AGENCY)
+    image_ref = f"img-{frame.frame_id}"
+    reads = build_reads(frame, agency, result, image_ref, datetime.now(UTC), at + timedelta(days=30))
+    await store.store(f"{frame.camera_id}/{frame.frame_id}", reads, image_ref, b"\xff\xd8", at,
+                      at + timedelta(days=30), datetime.now(UTC), agency)
     await client.close()
+    return reads[0]
 
+
+def back_search(list_id: str, purpose: int = search_pb2.PURPOSE_OTHER_FELONY, case_number: str = "F-2026-1",
+                *entry_ids: str) -> hotlist_pb2.BackSearchRequest:
+    return hotlist_pb2.BackSearchRequest(list_id=list_id, entry_ids=list(entry_ids), purpose=purpose,
+                                         case_number=case_number)
+
+
+async def test_back_search_is_a_search_bound_to_a_purpose_and_case_and_audited(
+        stubs, md, accounts, mongo_uri, data_key_settings, mongo_db) -> None:
+    hot, alerts = stubs
+    sup = await md()
+    read = await store_read(mongo_uri, data_key_settings, "BKS8ER")
     list_id = await new_list(hot, sup, fuzzy=True)
     stream = alerts.SubscribeAlerts(hotlist_pb2.SubscribeAlertsRequest(list_ids=[list_id]), metadata=sup)
     await asyncio.sleep(0.3)
     added = await add_entry(hot, sup, list_id, "BKSBER", code="F")
-    assert added.historical_alerts == 1
+    entry_id = added.entry.entry_id
+    assert alerts_for(mongo_db, list_id) == []  # adding an entry searches nothing
+
+    invalid, denied = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED
+    assert "purpose" in await refused(hot.BackSearch(back_search(list_id, search_pb2.PURPOSE_UNSPECIFIED),
+                                                     metadata=sup), invalid)
+    assert "immigration" in await refused(hot.BackSearch(back_search(
+        list_id, search_pb2.PURPOSE_IMMIGRATION_ENFORCEMENT), metadata=sup), denied)
+    assert "case" in await refused(hot.BackSearch(back_search(list_id, case_number=""), metadata=sup), invalid)
+    assert "case_number" in await refused(hot.BackSearch(back_search(list_id, case_number="x"), metadata=sup),
+                                          invalid)
+    await refused(hot.BackSearch(back_search(list_id), metadata=await md("officer")), denied)
+    await refused(hot.BackSearch(back_search(list_id, search_pb2.PURPOSE_OTHER_FELONY, "F-1", "no-such-entry"),
+                                 metadata=sup), grpc.StatusCode.NOT_FOUND)
+    assert alerts_for(mongo_db, list_id) == []
+
+    found = await hot.BackSearch(back_search(list_id, search_pb2.PURPOSE_OTHER_FELONY, "F-2026-1", entry_id),
+                                 metadata=sup)
+    assert (found.historical_alerts, found.truncated) == (1, False)
     alert = await next_alert(stream)
-    assert alert.historical and alert.read.read_id == reads[0].read_id
+    assert alert.historical and alert.read.read_id == read.read_id and alert.agency_id == AGENCY
     assert alert.match_detail.startswith("fuzzy: 8→B")
     stream.cancel()
+    # Again: the same read is not alerted twice.
+    assert (await hot.BackSearch(back_search(list_id), metadata=sup)).historical_alerts == 0
+
+    searches = audited(mongo_db, action="hotlist.backsearch", subject=list_id)
+    allowed = [e for e in searches if e["outcome"] == "OUTCOME_ALLOWED"]
+    assert [(e["purpose"], e["case_number"], e.get("result_count", 0)) for e in allowed] == [
+        ("PURPOSE_OTHER_FELONY", "F-2026-1", 1), ("PURPOSE_OTHER_FELONY", "F-2026-1", 1)]
+    assert allowed[0]["plates"] == ["BKSBER"] and allowed[0]["data_agency_ids"] == [AGENCY]
+    assert allowed[0]["user_id"] == accounts["supervisor"].user_id
+    denials = [e for e in searches if e["outcome"] == "OUTCOME_DENIED"]
+    assert len(denials) == 5 and {e["user_id"] for e in denials} == {accounts["supervisor"].user_id,
+                                                                     accounts["officer"].user_id}
 
 
 async def test_matcher_killed_mid_stream_loses_and_repeats_nothing(stack, hotlist_addr, stubs, md, publisher,
@@ -494,6 +528,8 @@ async def test_changes_and_workflow_steps_fail_closed_when_the_audit_service_is_
     hot, alerts = hotlist_pb2_grpc.HotlistServiceStub(channel), hotlist_pb2_grpc.AlertServiceStub(channel)
     sup, officer = await md(), await md("officer")
     list_id = await new_list(hot, sup)  # audit up: done
+    searched = await new_list(hot, sup)
+    await add_entry(hot, sup, searched, "DWN456", code="V")
     alert_id = f"down-{uuid.uuid4().hex[:8]}"
     read = make_read("DWN123")
     mongo_db["alerts"].insert_one({"_id": alert_id, "read": {"_id": read.read_id, "plate_normalized": "DWN123"},
@@ -507,6 +543,7 @@ async def test_changes_and_workflow_steps_fail_closed_when_the_audit_service_is_
         list_id=list_id, name="renamed")), metadata=sup), unavailable)
     await refused(add_entry(hot, sup, list_id, "DWN123", code="V"), unavailable)
     await refused(import_csv(hot, sup, list_id, ["DWN123,CA,V,x"]), unavailable)
+    assert "audit" in await refused(hot.BackSearch(back_search(searched), metadata=sup), unavailable)
     await refused(alerts.RecordVerification(hotlist_pb2.RecordVerificationRequest(
         alert_id=alert_id, plate_matches=True, state_matches=True), metadata=officer), unavailable)
     listed = mongo_db["hotlists"].find_one({"_id": list_id})

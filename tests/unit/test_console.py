@@ -66,6 +66,13 @@ def test_hold_and_hotlist_forms() -> None:
         forms.hold_request({"read_ids": "r1", "case_number": "C-9"})
     entry = forms.hotlist_entry({"list_id": "l", "plate": "ab 123", "state": "va", "code": "v"})
     assert (entry.plate, entry.state, entry.code) == ("AB 123", "VA", "V")
+    # Past reads are searched only under a purpose (and, checked by hotlist, a case number).
+    assert forms.back_search({"purpose": ""}, "l", "e1") is None
+    search = forms.back_search({"purpose": str(search_pb2.PURPOSE_VEHICLE_THEFT), "case_number": " V-1 "}, "l", "e1")
+    assert (search.list_id, list(search.entry_ids), search.purpose, search.case_number) == (
+        "l", ["e1"], search_pb2.PURPOSE_VEHICLE_THEFT, "V-1")
+    with pytest.raises(FormError):
+        forms.back_search({"purpose": "nope"}, "l", "e1")
 
 
 @pytest.fixture

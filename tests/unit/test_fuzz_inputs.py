@@ -20,7 +20,7 @@ from PIL import Image
 
 from services.common.auth import AuthError
 from services.common.plates import MAX_PLATE_LEN, InvalidQuery, normalize_plate, pattern_to_regex
-from services.hotlist.domain.ncic import BadFile, parse
+from services.hotlist.domain.ncic import BadFile, WildcardPolicy, parse
 from services.inference.vision.imaging import FrameDecodeError, decode_jpeg
 from services.ingest.adapters.camera_auth import presented
 from services.ingest.domain.frames import FrameLimits, FrameRejected, validate_frame, validate_frame_reads
@@ -225,7 +225,7 @@ csv_like = st.lists(st.one_of(st.text(max_size=60), st.lists(
 @given(header=st.sampled_from(["LIC,LIS,TYP,NIC,ORI,EXP", "plate,state,code", "", "no,plate,here"]), lines=csv_like)
 def test_hot_file_lines_are_accepted_or_refused_with_a_reason(header: str, lines: list[str]) -> None:
     try:
-        result = parse([header, *lines] if header else lines, "fuzz", NOW)
+        result = parse([header, *lines] if header else lines, "fuzz", NOW, WildcardPolicy(4, 100))
     except BadFile as exc:  # the whole file refused (no plate column), with the reason
         assert str(exc)
         return

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.hotlist.domain.matcher import ListIndex, MatchIndex, explain
-from services.hotlist.domain.model import Entry, ListConfig
+from services.hotlist.domain.model import Entry, HotlistSharing, ListConfig
 from services.hotlist.domain.plates import candidate_regex, skeleton
 
 pytestmark = pytest.mark.unit
@@ -62,7 +62,27 @@ def test_wildcards_expiry_and_manual_changes() -> None:
     assert how(index, "NEW8") == []
     combined = MatchIndex()
     combined.lists["l"] = index
-    assert [m.list_version for m in combined.match("ABX12", "CA", NOW)] == [3]
+    assert [m.list_version for m in combined.match("ABX12", "CA", NOW, {""})] == [3]
+
+
+def test_a_list_matches_only_the_reads_its_agency_may_match() -> None:
+    """Finding 2: agency B's list never matches agency A's read unless A shares its reads with B for hot-list
+    matching (hotlist_share_with); read-search sharing is another setting and plays no part here."""
+    own = ListConfig(agency_id="pd-a")
+    partner = ListConfig(agency_id="pd-b")
+    combined = MatchIndex()
+    combined.lists["a"] = ListIndex("a", 1, own, [Entry("ea", "a", "XYZ789", "", "V")])
+    combined.lists["b"] = ListIndex("b", 1, partner, [Entry("eb", "b", "XYZ789", "", "V")])
+    nobody = HotlistSharing({})
+    assert [m.agency_id for m in combined.match("XYZ789", "CA", NOW, nobody.list_agencies("pd-a"))] == ["pd-a"]
+    assert combined.match("XYZ789", "CA", NOW, nobody.list_agencies("pd-c")) == []
+    a_shares_with_b = HotlistSharing({"pd-a": frozenset({"pd-b"})})
+    assert sorted(m.agency_id for m in combined.match("XYZ789", "CA", NOW,
+                                                      a_shares_with_b.list_agencies("pd-a"))) == ["pd-a", "pd-b"]
+    # Sharing goes one way: B's reads stay B's.
+    assert a_shares_with_b.list_agencies("pd-b") == {"pd-b"}
+    assert a_shares_with_b.read_agencies("pd-b") == ["pd-b", "pd-a"]
+    assert a_shares_with_b.read_agencies("pd-a") == ["pd-a"]
 
 
 def test_removed_base_entry_is_not_matched_fuzzily() -> None:

@@ -1,11 +1,18 @@
+import re
 from datetime import UTC, datetime
 
 import pytest
 
-from services.hotlist.domain.ncic import BadFile, parse
+from services.hotlist.domain.ncic import BadFile, Rejected, WildcardPolicy, build_entry
+from services.hotlist.domain.ncic import parse as parse_with
 
 pytestmark = pytest.mark.unit
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
+WILDCARDS = WildcardPolicy(min_fixed=4, max_per_list=2)
+
+
+def parse(lines, list_id, now, fmt=None):
+    return parse_with(lines, list_id, now, WILDCARDS, fmt)
 
 
 def test_csv_with_ncic_field_codes() -> None:
@@ -61,3 +68,28 @@ def test_duplicates_and_short_fixed_lines_are_rejected_with_line_numbers() -> No
 def test_csv_without_a_plate_column_is_refused() -> None:
     with pytest.raises(BadFile):
         parse(["NAME,STATE", "x,CA"], "l", NOW, fmt="csv")
+
+
+@pytest.mark.parametrize(
+    ("plate", "reason"),
+    [
+        ("X*", "a partial plate needs at least 4 fixed letters or digits"),
+        ("*XYZ1", "a partial plate may not start with '?' or '*' (it would match too many plates)"),
+        ("?BC123", "a partial plate may not start with '?' or '*' (it would match too many plates)"),
+        ("Q*", "a partial plate needs at least 4 fixed letters or digits"),
+        ("AB?1*", "a partial plate needs at least 4 fixed letters or digits"),
+    ],
+)
+def test_broad_partial_plates_are_refused(plate: str, reason: str) -> None:
+    """Finding 2: 'X*' and 'Q*' swept every read of a letter; a partial plate must fix its start and enough
+    characters to stand for one vehicle."""
+    with pytest.raises(Rejected, match=re.escape(reason)):
+        build_entry("l", {"plate": plate, "code": "V"}, NOW, WILDCARDS, require_state=False)
+    assert parse(["LIC,LIS,TYP", f"{plate},CA,V"], "l", NOW).rejected == [(2, reason)]
+    assert build_entry("l", {"plate": "AB?12*", "code": "V"}, NOW, WILDCARDS, require_state=False).plate == "AB?12*"
+
+
+def test_an_import_rejects_partial_plates_beyond_the_cap_per_list() -> None:
+    result = parse(["LIC,LIS,TYP", "ABC1*,CA,V", "ABC1*,CA,V", "ABD1*,CA,V", "ABE1*,CA,V", "ABC123,CA,V"], "l", NOW)
+    assert [e.plate for e in result.entries] == ["ABC1*", "ABD1*", "ABC123"]
+    assert result.rejected == [(3, "duplicate of line 2"), (5, "a list may hold at most 2 partial plates")]

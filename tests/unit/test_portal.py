@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from services.common.purpose import CRIMINAL, NON_CRIMINAL, PROHIBITED
 from services.portal.domain.transparency import (
     ACCEPTABLE_USES,
     PROHIBITED_USES,
@@ -16,7 +17,6 @@ from services.portal.domain.transparency import (
     purpose_label,
     window_days,
 )
-from services.search.domain.purpose import CRIMINAL, NON_CRIMINAL, PROHIBITED
 from sightline.search.v1 import search_pb2
 
 pytestmark = pytest.mark.unit

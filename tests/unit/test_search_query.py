@@ -6,8 +6,8 @@ from hypothesis import strategies as st
 
 from services.common.auth import Principal
 from services.common.plates import skeleton
+from services.common.purpose import Refusal, check_access
 from services.search.domain.convoy import build_convoy_query, companions_pipeline
-from services.search.domain.purpose import Refusal, check_access
 from services.search.domain.query import (
     InvalidQuery,
     PageToken,

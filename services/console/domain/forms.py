@@ -16,8 +16,8 @@ from urllib.parse import quote, urlencode
 
 import grpc
 
+from services.common.purpose import CRIMINAL, NON_CRIMINAL
 from services.portal.domain.transparency import purpose_label
-from services.search.domain.purpose import CRIMINAL, NON_CRIMINAL
 from sightline.hotlist.v1 import hotlist_pb2
 from sightline.retention.v1 import retention_pb2
 from sightline.search.v1 import search_pb2
@@ -149,6 +149,15 @@ def hotlist_entry(form: Mapping[str, str]) -> hotlist_pb2.HotlistEntry:
     return hotlist_pb2.HotlistEntry(list_id=form["list_id"], plate=plate, state=form.get("state", "").strip().upper(),
                                     code=form.get("code", "").strip().upper(), reason=form.get("reason", "").strip(),
                                     record_id=form.get("record_id", "").strip())
+
+
+def back_search(form: Mapping[str, str], list_id: str, entry_id: str) -> hotlist_pb2.BackSearchRequest | None:
+    """The add-entry form's optional search of past reads for the new entry: None when no purpose is chosen
+    (the entry is then matched against new reads only); the hotlist service checks purpose and case number."""
+    if not form.get("purpose"):
+        return None
+    return hotlist_pb2.BackSearchRequest(list_id=list_id, entry_ids=[entry_id], purpose=_purpose(form),
+                                         case_number=form.get("case_number", "").strip())
 
 
 def hold_request(form: Mapping[str, str]) -> retention_pb2.PlaceHoldRequest:

@@ -2,7 +2,7 @@
 
 Keys (prefix P):
   P:version            hash list_id -> active version (the pointer)
-  P:config             hash list_id -> JSON {fuzzy_confusions, max_edits}
+  P:config             hash list_id -> JSON {fuzzy_confusions, max_edits, agency_id}
   P:{list}:{v}:entries hash entry_id -> JSON entry, one per version
   P:{list}:{v}:log     list of "+entry_id" / "-entry_id": manual changes to version v, in order
   P:epoch              counter raised by every change; the matcher compares it each batch
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import redis.asyncio as aioredis
 
@@ -86,8 +86,7 @@ class ActiveLists:
         old = await self._r.hget(f"{self._p}:version", list_id)
         async with self._r.pipeline(transaction=True) as pipe:
             pipe.hset(f"{self._p}:version", list_id, version)
-            pipe.hset(f"{self._p}:config", list_id, json.dumps(
-                {"fuzzy_confusions": config.fuzzy_confusions, "max_edits": config.max_edits}))
+            pipe.hset(f"{self._p}:config", list_id, json.dumps(asdict(config)))
             if old is not None and int(old) != version:
                 pipe.expire(self._entries(list_id, int(old)), _OLD_VERSION_TTL_S)
                 pipe.expire(self._log(list_id, int(old)), _OLD_VERSION_TTL_S)
@@ -96,8 +95,7 @@ class ActiveLists:
 
     async def set_config(self, list_id: str, config: ListConfig) -> None:
         async with self._r.pipeline(transaction=True) as pipe:
-            pipe.hset(f"{self._p}:config", list_id, json.dumps(
-                {"fuzzy_confusions": config.fuzzy_confusions, "max_edits": config.max_edits}))
+            pipe.hset(f"{self._p}:config", list_id, json.dumps(asdict(config)))
             pipe.incr(f"{self._p}:epoch")
             await pipe.execute()
 

@@ -76,7 +76,7 @@ def entry_fields_from_pb(pb: hotlist_pb2.HotlistEntry) -> dict[str, str]:
 
 
 def config_of(doc: dict[str, Any]) -> ListConfig:
-    return ListConfig(bool(doc.get("fuzzy_confusions", True)), int(doc.get("max_edits", 0)))
+    return ListConfig(bool(doc.get("fuzzy_confusions", True)), int(doc.get("max_edits", 0)), str(doc["owner"]))
 
 
 def list_to_pb(doc: dict[str, Any]) -> hotlist_pb2.HotList:
@@ -95,7 +95,8 @@ def alert_doc(alert_id: str, read_doc: dict[str, Any], match: Match, historical:
     return {
         "_id": alert_id,
         "read": read_doc,
-        "agency_id": read_doc.get("agency_id", ""),
+        # The alert is the list's agency's; the read's own agency is read_doc["agency_id"].
+        "agency_id": match.agency_id,
         "camera_id": read_doc.get("camera_id", ""),
         "list_id": match.list_id,
         "list_version": match.list_version,
@@ -113,7 +114,8 @@ def alert_to_pb(doc: dict[str, Any]) -> hotlist_pb2.Alert:
     pb = hotlist_pb2.Alert(alert_id=doc["_id"], read=read, image_ref=read.image_ref,
                            entry=entry_to_pb(entry_from_doc(doc["entry"])), list_version=doc["list_version"],
                            match_kind=_KINDS[doc["match_kind"]], match_detail=doc["match_detail"],
-                           historical=doc["historical"], status=STATUS_TO_PB[Status(doc["status"])])
+                           historical=doc["historical"], status=STATUS_TO_PB[Status(doc["status"])],
+                           agency_id=doc["agency_id"])
     pb.raised_at.CopyFrom(to_timestamp(doc["raised_at"]))
     if v := doc.get("verification"):
         pb.verification.CopyFrom(hotlist_pb2.Verification(

@@ -96,6 +96,19 @@ class HotlistStore:
         async for doc in self._db[ENTRIES].find({"list_id": list_id, "version": version}):
             yield doc
 
+    async def entries_by_id(self, list_id: str, version: int, entry_ids: Iterable[str]) -> list[dict[str, Any]]:
+        ids = [f"{list_id}:{version}:{e}" for e in entry_ids]
+        return await self._db[ENTRIES].find({"_id": {"$in": ids}}).to_list(None)
+
+    async def partial_plates(self, list_id: str, version: int) -> int:
+        """Entries of the list's version whose plate is partial ('?' or '*')."""
+        return await self._db[ENTRIES].count_documents({"list_id": list_id, "version": version,
+                                                        "plate": {"$regex": r"[?*]"}})
+
+    async def stored_alert_ids(self, alert_ids: list[str]) -> set[str]:
+        docs = await self._db[ALERTS].find({"_id": {"$in": alert_ids}}, {"_id": 1}).to_list(None)
+        return {d["_id"] for d in docs}
+
     async def insert_alerts(self, docs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         """Stores the alerts not stored before; returns those (a redelivered read yields none)."""
         docs = list(docs)

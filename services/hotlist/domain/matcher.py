@@ -15,7 +15,7 @@ Removed entries stay in the arrays until the next rebuild but are skipped: a can
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -33,6 +33,8 @@ class Match:
     entry: Entry
     list_id: str
     list_version: int
+    # The list's agency: the alert is that agency's.
+    agency_id: str
     kind: MatchKind
     # 'exact', 'fuzzy: 8→B', 'wildcard: AB?12*'; ' (state not read)' when the read has no state.
     detail: str
@@ -160,7 +162,8 @@ class ListIndex:
         def hit(entry: Entry, kind: MatchKind, detail: str) -> None:
             if (entry.entry_id not in found and self.entries.get(entry.entry_id) is entry
                     and _state_ok(entry, state) and entry.active(now)):
-                found[entry.entry_id] = Match(entry, self.list_id, self.version, kind, detail + suffix)
+                found[entry.entry_id] = Match(entry, self.list_id, self.version, self.config.agency_id, kind,
+                                              detail + suffix)
 
         for entry in self._exact.get(plate, ()):
             hit(entry, "exact", "exact")
@@ -180,7 +183,9 @@ class MatchIndex:
     def __init__(self) -> None:
         self.lists: dict[str, ListIndex] = {}
 
-    def match(self, plate: str, state: str, now: datetime) -> list[Match]:
+    def match(self, plate: str, state: str, now: datetime, agencies: Collection[str]) -> list[Match]:
+        """Matches of the lists of `agencies` only (HotlistSharing.list_agencies of the read's agency)."""
         if not plate:
             return []
-        return [m for index in self.lists.values() for m in index.match(plate, state, now)]
+        return [m for index in self.lists.values() if index.config.agency_id in agencies
+                for m in index.match(plate, state, now)]

@@ -6,8 +6,8 @@ CSV: the header names the columns, with NCIC field codes or plain names (case-in
 Fixed width (`FixedWidthLayout`, the layout most state extracts use, 1-based columns):
   1 record type | 2-11 NIC | 12-21 LIC | 22-23 LIS | 24-32 ORI | 33-40 EXP (YYYYMMDD) | 41-44 VMA |
   45-47 VMO | 48-51 VYR | 52-54 VCO | 55- MIS
-A plate may be partial ('AB?12*'): '?' one character, '*' any run. Every refused line is reported with its
-number and reason; the rest are imported.
+A plate may be partial ('AB?12*'): '?' one character, '*' any run, within the limits of `WildcardPolicy`.
+Every refused line is reported with its number and reason; the rest are imported.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from itertools import chain
 from typing import Literal
 
 from services.hotlist.domain.model import Entry, VehicleDescription, entry_id_for
-from services.hotlist.domain.plates import MAX_PLATE_LEN, InvalidQuery, compile_pattern, is_pattern
+from services.hotlist.domain.plates import MAX_PLATE_LEN, WILDCARDS, InvalidQuery, compile_pattern, is_pattern
 
 RECORD_TYPES = {
     "V": "stolen vehicle",
@@ -101,12 +101,35 @@ class Rejected(ValueError):
     """One line refused; the message is the reason reported to the importer."""
 
 
+@dataclass(frozen=True)
+class WildcardPolicy:
+    """Limits on partial plates. One that starts with a wildcard, or has few fixed characters, matches a large
+    share of all plates: a sweep of every read rather than a lookout for one vehicle."""
+
+    # Letters and digits a partial plate must fix.
+    min_fixed: int
+    # Partial plates one list may hold.
+    max_per_list: int
+
+    def check(self, plate: str) -> None:
+        """Raises Rejected unless the partial plate `plate` is narrow enough."""
+        if plate[0] in WILDCARDS:
+            raise Rejected("a partial plate may not start with '?' or '*' (it would match too many plates)")
+        if sum(ch.isalnum() for ch in plate) < self.min_fixed:
+            raise Rejected(f"a partial plate needs at least {self.min_fixed} fixed letters or digits")
+
+    def check_count(self, count: int) -> None:
+        """Raises Rejected when a list already holding `count` partial plates may take no more."""
+        if count >= self.max_per_list:
+            raise Rejected(f"a list may hold at most {self.max_per_list} partial plates")
+
+
 def detect_format(first_line: str) -> Format:
     header = {c.strip().upper() for c in first_line.split(",")}
     return "csv" if header & set(_ALIASES["plate"]) else "fixed"
 
 
-def _plate(text: str) -> str:
+def _plate(text: str, wildcards: WildcardPolicy) -> str:
     plate = "".join(ch for ch in text.upper() if ch not in " -.·")
     if not plate:
         raise Rejected("missing plate")
@@ -119,6 +142,7 @@ def _plate(text: str) -> str:
             compile_pattern(plate)
         except InvalidQuery as exc:
             raise Rejected(f"bad partial plate: {exc}") from None
+        wildcards.check(plate)
     return plate
 
 
@@ -135,9 +159,11 @@ def _expiry(text: str, now: datetime) -> datetime | None:
     return at
 
 
-def build_entry(list_id: str, f: dict[str, str], now: datetime, require_state: bool = True) -> Entry:
-    """An entry from named fields (a parsed line or a manual entry); raises Rejected."""
-    plate = _plate(f.get("plate", ""))
+def build_entry(list_id: str, f: dict[str, str], now: datetime, wildcards: WildcardPolicy,
+                require_state: bool = True) -> Entry:
+    """An entry from named fields (a parsed line or a manual entry); raises Rejected. The list's count of
+    partial plates is the caller's to check (WildcardPolicy.check_count)."""
+    plate = _plate(f.get("plate", ""), wildcards)
     state = f.get("state", "").strip().upper()
     if not state and require_state:
         raise Rejected("missing state")
@@ -202,7 +228,7 @@ def _fixed_rows(lines: Iterable[tuple[int, str]], layout: FixedWidthLayout,
             yield number, layout.fields(line)
 
 
-def parse(lines: Iterable[str], list_id: str, now: datetime, fmt: Format | None = None,
+def parse(lines: Iterable[str], list_id: str, now: datetime, wildcards: WildcardPolicy, fmt: Format | None = None,
           layout: FixedWidthLayout = FixedWidthLayout()) -> ParseResult:
     """Entries of a hot file and the refused lines (1-based numbers) with reasons. Raises BadFile."""
     result = ParseResult()
@@ -215,12 +241,15 @@ def parse(lines: Iterable[str], list_id: str, now: datetime, fmt: Format | None 
     rows: Iterator[tuple[int, dict[str, str] | str]]
     rows = _csv_rows(content, first[1]) if fmt == "csv" else _fixed_rows(chain([first], content), layout)
     seen: dict[str, int] = {}
+    partial = 0
     for number, row in rows:
         if isinstance(row, str):
             result.rejected.append((number, row))
             continue
         try:
-            entry = build_entry(list_id, row, now)
+            entry = build_entry(list_id, row, now, wildcards)
+            if entry.entry_id not in seen and is_pattern(entry.plate):
+                wildcards.check_count(partial)
         except Rejected as exc:
             result.rejected.append((number, str(exc)))
             continue
@@ -228,5 +257,6 @@ def parse(lines: Iterable[str], list_id: str, now: datetime, fmt: Format | None 
             result.rejected.append((number, f"duplicate of line {dup}"))
             continue
         seen[entry.entry_id] = number
+        partial += is_pattern(entry.plate)
         result.entries.append(entry)
     return result

@@ -24,7 +24,7 @@ _REPRESENTATIVE = {ch: group[0] for group in CONFUSION_CLASSES for ch in group}
 WILDCARDS = "?*"
 
 __all__ = ["MAX_PLATE_LEN", "InvalidQuery", "normalize_plate", "pattern_to_regex", "skeleton", "confusable",
-           "delete_keys", "is_pattern", "compile_pattern", "candidate_regex", "CONFUSION_CLASSES"]
+           "delete_keys", "is_pattern", "WILDCARDS", "compile_pattern", "candidate_regex", "CONFUSION_CLASSES"]
 
 
 

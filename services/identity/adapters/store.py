@@ -8,7 +8,8 @@ from typing import Any
 from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
-AGENCIES = "agencies"
+from services.common.agencies import AGENCIES, HOTLIST_SHARE_WITH
+
 USERS = "users"
 
 
@@ -27,11 +28,14 @@ class IdentityStore:
     async def upsert_agency(self, agency_id: str, name: str) -> None:
         await self._db[AGENCIES].update_one(
             {"_id": agency_id},
-            {"$setOnInsert": {"name": name, "share_with": [], "case_number_required": False}}, upsert=True)
+            {"$setOnInsert": {"name": name, "share_with": [], HOTLIST_SHARE_WITH: [], "case_number_required": False}},
+            upsert=True)
 
-    async def set_agency_policy(self, agency_id: str, share_with: list[str], case_number_required: bool) -> dict:
+    async def set_agency_policy(self, agency_id: str, share_with: list[str], case_number_required: bool,
+                                hotlist_share_with: list[str]) -> dict:
         return await self._db[AGENCIES].find_one_and_update(
-            {"_id": agency_id}, {"$set": {"share_with": share_with, "case_number_required": case_number_required}},
+            {"_id": agency_id}, {"$set": {"share_with": share_with, "case_number_required": case_number_required,
+                                          HOTLIST_SHARE_WITH: hotlist_share_with}},
             return_document=ReturnDocument.AFTER)
 
     async def sharing_with(self, agency_id: str) -> list[str]:

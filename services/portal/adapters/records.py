@@ -19,7 +19,8 @@ from services.ingest.adapters.counters import reads_key, vehicles_key
 from services.portal.domain.transparency import Camera
 from services.retention.adapters.store import RetentionStore
 
-SEARCHES = ["search", "convoy"]
+# Searches of reads: SearchReads, FindConvoy and the back-search of a hot list.
+SEARCHES = ["search", "convoy", "hotlist.backsearch"]
 
 
 def day_start(day: date) -> datetime:
@@ -87,8 +88,9 @@ class Records:
             "event.action": {"$in": SEARCHES}, "event.outcome": ALLOWED, "at": {"$gte": since}})
 
     async def hotlist_hits(self, agency_id: str, since: datetime) -> tuple[dict[str, int], dict[str, int]]:
-        """Alerts raised on the agency's reads since `since`: per day, and per disposition."""
-        match = {"$match": {"agency_id": agency_id, "raised_at": {"$gte": since}}}
+        """The agency's own hits since `since` (alerts of its lists on its reads): per day, and per disposition.
+        A partner's list hitting its reads, or its list hitting a partner's reads, is not its own hit."""
+        match = {"$match": {"agency_id": agency_id, "read.agency_id": agency_id, "raised_at": {"$gte": since}}}
         pipeline = [match, {"$facet": {
             "daily": [{"$group": {"_id": _per_day("raised_at"), "n": {"$sum": 1}}}],
             "outcomes": [{"$group": {"_id": {"$ifNull": ["$disposition.disposition", "pending"]},

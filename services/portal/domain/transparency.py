@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 from html import escape
 from typing import Any
 
-from services.search.domain.purpose import CRIMINAL, NON_CRIMINAL, PROHIBITED
+from services.common.purpose import CRIMINAL, NON_CRIMINAL, PROHIBITED
 from sightline.search.v1 import search_pb2
 
 CAPTURED = (

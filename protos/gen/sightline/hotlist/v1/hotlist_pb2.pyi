@@ -10,6 +10,7 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from sightline.common.v1 import read_pb2 as _read_pb2
+from sightline.search.v1 import search_pb2 as _search_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -430,10 +431,7 @@ class AddEntryResponse(_message.Message):
 
     ENTRY_FIELD_NUMBER: _builtins.int
     LIST_VERSION_FIELD_NUMBER: _builtins.int
-    HISTORICAL_ALERTS_FIELD_NUMBER: _builtins.int
     list_version: _builtins.int
-    historical_alerts: _builtins.int
-    """Historical alerts raised by the back-search of past reads."""
     @_builtins.property
     def entry(self) -> Global___HotlistEntry: ...
     def __init__(
@@ -441,11 +439,10 @@ class AddEntryResponse(_message.Message):
         *,
         entry: Global___HotlistEntry | None = ...,
         list_version: _builtins.int = ...,
-        historical_alerts: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry", "historical_alerts", b"historical_alerts", "list_version", b"list_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry", "list_version", b"list_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -491,6 +488,64 @@ class RemoveEntryResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RemoveEntryResponse: _TypeAlias = RemoveEntryResponse  # noqa: Y015
+
+@_typing.final
+class BackSearchRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIST_ID_FIELD_NUMBER: _builtins.int
+    ENTRY_IDS_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    CASE_NUMBER_FIELD_NUMBER: _builtins.int
+    list_id: _builtins.str
+    """A list of the caller's agency."""
+    purpose: _search_pb2.Purpose.ValueType
+    """Why, as for SearchReads: a purpose from the standard list (never a prohibited one) ..."""
+    case_number: _builtins.str
+    """... and the case or incident number (3-40 letters, digits or / _ . : -); always required here."""
+    @_builtins.property
+    def entry_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Entries of the list's current version to search for; empty: every entry of the list."""
+
+    def __init__(
+        self,
+        *,
+        list_id: _builtins.str = ...,
+        entry_ids: _abc.Iterable[_builtins.str] | None = ...,
+        purpose: _search_pb2.Purpose.ValueType = ...,
+        case_number: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_number", b"case_number", "entry_ids", b"entry_ids", "list_id", b"list_id", "purpose", b"purpose"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BackSearchRequest: _TypeAlias = BackSearchRequest  # noqa: Y015
+
+@_typing.final
+class BackSearchResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HISTORICAL_ALERTS_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
+    historical_alerts: _builtins.int
+    """Historical alerts raised (a read already alerted on for an entry is not alerted again)."""
+    truncated: _builtins.bool
+    """The search stopped at the service's limit of alerts per back-search: narrow it to fewer entries."""
+    def __init__(
+        self,
+        *,
+        historical_alerts: _builtins.int = ...,
+        truncated: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["historical_alerts", b"historical_alerts", "truncated", b"truncated"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BackSearchResponse: _TypeAlias = BackSearchResponse  # noqa: Y015
 
 @_typing.final
 class Verification(_message.Message):
@@ -600,6 +655,7 @@ class Alert(_message.Message):
     VERIFICATION_FIELD_NUMBER: _builtins.int
     RECONFIRMATION_FIELD_NUMBER: _builtins.int
     DISPOSITION_FIELD_NUMBER: _builtins.int
+    AGENCY_ID_FIELD_NUMBER: _builtins.int
     alert_id: _builtins.str
     """Hash of read id, entry id and list version: a redelivered read never raises a second alert."""
     image_ref: _builtins.str
@@ -609,8 +665,12 @@ class Alert(_message.Message):
     match_detail: _builtins.str
     """How it matched: "exact", "fuzzy: 8→B", "wildcard: AB?12*"."""
     historical: _builtins.bool
-    """Raised by a back-search of past reads when the entry was added, not by a live read."""
+    """Raised by a back-search of past reads (BackSearch), not by a live read."""
     status: Global___AlertStatus.ValueType
+    agency_id: _builtins.str
+    """The agency the alert belongs to: the owner of the list that matched (the read's own agency, or one it
+    shares its reads with for hot-list matching).
+    """
     @_builtins.property
     def read(self) -> _read_pb2.Read: ...
     @_builtins.property
@@ -639,10 +699,11 @@ class Alert(_message.Message):
         verification: Global___Verification | None = ...,
         reconfirmation: Global___Reconfirmation | None = ...,
         disposition: Global___DispositionRecord | None = ...,
+        agency_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["disposition", b"disposition", "entry", b"entry", "raised_at", b"raised_at", "read", b"read", "reconfirmation", b"reconfirmation", "verification", b"verification"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_id", b"alert_id", "disposition", b"disposition", "entry", b"entry", "historical", b"historical", "image_ref", b"image_ref", "list_version", b"list_version", "match_detail", b"match_detail", "match_kind", b"match_kind", "raised_at", b"raised_at", "read", b"read", "reconfirmation", b"reconfirmation", "status", b"status", "verification", b"verification"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency_id", b"agency_id", "alert_id", b"alert_id", "disposition", b"disposition", "entry", b"entry", "historical", b"historical", "image_ref", b"image_ref", "list_version", b"list_version", "match_detail", b"match_detail", "match_kind", b"match_kind", "raised_at", b"raised_at", "read", b"read", "reconfirmation", b"reconfirmation", "status", b"status", "verification", b"verification"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -659,7 +720,7 @@ class SubscribeAlertsRequest(_message.Message):
     @_builtins.property
     def agency_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Each filter, when set, must match; empty filters match every alert of the caller's agency.
-        agency_ids may only name the caller's own agency (any other: PERMISSION_DENIED).
+        agency_ids (Alert.agency_id) may only name the caller's own agency (any other: PERMISSION_DENIED).
         """
 
     @_builtins.property

@@ -33,6 +33,14 @@ class HotlistServiceStub:
     the permission hotlists:manage and a list of the caller's own agency (PERMISSION_DENIED otherwise). Each
     change is written to the audit trail before it takes effect; when the audit trail cannot be written the
     call fails with UNAVAILABLE and nothing changes.
+
+    A list matches only the reads of its own agency, and those of agencies that share their reads with it for
+    hot-list matching (the agency record's `hotlist_share_with`, set by that agency's admin with
+    IdentityService.SetAgencyPolicy; distinct from `share_with`, which is for searches). Every hit on another
+    agency's read is written to the audit trail twice, once for each agency, before its alert is raised.
+
+    Partial plates are limited: no leading '?' or '*', a minimum number of fixed letters and digits, and a cap
+    on partial plates per list (the hotlist service's settings); a refusal is INVALID_ARGUMENT saying which.
     """
 
     def __init__(self, channel):
@@ -66,6 +74,11 @@ class HotlistServiceStub:
                 request_serializer=sightline_dot_hotlist_dot_v1_dot_hotlist__pb2.RemoveEntryRequest.SerializeToString,
                 response_deserializer=sightline_dot_hotlist_dot_v1_dot_hotlist__pb2.RemoveEntryResponse.FromString,
                 _registered_method=True)
+        self.BackSearch = channel.unary_unary(
+                '/sightline.hotlist.v1.HotlistService/BackSearch',
+                request_serializer=sightline_dot_hotlist_dot_v1_dot_hotlist__pb2.BackSearchRequest.SerializeToString,
+                response_deserializer=sightline_dot_hotlist_dot_v1_dot_hotlist__pb2.BackSearchResponse.FromString,
+                _registered_method=True)
 
 
 class HotlistServiceServicer:
@@ -76,6 +89,14 @@ class HotlistServiceServicer:
     the permission hotlists:manage and a list of the caller's own agency (PERMISSION_DENIED otherwise). Each
     change is written to the audit trail before it takes effect; when the audit trail cannot be written the
     call fails with UNAVAILABLE and nothing changes.
+
+    A list matches only the reads of its own agency, and those of agencies that share their reads with it for
+    hot-list matching (the agency record's `hotlist_share_with`, set by that agency's admin with
+    IdentityService.SetAgencyPolicy; distinct from `share_with`, which is for searches). Every hit on another
+    agency's read is written to the audit trail twice, once for each agency, before its alert is raised.
+
+    Partial plates are limited: no leading '?' or '*', a minimum number of fixed letters and digits, and a cap
+    on partial plates per list (the hotlist service's settings); a refusal is INVALID_ARGUMENT saying which.
     """
 
     def UpsertList(self, request, context):
@@ -96,15 +117,16 @@ class HotlistServiceServicer:
 
     def ImportList(self, request_iterator, context):
         """Bulk import of a hot file, streamed in chunks (the first carries the list id and format). The new
-        entries replace the list's previous version atomically: matching sees either all old or all new.
+        entries replace the list's previous version atomically: matching sees either all old or all new. Past
+        reads are not searched: that is BackSearch.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def AddEntry(self, request, context):
-        """A manual entry (e.g. an Amber alert typed in by a dispatcher); matched within a second, and past reads
-        still within retention are searched for it (hits raised as historical alerts).
+        """A manual entry (e.g. an Amber alert typed in by a dispatcher); matched against new reads within a
+        second. Past reads are not searched: that is BackSearch.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -112,6 +134,19 @@ class HotlistServiceServicer:
 
     def RemoveEntry(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BackSearch(self, request, context):
+        """Searches the stored reads still within retention for a list's entries (all, or the named ones) and
+        raises the hits as historical alerts of the list's agency. It is a search of reads: it needs the
+        permissions hotlists:manage and reads:search, a purpose and a case number under the same rules as
+        SearchService.SearchReads (prohibited purposes PERMISSION_DENIED; a missing purpose or a malformed or
+        missing case number INVALID_ARGUMENT), and it is written to the audit trail (action "hotlist.backsearch",
+        with the purpose, case number, plates searched and hit count) before it answers: UNAVAILABLE, and no
+        alert raised, when the audit trail cannot be written. Refusals are audited too.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -144,6 +179,11 @@ def add_HotlistServiceServicer_to_server(servicer, server):
                     request_deserializer=sightline_dot_hotlist_dot_v1_dot_hotlist__pb2.RemoveEntryRequest.FromString,
                     response_serializer=sightline_dot_hotlist_dot_v1_dot_hotlist__pb2.RemoveEntryResponse.SerializeToString,
             ),
+            'BackSearch': grpc.unary_unary_rpc_method_handler(
+                    servicer.BackSearch,
+                    request_deserializer=sightline_dot_hotlist_dot_v1_dot_hotlist__pb2.BackSearchRequest.FromString,
+                    response_serializer=sightline_dot_hotlist_dot_v1_dot_hotlist__pb2.BackSearchResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'sightline.hotlist.v1.HotlistService', rpc_method_handlers)
@@ -160,6 +200,14 @@ class HotlistService:
     the permission hotlists:manage and a list of the caller's own agency (PERMISSION_DENIED otherwise). Each
     change is written to the audit trail before it takes effect; when the audit trail cannot be written the
     call fails with UNAVAILABLE and nothing changes.
+
+    A list matches only the reads of its own agency, and those of agencies that share their reads with it for
+    hot-list matching (the agency record's `hotlist_share_with`, set by that agency's admin with
+    IdentityService.SetAgencyPolicy; distinct from `share_with`, which is for searches). Every hit on another
+    agency's read is written to the audit trail twice, once for each agency, before its alert is raised.
+
+    Partial plates are limited: no leading '?' or '*', a minimum number of fixed letters and digits, and a cap
+    on partial plates per list (the hotlist service's settings); a refusal is INVALID_ARGUMENT saying which.
     """
 
     @staticmethod
@@ -297,13 +345,42 @@ class HotlistService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def BackSearch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sightline.hotlist.v1.HotlistService/BackSearch',
+            sightline_dot_hotlist_dot_v1_dot_hotlist__pb2.BackSearchRequest.SerializeToString,
+            sightline_dot_hotlist_dot_v1_dot_hotlist__pb2.BackSearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class AlertServiceStub:
     """Alerts raised when a read matches an entry, and the officer's workflow on them. A hit is not probable
     cause: an alert must be visually verified, then its record reconfirmed as active, then disposed of.
 
-    A caller sees only the alerts raised on its own agency's reads (permission alerts:view); an alert of
-    another agency is NOT_FOUND. Workflow steps need alerts:respond, are recorded as the token's user and
+    An alert belongs to the agency whose list matched (Alert.agency_id): only that agency's users receive it,
+    see it (permission alerts:view) and work it; an alert of another agency is NOT_FOUND. When a partner's
+    list matches a read of this agency (it shares its reads for hot-list matching), the partner gets the alert
+    and this agency gets an audit entry of the hit ("hotlist.hit"), never the partner's list entry. Workflow steps need alerts:respond, are recorded as the token's user and
     are written to the audit trail before they take effect (UNAVAILABLE, nothing recorded, when it is down).
     """
 
@@ -344,8 +421,10 @@ class AlertServiceServicer:
     """Alerts raised when a read matches an entry, and the officer's workflow on them. A hit is not probable
     cause: an alert must be visually verified, then its record reconfirmed as active, then disposed of.
 
-    A caller sees only the alerts raised on its own agency's reads (permission alerts:view); an alert of
-    another agency is NOT_FOUND. Workflow steps need alerts:respond, are recorded as the token's user and
+    An alert belongs to the agency whose list matched (Alert.agency_id): only that agency's users receive it,
+    see it (permission alerts:view) and work it; an alert of another agency is NOT_FOUND. When a partner's
+    list matches a read of this agency (it shares its reads for hot-list matching), the partner gets the alert
+    and this agency gets an audit entry of the hit ("hotlist.hit"), never the partner's list entry. Workflow steps need alerts:respond, are recorded as the token's user and
     are written to the audit trail before they take effect (UNAVAILABLE, nothing recorded, when it is down).
     """
 
@@ -423,8 +502,10 @@ class AlertService:
     """Alerts raised when a read matches an entry, and the officer's workflow on them. A hit is not probable
     cause: an alert must be visually verified, then its record reconfirmed as active, then disposed of.
 
-    A caller sees only the alerts raised on its own agency's reads (permission alerts:view); an alert of
-    another agency is NOT_FOUND. Workflow steps need alerts:respond, are recorded as the token's user and
+    An alert belongs to the agency whose list matched (Alert.agency_id): only that agency's users receive it,
+    see it (permission alerts:view) and work it; an alert of another agency is NOT_FOUND. When a partner's
+    list matches a read of this agency (it shares its reads for hot-list matching), the partner gets the alert
+    and this agency gets an audit entry of the hit ("hotlist.hit"), never the partner's list entry. Workflow steps need alerts:respond, are recorded as the token's user and
     are written to the audit trail before they take effect (UNAVAILABLE, nothing recorded, when it is down).
     """
 

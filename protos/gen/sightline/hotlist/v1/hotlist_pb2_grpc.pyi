@@ -34,6 +34,14 @@ class HotlistServiceStub:
     the permission hotlists:manage and a list of the caller's own agency (PERMISSION_DENIED otherwise). Each
     change is written to the audit trail before it takes effect; when the audit trail cannot be written the
     call fails with UNAVAILABLE and nothing changes.
+
+    A list matches only the reads of its own agency, and those of agencies that share their reads with it for
+    hot-list matching (the agency record's `hotlist_share_with`, set by that agency's admin with
+    IdentityService.SetAgencyPolicy; distinct from `share_with`, which is for searches). Every hit on another
+    agency's read is written to the audit trail twice, once for each agency, before its alert is raised.
+
+    Partial plates are limited: no leading '?' or '*', a minimum number of fixed letters and digits, and a cap
+    on partial plates per list (the hotlist service's settings); a refusal is INVALID_ARGUMENT saying which.
     """
 
     @_typing.overload
@@ -50,13 +58,23 @@ class HotlistServiceStub:
     """
     ImportList: _grpc.StreamUnaryMultiCallable[_hotlist_pb2.ImportListChunk, _hotlist_pb2.ImportListResponse]
     """Bulk import of a hot file, streamed in chunks (the first carries the list id and format). The new
-    entries replace the list's previous version atomically: matching sees either all old or all new.
+    entries replace the list's previous version atomically: matching sees either all old or all new. Past
+    reads are not searched: that is BackSearch.
     """
     AddEntry: _grpc.UnaryUnaryMultiCallable[_hotlist_pb2.AddEntryRequest, _hotlist_pb2.AddEntryResponse]
-    """A manual entry (e.g. an Amber alert typed in by a dispatcher); matched within a second, and past reads
-    still within retention are searched for it (hits raised as historical alerts).
+    """A manual entry (e.g. an Amber alert typed in by a dispatcher); matched against new reads within a
+    second. Past reads are not searched: that is BackSearch.
     """
     RemoveEntry: _grpc.UnaryUnaryMultiCallable[_hotlist_pb2.RemoveEntryRequest, _hotlist_pb2.RemoveEntryResponse]
+    BackSearch: _grpc.UnaryUnaryMultiCallable[_hotlist_pb2.BackSearchRequest, _hotlist_pb2.BackSearchResponse]
+    """Searches the stored reads still within retention for a list's entries (all, or the named ones) and
+    raises the hits as historical alerts of the list's agency. It is a search of reads: it needs the
+    permissions hotlists:manage and reads:search, a purpose and a case number under the same rules as
+    SearchService.SearchReads (prohibited purposes PERMISSION_DENIED; a missing purpose or a malformed or
+    missing case number INVALID_ARGUMENT), and it is written to the audit trail (action "hotlist.backsearch",
+    with the purpose, case number, plates searched and hit count) before it answers: UNAVAILABLE, and no
+    alert raised, when the audit trail cannot be written. Refusals are audited too.
+    """
 
 @_typing.type_check_only
 class HotlistServiceAsyncStub(HotlistServiceStub):
@@ -67,6 +85,14 @@ class HotlistServiceAsyncStub(HotlistServiceStub):
     the permission hotlists:manage and a list of the caller's own agency (PERMISSION_DENIED otherwise). Each
     change is written to the audit trail before it takes effect; when the audit trail cannot be written the
     call fails with UNAVAILABLE and nothing changes.
+
+    A list matches only the reads of its own agency, and those of agencies that share their reads with it for
+    hot-list matching (the agency record's `hotlist_share_with`, set by that agency's admin with
+    IdentityService.SetAgencyPolicy; distinct from `share_with`, which is for searches). Every hit on another
+    agency's read is written to the audit trail twice, once for each agency, before its alert is raised.
+
+    Partial plates are limited: no leading '?' or '*', a minimum number of fixed letters and digits, and a cap
+    on partial plates per list (the hotlist service's settings); a refusal is INVALID_ARGUMENT saying which.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -80,13 +106,23 @@ class HotlistServiceAsyncStub(HotlistServiceStub):
     """
     ImportList: _aio.StreamUnaryMultiCallable[_hotlist_pb2.ImportListChunk, _hotlist_pb2.ImportListResponse]  # type: ignore[assignment]
     """Bulk import of a hot file, streamed in chunks (the first carries the list id and format). The new
-    entries replace the list's previous version atomically: matching sees either all old or all new.
+    entries replace the list's previous version atomically: matching sees either all old or all new. Past
+    reads are not searched: that is BackSearch.
     """
     AddEntry: _aio.UnaryUnaryMultiCallable[_hotlist_pb2.AddEntryRequest, _hotlist_pb2.AddEntryResponse]  # type: ignore[assignment]
-    """A manual entry (e.g. an Amber alert typed in by a dispatcher); matched within a second, and past reads
-    still within retention are searched for it (hits raised as historical alerts).
+    """A manual entry (e.g. an Amber alert typed in by a dispatcher); matched against new reads within a
+    second. Past reads are not searched: that is BackSearch.
     """
     RemoveEntry: _aio.UnaryUnaryMultiCallable[_hotlist_pb2.RemoveEntryRequest, _hotlist_pb2.RemoveEntryResponse]  # type: ignore[assignment]
+    BackSearch: _aio.UnaryUnaryMultiCallable[_hotlist_pb2.BackSearchRequest, _hotlist_pb2.BackSearchResponse]  # type: ignore[assignment]
+    """Searches the stored reads still within retention for a list's entries (all, or the named ones) and
+    raises the hits as historical alerts of the list's agency. It is a search of reads: it needs the
+    permissions hotlists:manage and reads:search, a purpose and a case number under the same rules as
+    SearchService.SearchReads (prohibited purposes PERMISSION_DENIED; a missing purpose or a malformed or
+    missing case number INVALID_ARGUMENT), and it is written to the audit trail (action "hotlist.backsearch",
+    with the purpose, case number, plates searched and hit count) before it answers: UNAVAILABLE, and no
+    alert raised, when the audit trail cannot be written. Refusals are audited too.
+    """
 
 class HotlistServiceServicer(metaclass=_abc_1.ABCMeta):
     """Hot lists (NCIC / state extracts, NCMEC Amber alerts, agency lists) and their entries.
@@ -96,6 +132,14 @@ class HotlistServiceServicer(metaclass=_abc_1.ABCMeta):
     the permission hotlists:manage and a list of the caller's own agency (PERMISSION_DENIED otherwise). Each
     change is written to the audit trail before it takes effect; when the audit trail cannot be written the
     call fails with UNAVAILABLE and nothing changes.
+
+    A list matches only the reads of its own agency, and those of agencies that share their reads with it for
+    hot-list matching (the agency record's `hotlist_share_with`, set by that agency's admin with
+    IdentityService.SetAgencyPolicy; distinct from `share_with`, which is for searches). Every hit on another
+    agency's read is written to the audit trail twice, once for each agency, before its alert is raised.
+
+    Partial plates are limited: no leading '?' or '*', a minimum number of fixed letters and digits, and a cap
+    on partial plates per list (the hotlist service's settings); a refusal is INVALID_ARGUMENT saying which.
     """
 
     @_abc_1.abstractmethod
@@ -125,7 +169,8 @@ class HotlistServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_hotlist_pb2.ImportListResponse, _abc.Awaitable[_hotlist_pb2.ImportListResponse]]:
         """Bulk import of a hot file, streamed in chunks (the first carries the list id and format). The new
-        entries replace the list's previous version atomically: matching sees either all old or all new.
+        entries replace the list's previous version atomically: matching sees either all old or all new. Past
+        reads are not searched: that is BackSearch.
         """
 
     @_abc_1.abstractmethod
@@ -134,8 +179,8 @@ class HotlistServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _hotlist_pb2.AddEntryRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_hotlist_pb2.AddEntryResponse, _abc.Awaitable[_hotlist_pb2.AddEntryResponse]]:
-        """A manual entry (e.g. an Amber alert typed in by a dispatcher); matched within a second, and past reads
-        still within retention are searched for it (hits raised as historical alerts).
+        """A manual entry (e.g. an Amber alert typed in by a dispatcher); matched against new reads within a
+        second. Past reads are not searched: that is BackSearch.
         """
 
     @_abc_1.abstractmethod
@@ -145,14 +190,31 @@ class HotlistServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_hotlist_pb2.RemoveEntryResponse, _abc.Awaitable[_hotlist_pb2.RemoveEntryResponse]]: ...
 
+    @_abc_1.abstractmethod
+    def BackSearch(
+        self,
+        request: _hotlist_pb2.BackSearchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_hotlist_pb2.BackSearchResponse, _abc.Awaitable[_hotlist_pb2.BackSearchResponse]]:
+        """Searches the stored reads still within retention for a list's entries (all, or the named ones) and
+        raises the hits as historical alerts of the list's agency. It is a search of reads: it needs the
+        permissions hotlists:manage and reads:search, a purpose and a case number under the same rules as
+        SearchService.SearchReads (prohibited purposes PERMISSION_DENIED; a missing purpose or a malformed or
+        missing case number INVALID_ARGUMENT), and it is written to the audit trail (action "hotlist.backsearch",
+        with the purpose, case number, plates searched and hit count) before it answers: UNAVAILABLE, and no
+        alert raised, when the audit trail cannot be written. Refusals are audited too.
+        """
+
 def add_HotlistServiceServicer_to_server(servicer: HotlistServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
 class AlertServiceStub:
     """Alerts raised when a read matches an entry, and the officer's workflow on them. A hit is not probable
     cause: an alert must be visually verified, then its record reconfirmed as active, then disposed of.
 
-    A caller sees only the alerts raised on its own agency's reads (permission alerts:view); an alert of
-    another agency is NOT_FOUND. Workflow steps need alerts:respond, are recorded as the token's user and
+    An alert belongs to the agency whose list matched (Alert.agency_id): only that agency's users receive it,
+    see it (permission alerts:view) and work it; an alert of another agency is NOT_FOUND. When a partner's
+    list matches a read of this agency (it shares its reads for hot-list matching), the partner gets the alert
+    and this agency gets an audit entry of the hit ("hotlist.hit"), never the partner's list entry. Workflow steps need alerts:respond, are recorded as the token's user and
     are written to the audit trail before they take effect (UNAVAILABLE, nothing recorded, when it is down).
     """
 
@@ -175,8 +237,10 @@ class AlertServiceAsyncStub(AlertServiceStub):
     """Alerts raised when a read matches an entry, and the officer's workflow on them. A hit is not probable
     cause: an alert must be visually verified, then its record reconfirmed as active, then disposed of.
 
-    A caller sees only the alerts raised on its own agency's reads (permission alerts:view); an alert of
-    another agency is NOT_FOUND. Workflow steps need alerts:respond, are recorded as the token's user and
+    An alert belongs to the agency whose list matched (Alert.agency_id): only that agency's users receive it,
+    see it (permission alerts:view) and work it; an alert of another agency is NOT_FOUND. When a partner's
+    list matches a read of this agency (it shares its reads for hot-list matching), the partner gets the alert
+    and this agency gets an audit entry of the hit ("hotlist.hit"), never the partner's list entry. Workflow steps need alerts:respond, are recorded as the token's user and
     are written to the audit trail before they take effect (UNAVAILABLE, nothing recorded, when it is down).
     """
 
@@ -195,8 +259,10 @@ class AlertServiceServicer(metaclass=_abc_1.ABCMeta):
     """Alerts raised when a read matches an entry, and the officer's workflow on them. A hit is not probable
     cause: an alert must be visually verified, then its record reconfirmed as active, then disposed of.
 
-    A caller sees only the alerts raised on its own agency's reads (permission alerts:view); an alert of
-    another agency is NOT_FOUND. Workflow steps need alerts:respond, are recorded as the token's user and
+    An alert belongs to the agency whose list matched (Alert.agency_id): only that agency's users receive it,
+    see it (permission alerts:view) and work it; an alert of another agency is NOT_FOUND. When a partner's
+    list matches a read of this agency (it shares its reads for hot-list matching), the partner gets the alert
+    and this agency gets an audit entry of the hit ("hotlist.hit"), never the partner's list entry. Workflow steps need alerts:respond, are recorded as the token's user and
     are written to the audit trail before they take effect (UNAVAILABLE, nothing recorded, when it is down).
     """
 

@@ -56,6 +56,7 @@ class Agency(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     SHARE_WITH_FIELD_NUMBER: _builtins.int
     CASE_NUMBER_REQUIRED_FIELD_NUMBER: _builtins.int
+    HOTLIST_SHARE_WITH_FIELD_NUMBER: _builtins.int
     agency_id: _builtins.str
     name: _builtins.str
     case_number_required: _builtins.bool
@@ -64,6 +65,13 @@ class Agency(_message.Message):
     def share_with(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Agencies allowed to search this agency's reads (sharing agreements). Empty: sharing off (the default)."""
 
+    @_builtins.property
+    def hotlist_share_with(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Agencies whose hot lists may match this agency's reads (hot-list sharing agreements; see
+        sightline.hotlist.v1.HotlistService). Separate from share_with: sharing reads for searches does not share
+        them for hot-list matching, nor the reverse. Empty: only this agency's own lists match its reads.
+        """
+
     def __init__(
         self,
         *,
@@ -71,10 +79,11 @@ class Agency(_message.Message):
         name: _builtins.str = ...,
         share_with: _abc.Iterable[_builtins.str] | None = ...,
         case_number_required: _builtins.bool = ...,
+        hotlist_share_with: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency_id", b"agency_id", "case_number_required", b"case_number_required", "name", b"name", "share_with", b"share_with"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency_id", b"agency_id", "case_number_required", b"case_number_required", "hotlist_share_with", b"hotlist_share_with", "name", b"name", "share_with", b"share_with"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -379,18 +388,24 @@ class SetAgencyPolicyRequest(_message.Message):
 
     SHARE_WITH_FIELD_NUMBER: _builtins.int
     CASE_NUMBER_REQUIRED_FIELD_NUMBER: _builtins.int
+    HOTLIST_SHARE_WITH_FIELD_NUMBER: _builtins.int
     case_number_required: _builtins.bool
     @_builtins.property
     def share_with(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def hotlist_share_with(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Replaces Agency.hotlist_share_with (omitted: emptied, like share_with)."""
+
     def __init__(
         self,
         *,
         share_with: _abc.Iterable[_builtins.str] | None = ...,
         case_number_required: _builtins.bool = ...,
+        hotlist_share_with: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_number_required", b"case_number_required", "share_with", b"share_with"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_number_required", b"case_number_required", "hotlist_share_with", b"hotlist_share_with", "share_with", b"share_with"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

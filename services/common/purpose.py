@@ -1,4 +1,7 @@
-"""Purpose binding and agency scope of a search. Pure.
+"""Purpose binding and agency scope of a search of reads. Pure.
+
+Shared by every service that searches reads: SearchReads and its kin (services/search) and the back-search of
+a hot list (services/hotlist), so that both refuse the same purposes and apply one case-number policy.
 
 Every search names a purpose from the standard list and, where needed, a case or incident number. The
 prohibited purposes are refused outright. A search reaches another agency's reads only when the caller
