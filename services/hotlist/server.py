@@ -34,6 +34,7 @@ from services.common.auth import AuthError, Permission, Principal, TokenVerifier
 from services.common.grpc_server import ServiceSpec, retry_until_done
 from services.common.logging import redact_plate
 from services.common.metrics import watch_stream_backlog
+from services.common.service_tokens import service_signer
 from services.common.storage import mongo_client, mongo_database, mongo_dependency, redis_client, redis_dependency
 from services.hotlist.adapters.active_lists import ActiveLists, StaleVersion
 from services.hotlist.adapters.alert_bus import AlertBus
@@ -420,7 +421,8 @@ async def make_spec(settings: HotlistSettings) -> ServiceSpec:
     bus = AlertBus(redis, settings.alert_channel, settings.subscriber_queue)
     raiser = AlertRaiser(store, bus)
     backsearch = BackSearch(db, raiser, settings.backsearch_max_alerts, settings.backsearch_timeout_ms)
-    audit = AuditClient(settings.audit_address, settings.audit_timeout_s)
+    audit = AuditClient(settings.audit_address, settings.audit_timeout_s,
+                        service_signer(settings.service_name, settings))
     gate = Gate(token_verifier(settings), audit)
     hotlists = HotlistServicer(settings, store, active, backsearch, gate)
     alerts = AlertServicer(store, bus, gate)
