@@ -30,12 +30,13 @@ from tqdm import tqdm
 
 from services.audit.adapters.store import CHAIN, CHECKPOINTS, ENTRIES
 from services.audit.client import AuditClient
-from services.audit.domain.chain import GENESIS_HASH, new_entry, sign_checkpoint, truncate_ms
+from services.audit.domain.chain import GENESIS_HASH, checkpoint_digest, new_entry, sign_checkpoint, truncate_ms
 from services.audit.settings import AUDIT_KEY, AuditSettings
 from services.cli.audit import verify
 from services.common.auth import KeySettings, auth_metadata, load_private_key
 from services.common.plates import CONFUSION_CLASSES, skeleton
 from services.common.reads import READS, ensure_indexes
+from services.common.service_tokens import service_signer
 from services.common.storage import mongo_client
 from services.devstack.stack import LocalStack, Ports
 from services.identity.domain.accounts import Credentials, new_user_document
@@ -113,12 +114,12 @@ def seed_user(uri: str) -> tuple[str, str, str]:
 
 
 def seed_audit_chain(uri: str, data_dir: Path, n: int) -> None:
-    """A chain of n entries written directly (as the service would), with a checkpoint every 10,000."""
+    """A chain of n entries written directly (as the service would), with a checkpoint every 10,000 and at the end."""
     key = load_private_key(None, KeySettings(data_dir=data_dir), AUDIT_KEY)
     with MongoClient(uri, w=1, tz_aware=True) as client:
         db = client["bench_audit"]
         start = truncate_ms(datetime.now(UTC) - timedelta(days=1))
-        prev, batch, cps = GENESIS_HASH, [], [sign_checkpoint(key, 0, GENESIS_HASH, start)]
+        prev, batch, cps = GENESIS_HASH, [], [sign_checkpoint(key, 0, GENESIS_HASH, start, GENESIS_HASH)]
         for seq in tqdm(range(1, n + 1), desc="writing audit chain", unit="entry", unit_scale=True, mininterval=2):
             at = start + timedelta(milliseconds=seq)
             event = {"action": "search", "outcome": "OUTCOME_ALLOWED", "user_id": f"u{seq % 50}",
@@ -128,12 +129,14 @@ def seed_audit_chain(uri: str, data_dir: Path, n: int) -> None:
             prev = entry["hash"]
             batch.append(entry)
             if seq % 10_000 == 0:
-                cps.append(sign_checkpoint(key, seq, prev, at))
+                cps.append(sign_checkpoint(key, seq, prev, at, checkpoint_digest(cps[-1])))
             if len(batch) == 10_000:
                 db[ENTRIES].insert_many(batch)
                 batch = []
         if batch:
             db[ENTRIES].insert_many(batch)
+        if n % 10_000:  # the service signs its head before it stops: so does this
+            cps.append(sign_checkpoint(key, n, prev, at, checkpoint_digest(cps[-1])))
         db[CHECKPOINTS].insert_many(cps)
         db[CHAIN].insert_one({"_id": "head", "seq": n, "hash": prev, "at": start + timedelta(milliseconds=n)})
 
@@ -201,7 +204,9 @@ async def run_queries(stack: LocalStack, pool: list[str], end: datetime, creds: 
         assert reply.companions and reply.companions[0].plate_normalized == COMPANION, reply
         rows.append(await timed("convoy (7 days)", max(repeats // 4, 10),
                                 lambda i: search.FindConvoy(convoy, metadata=md)))
-        audit = AuditClient(stack.address("audit"), 5)
+        # As search records it: search's service key, the investigator as the actor.
+        audit = AuditClient(stack.address("audit"), 5,
+                            service_signer("search", KeySettings(data_dir=Path(stack.env["SIGHTLINE_DATA_DIR"]))))
         event = audit_pb2.AuditEvent(action="search", purpose="PURPOSE_ROBBERY", case_number="BENCH-1",
                                      plates=["ABC1234"], result_count=3)
         rows.append(await timed("audit append (per search)", repeats,

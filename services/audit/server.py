@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
 from google.protobuf.json_format import MessageToDict, ParseDict
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
-from services.audit.adapters.store import AuditStore, audit_database
+from services.audit.adapters.store import AuditStore, ChainTampered, audit_database
+from services.audit.client import ACTOR_METADATA, AUDIENCE
 from services.audit.domain.chain import canonical
+from services.audit.domain.limits import RateLimiter
 from services.audit.domain.review import FlagPolicy, no_case_flags, plate_flags, review_filter, volume_flags
 from services.audit.settings import AUDIT_KEY, AuditSettings
 from services.common.auth import (
@@ -24,13 +27,17 @@ from services.common.auth import (
     load_private_key,
     token_verifier,
 )
-from services.common.grpc_server import ServiceSpec
+from services.common.grpc_server import Dependency, ServiceSpec
+from services.common.service_tokens import SERVICE_SUBJECT_PREFIX, ServiceVerifier, service_verifier
 from services.common.storage import mongo_client, mongo_dependency
 from sightline.audit.v1 import audit_pb2, audit_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 APPENDS = Counter("sightline_audit_appends_total", "Audit entries appended", ["action"])
+APPENDS_REFUSED = Counter("sightline_audit_appends_refused_total", "Append calls refused", ["reason"])
+CHAIN_INTACT = Gauge("sightline_audit_chain_intact",
+                     "1 while the stored chain is the one this service wrote; 0: tampered, nothing is appended")
 APPEND_SECONDS = Histogram("sightline_audit_append_seconds", "Audit append latency",
                            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1))
 _FLAG_KINDS = {"no_case_number": audit_pb2.FLAG_KIND_NO_CASE_NUMBER,
@@ -53,11 +60,20 @@ def _range(start, end, has_start: bool, has_end: bool) -> tuple[datetime | None,
     return (start.ToDatetime(tzinfo=UTC) if has_start else None, end.ToDatetime(tzinfo=UTC) if has_end else None)
 
 
+def _metadata(context, key: str) -> str:
+    for k, value in context.invocation_metadata() or ():
+        if k == key and isinstance(value, str):
+            return value
+    return ""
+
+
 class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
-    def __init__(self, settings: AuditSettings, store: AuditStore, verifier):
+    def __init__(self, settings: AuditSettings, store: AuditStore, verifier, services: ServiceVerifier):
         self._settings = settings
         self._store = store
         self._verifier = verifier
+        self._services = services
+        self._limiter = RateLimiter(settings.append_rate_per_s, settings.append_burst)
         self._policy = FlagPolicy(settings.flag_volume_threshold, settings.flag_volume_factor,
                                   settings.flag_plate_min_users)
 
@@ -69,50 +85,71 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
                 event = audit_pb2.AuditEvent(action="audit.review", outcome=audit_pb2.OUTCOME_DENIED,
                                              reason=exc.message)
                 try:
-                    await self._record(event, exc.principal)
+                    await self._record(event, exc.principal, SERVICE_SUBJECT_PREFIX + "audit")
                 except Exception:
                     log.exception("refusal not audited")
             await context.abort(exc.code, exc.message)
             raise  # unreachable: abort raises
 
-    async def _record(self, event: audit_pb2.AuditEvent, principal: Principal) -> dict[str, Any]:
-        if principal.is_service:
-            event.recorded_by = principal.user_id
-        else:  # a user's token: the actor is the verified caller, whatever the event says
-            event.user_id, event.username, event.agency_id = principal.user_id, principal.username, principal.agency_id
+    async def _record(self, event: audit_pb2.AuditEvent, actor: Principal | None, recorded_by: str) -> dict[str, Any]:
+        """Append `event` as recorded by the service `recorded_by`; with an `actor` (a person's verified token)
+        the actor fields are that person's, whatever the event says."""
+        if actor is not None:
+            event.user_id, event.username, event.agency_id = actor.user_id, actor.username, actor.agency_id
             del event.roles[:]
-            event.roles.extend(sorted(principal.roles))
-            event.recorded_by = ""
+            event.roles.extend(sorted(actor.roles))
+        event.recorded_by = recorded_by
         doc = event_to_document(event)
         with APPEND_SECONDS.time():
             entry = await self._store.append(doc)
         APPENDS.labels(event.action).inc()
         return entry
 
-    async def _appender(self, context) -> Principal:
-        """Any valid token may record events about its holder, including refusals of that holder (expired
-        training, no second factor), so only the signature, expiry and role are checked here."""
+    async def _refuse(self, context, code: grpc.StatusCode, reason: str, message: str) -> None:
+        APPENDS_REFUSED.labels(reason).inc()
+        await context.abort(code, message)
+
+    async def _calling_service(self, context) -> str:
+        """The service calling Append (its own service token); a person's token is PERMISSION_DENIED."""
+        token = bearer_token(context)
         try:
-            token = bearer_token(context)
             if not token:
-                raise AuthError(grpc.StatusCode.UNAUTHENTICATED, "an access token is required")
-            principal = self._verifier.verify(token)
-            if not principal.can(Permission.AUDIT_APPEND):
-                raise AuthError(grpc.StatusCode.PERMISSION_DENIED, "this token cannot append audit events")
+                raise AuthError(grpc.StatusCode.UNAUTHENTICATED, "a service token is required")
+            return self._services.verify(token)
         except AuthError as exc:
-            await context.abort(exc.code, exc.message)
+            await self._refuse(context, exc.code, "caller", exc.message)
             raise  # unreachable: abort raises
-        return principal
+
+    async def _actor(self, context) -> Principal | None:
+        """The person whose action the event records: the access token the service passed on, verified."""
+        token = _metadata(context, ACTOR_METADATA)
+        if not token:
+            return None
+        try:  # signature and expiry only: refusals for missing 2FA or expired training are recorded too
+            return self._verifier.verify(token)
+        except AuthError as exc:
+            await self._refuse(context, grpc.StatusCode.UNAUTHENTICATED, "actor", f"acting person: {exc.message}")
+            raise  # unreachable: abort raises
 
     async def Append(self, request, context):  # noqa: N802 - gRPC method name
-        principal = await self._appender(context)
+        """For Sightline services only, each within its rate; people's actions come with the person's token as
+        the actor (ACTOR_METADATA), recorded by the service that performed them."""
+        service = await self._calling_service(context)
+        if not self._limiter.allow(service, time.monotonic()):
+            await self._refuse(context, grpc.StatusCode.RESOURCE_EXHAUSTED, "rate",
+                               f"service {service} is over its audit append rate")
         event = request.event
         if not event.action:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "event.action is required")
-        if len(canonical(event_to_document(event))) > self._settings.max_event_bytes:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "event too large")
+            await self._refuse(context, grpc.StatusCode.INVALID_ARGUMENT, "invalid", "event.action is required")
+        size = len(canonical(event_to_document(event)))
+        if size > self._settings.max_event_bytes:
+            await self._refuse(context, grpc.StatusCode.INVALID_ARGUMENT, "size",
+                               f"event too large ({size} bytes; at most {self._settings.max_event_bytes})")
+        actor = await self._actor(context)
         try:
-            entry = await self._record(event, principal)
+            entry = await self._record(event, actor, SERVICE_SUBJECT_PREFIX + service)
+        except ChainTampered:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "audit trail integrity check failed: appends stopped")
         except Exception:
             log.exception("audit append failed")
             await context.abort(grpc.StatusCode.UNAVAILABLE, "audit store unavailable")
@@ -122,7 +159,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         event = audit_pb2.AuditEvent(action="audit.review", outcome=audit_pb2.OUTCOME_ALLOWED, result_count=count)
         event.details.update(details)
         try:
-            await self._record(event, principal)
+            await self._record(event, principal, SERVICE_SUBJECT_PREFIX + "audit")
         except Exception:
             log.exception("audit append failed")
             await context.abort(grpc.StatusCode.UNAVAILABLE, "audit store unavailable")
@@ -169,7 +206,13 @@ async def make_spec(settings: AuditSettings) -> ServiceSpec:
     db = audit_database(mongo, settings.audit_mongo_db)
     key = load_private_key(settings.audit_signing_key_file, settings, AUDIT_KEY)
     store = AuditStore(mongo, db, key, timedelta(days=settings.audit_retention_days))
-    servicer = AuditServicer(settings, store, token_verifier(settings))
+    servicer = AuditServicer(settings, store, token_verifier(settings),
+                             service_verifier(AUDIENCE, settings.append_services, settings))
+
+    async def chain_intact() -> None:
+        CHAIN_INTACT.set(0 if store.tampered else 1)
+        if store.tampered:
+            raise ChainTampered(store.tampered)
 
     async def checkpoints() -> None:
         while True:
@@ -190,7 +233,7 @@ async def make_spec(settings: AuditSettings) -> ServiceSpec:
     return ServiceSpec(
         service_names=[audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name],
         register=lambda server: audit_pb2_grpc.add_AuditServiceServicer_to_server(servicer, server),
-        dependencies=[mongo_dependency(mongo)],
+        dependencies=[mongo_dependency(mongo), Dependency("audit chain", chain_intact)],
         background=[checkpoints],
         close=[final_checkpoint, mongo.close],
     )

@@ -1,10 +1,11 @@
 """``sightline identity bootstrap-admin``: create an agency and its first agency admin.
 
 Every other account is created by an agency admin through IdentityService.CreateUser; this command makes the
-first one. Run it where the identity service runs (it needs the identity settings: MongoDB, the token signing
+first one. Run it where the identity service runs (it needs the identity settings: MongoDB, identity's service
 key, the audit address): `kubectl exec deploy/sightline-identity -- sightline identity bootstrap-admin ...`.
-It refuses when the agency already has an admin, records the creation in the audit trail before writing
-(fail closed: no audit, no admin), and prints the TOTP secret and provisioning URI once.
+It refuses when the agency already has an admin, records the creation in the audit trail (as the identity
+service, with its service key) before writing (fail closed: no audit, no admin), and prints the TOTP secret
+and provisioning URI once.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import argparse
 import asyncio
 import getpass
 import sys
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from services.audit.client import AuditClient, AuditUnavailable
-from services.common.auth import TOKEN_KEY, TokenIssuer, load_private_key
+from services.common.service_tokens import service_signer
 from services.common.storage import mongo_client, mongo_database
 from services.identity.adapters.store import IdentityStore
 from services.identity.domain.accounts import (
@@ -53,7 +54,9 @@ async def bootstrap(settings: IdentitySettings, args: argparse.Namespace, passwo
     check_new_password(password, username, settings.min_password_length)
     now = datetime.now(UTC)
     mongo = mongo_client(settings)
-    audit = AuditClient(settings.audit_address, settings.audit_timeout_s)
+    # Recorded as the identity service (its service key), whose database this command writes.
+    audit = AuditClient(settings.audit_address, settings.audit_timeout_s,
+                        service_signer(settings.service_name, settings))
     try:
         store = IdentityStore(mongo_database(mongo, settings))
         await store.ensure_indexes()
@@ -67,12 +70,10 @@ async def bootstrap(settings: IdentitySettings, args: argparse.Namespace, passwo
                     "expires_at": datetime.combine(args.training_expires, time(23, 59, 59), UTC)}
         doc, secret = new_user_document(username, args.agency, args.display_name, ["agency_admin"],
                                         credentials.hash(password), training, now)
-        issuer = TokenIssuer(load_private_key(settings.token_signing_key_file, settings, TOKEN_KEY),
-                             timedelta(minutes=settings.token_ttl_minutes))
         event = audit_pb2.AuditEvent(action="user.bootstrap_admin", outcome=audit_pb2.OUTCOME_ALLOWED,
                                      subject=doc["_id"], agency_id=args.agency)
         event.details.update({"username": username, "agency_name": args.agency_name, "roles": ["agency_admin"]})
-        await audit.record(event, issuer.service_token("identity-bootstrap", args.agency, now))
+        await audit.record(event)
         await store.upsert_agency(args.agency, args.agency_name)
         await store.insert_user(doc)
         return secret, totp_uri(secret, username, args.agency)

@@ -32,7 +32,6 @@ TOKEN_KEY = "token_ed25519"
 ISSUER = "sightline-identity"
 AUDIENCE = "sightline"
 ALGORITHM = "EdDSA"
-SERVICE_SUBJECT_PREFIX = "service:"
 # The local stack's data folder in this checkout (services/devstack keeps its state under <repo>/.local).
 LOCAL_DATA_DIR = Path(__file__).resolve().parents[2] / ".local" / "data"
 
@@ -50,6 +49,12 @@ class KeySettings(BaseSettings):
     token_public_key_file: Path | None = None
     # Seconds of clock skew tolerated when checking token times.
     token_leeway_s: int = Field(default=30, ge=0, le=300)
+    service_key_file: Path | None = Field(default=None, description=(
+        "PEM Ed25519 private key this service signs its service tokens with (services/common/service_tokens.py); "
+        "unset with dev keys: <data_dir>/keys/service_<name>_ed25519.pem, generated once"))
+    service_public_keys_dir: Path | None = Field(default=None, description=(
+        "Folder of the calling services' public keys, service_<name>_ed25519.pub.pem each (the audit service); "
+        "unset with dev keys: <data_dir>/keys"))
 
 
 class Role(StrEnum):
@@ -59,8 +64,6 @@ class Role(StrEnum):
     AUDITOR = "auditor"
     AGENCY_ADMIN = "agency_admin"
     PARTNER_AGENCY_USER = "partner_agency_user"
-    # Not a person: a Sightline service writing audit events of its own (e.g. identity's login events).
-    SERVICE = "service"
 
 
 class Permission(StrEnum):
@@ -69,7 +72,8 @@ class Permission(StrEnum):
     VIEW_IMAGES = "images:view"
     PARTNER_SEARCH = "reads:partner"
     AUDIT_REVIEW = "audit:review"
-    AUDIT_APPEND = "audit:append"
+    # Change one's own password (every role). Audit events are written by services only, never by people.
+    OWN_ACCOUNT = "account:self"
     MANAGE_USERS = "users:manage"
     MANAGE_AGENCY = "agency:manage"
     # Place and release evidence holds (reads kept past their expiry for a case).
@@ -86,16 +90,15 @@ class Permission(StrEnum):
 
 P = Permission
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    Role.OFFICER: frozenset({P.SEARCH, P.VIEW_IMAGES, P.ALERTS_VIEW, P.ALERTS_RESPOND, P.AUDIT_APPEND}),
+    Role.OFFICER: frozenset({P.SEARCH, P.VIEW_IMAGES, P.ALERTS_VIEW, P.ALERTS_RESPOND, P.OWN_ACCOUNT}),
     Role.INVESTIGATOR: frozenset({P.SEARCH, P.CONVOY, P.VIEW_IMAGES, P.MANAGE_HOLDS, P.ALERTS_VIEW,
-                                  P.ALERTS_RESPOND, P.AUDIT_APPEND}),
-    Role.SUPERVISOR: frozenset({P.SEARCH, P.CONVOY, P.VIEW_IMAGES, P.MANAGE_HOLDS, P.AUDIT_REVIEW, P.AUDIT_APPEND,
+                                  P.ALERTS_RESPOND, P.OWN_ACCOUNT}),
+    Role.SUPERVISOR: frozenset({P.SEARCH, P.CONVOY, P.VIEW_IMAGES, P.MANAGE_HOLDS, P.AUDIT_REVIEW, P.OWN_ACCOUNT,
                                 P.HOTLIST_MANAGE, P.ALERTS_VIEW, P.ALERTS_RESPOND}),
-    Role.AUDITOR: frozenset({P.AUDIT_REVIEW, P.AUDIT_APPEND}),
+    Role.AUDITOR: frozenset({P.AUDIT_REVIEW, P.OWN_ACCOUNT}),
     Role.AGENCY_ADMIN: frozenset({P.MANAGE_USERS, P.MANAGE_AGENCY, P.MANAGE_HOLDS, P.MANAGE_CAMERAS,
-                                  P.HOTLIST_MANAGE, P.AUDIT_APPEND}),
-    Role.PARTNER_AGENCY_USER: frozenset({P.SEARCH, P.VIEW_IMAGES, P.PARTNER_SEARCH, P.AUDIT_APPEND}),
-    Role.SERVICE: frozenset({P.AUDIT_APPEND}),
+                                  P.HOTLIST_MANAGE, P.OWN_ACCOUNT}),
+    Role.PARTNER_AGENCY_USER: frozenset({P.SEARCH, P.VIEW_IMAGES, P.PARTNER_SEARCH, P.OWN_ACCOUNT}),
 }
 
 
@@ -130,12 +133,8 @@ class Principal:
     case_number_required: bool = False
     # Agencies that share their reads with this one (from the sharing agreements at login).
     partner_agencies: tuple[str, ...] = ()
-    # The token itself, forwarded to the audit service so that it records the verified caller.
+    # The token itself, passed on to the audit service, which records its verified holder as the actor.
     token: str = field(default="", repr=False, compare=False)
-
-    @property
-    def is_service(self) -> bool:
-        return self.user_id.startswith(SERVICE_SUBJECT_PREFIX)
 
     def can(self, permission: Permission) -> bool:
         return permission in permissions(self.roles)
@@ -143,10 +142,6 @@ class Principal:
 
 def authorize(principal: Principal, permission: Permission, now: datetime) -> None:
     """Raise AuthError unless the principal may use `permission` now."""
-    if principal.is_service:
-        if not principal.can(permission):
-            raise AuthError(grpc.StatusCode.PERMISSION_DENIED, f"a service token cannot {permission}", principal)
-        return
     if not principal.second_factor:
         raise AuthError(grpc.StatusCode.UNAUTHENTICATED,
                         "two-factor authentication is required: log in with a TOTP code", principal)
@@ -204,11 +199,6 @@ class TokenIssuer:
         if principal.training_until is not None:
             claims["training_until"] = int(principal.training_until.timestamp())
         return jwt.encode(claims, self._key, algorithm=ALGORITHM), expires
-
-    def service_token(self, service: str, agency_id: str, now: datetime) -> str:
-        principal = Principal(user_id=SERVICE_SUBJECT_PREFIX + service, username=service, agency_id=agency_id,
-                              roles=frozenset({Role.SERVICE}), second_factor=False, training_until=None)
-        return self.issue(principal, now, ["key"])[0]
 
 
 def bearer_token(context: grpc.aio.ServicerContext) -> str | None:

@@ -64,8 +64,8 @@ class AlertRaiser:
                            token: str) -> int:
         """Stores an alert per (read, match) unless stored before; pushes and returns the number of new ones.
 
-        Partner hits not stored before are audited first with `token` (the back-searching user's, or the
-        matcher's service token); raises AuditUnavailable, storing nothing, when that fails.
+        Partner hits not stored before are audited first, on behalf of `token`'s person (the back-searching
+        user; empty for the live matcher); raises AuditUnavailable, storing nothing, when that fails.
         """
         now = datetime.now(UTC)
         # A live alert is keyed on the vehicle pass (preview and final raise it once), a historical one on the read.

@@ -24,9 +24,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -35,20 +35,18 @@ from prometheus_client import Counter
 
 from services.audit.client import AuditClient, AuditUnavailable
 from services.common.auth import (
-    TOKEN_KEY,
     AuthError,
     Permission,
     Principal,
-    TokenIssuer,
     TokenVerifier,
     check_call,
-    load_private_key,
     token_verifier,
 )
 from services.common.grpc_server import ServiceSpec, retry_until_done
 from services.common.logging import redact_plate
 from services.common.metrics import watch_stream_backlog
 from services.common.purpose import Refusal, check_access, purpose_name
+from services.common.service_tokens import service_signer
 from services.common.storage import mongo_client, mongo_database, mongo_dependency, redis_client, redis_dependency
 from services.hotlist.adapters.active_lists import ActiveLists, StaleVersion
 from services.hotlist.adapters.alert_bus import AlertBus
@@ -470,33 +468,6 @@ async def reconcile(store: HotlistStore, active: ActiveLists) -> None:
             await active.set_config(doc["_id"], config_of(doc))
 
 
-class ServiceToken:
-    """The matcher's own access token, for the audit events of hits on partner agencies' reads; renewed at
-    half its lifetime."""
-
-    def __init__(self, issuer: TokenIssuer):
-        self._issuer = issuer
-        self._token = ""
-        self._renew_at = datetime.min.replace(tzinfo=UTC)
-
-    def __call__(self) -> str:
-        now = datetime.now(UTC)
-        if now >= self._renew_at:
-            self._token = self._issuer.service_token("hotlist", "", now)
-            self._renew_at = now + self._issuer.ttl / 2
-        return self._token
-
-
-def service_token(settings: HotlistSettings) -> Callable[[], str] | None:
-    """Only a dev stack can sign the matcher's token here (its identity key is local). Elsewhere there is none
-    until services hold credentials of their own, and reads are matched by their own agency's lists only."""
-    if not settings.dev_keys or settings.token_public_key_file is not None:
-        log.warning("no service credential: hot-list sharing is off in the matcher (partner hits need auditing)")
-        return None
-    return ServiceToken(TokenIssuer(load_private_key(None, settings, TOKEN_KEY), timedelta(minutes=15)))
-
-
-
 async def make_spec(settings: HotlistSettings) -> ServiceSpec:
     mongo = mongo_client(settings)
     db = mongo_database(mongo, settings)
@@ -504,7 +475,8 @@ async def make_spec(settings: HotlistSettings) -> ServiceSpec:
     store = HotlistStore(db)
     active = ActiveLists(redis, settings.hotlist_key_prefix)
     bus = AlertBus(redis, settings.alert_channel, settings.subscriber_queue)
-    audit = AuditClient(settings.audit_address, settings.audit_timeout_s)
+    audit = AuditClient(settings.audit_address, settings.audit_timeout_s,
+                        service_signer(settings.service_name, settings))
     raiser = AlertRaiser(store, bus, audit)
     backsearch = BackSearch(db, settings.backsearch_max_alerts, settings.backsearch_timeout_ms)
     sharing = SharingDirectory(db, settings.sharing_refresh_s)
@@ -516,8 +488,7 @@ async def make_spec(settings: HotlistSettings) -> ServiceSpec:
         await retry_until_done("mongodb indexes", store.ensure_indexes)
         await retry_until_done("list reconciliation", lambda: reconcile(store, active))
         if settings.matcher_enabled:
-            await StreamMatcher(redis, settings, IndexSync(active, MatchIndex()), raiser, sharing,
-                                service_token(settings)).run()
+            await StreamMatcher(redis, settings, IndexSync(active, MatchIndex()), raiser, sharing).run()
 
     def register(server: grpc.aio.Server) -> None:
         hotlist_pb2_grpc.add_HotlistServiceServicer_to_server(hotlists, server)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,12 +49,11 @@ MATCH_SECONDS = Histogram("sightline_hotlist_match_seconds", "Index lookup time 
 
 class StreamMatcher:
     def __init__(self, redis: aioredis.Redis, settings: HotlistSettings, sync: IndexSync, raiser: AlertRaiser,
-                 sharing: SharingDirectory, service_token: Callable[[], str] | None):
+                 sharing: SharingDirectory):
         self._s = settings
         self._sync = sync
         self._raiser = raiser
         self._sharing = sharing
-        self._service_token = service_token
         self._group = ConsumerGroup(redis, settings.pass_stream, settings.matcher_group,
                                     consumer_name(settings.matcher_consumer), settings.matcher_batch,
                                     settings.matcher_claim_idle_ms)
@@ -65,7 +63,7 @@ class StreamMatcher:
         if not entries:
             return 0
         now = datetime.now(UTC)
-        sharing = await self._sharing.current() if self._service_token is not None else None
+        sharing = await self._sharing.current()
         for _, fields in entries:
             if not fields:  # trimmed from the stream before it was claimed
                 PASSES_MATCHED.labels("gone").inc()
@@ -81,7 +79,7 @@ class StreamMatcher:
             with tracer.start_as_current_span("hotlist.match", context=extract(trace_carrier(fields)),
                                               kind=trace.SpanKind.CONSUMER) as span:
                 t0 = time.perf_counter()
-                agencies = sharing.list_agencies(read.agency_id) if sharing is not None else {read.agency_id}
+                agencies = sharing.list_agencies(read.agency_id)
                 matches = self._sync.index.match(vehicle_pass.plate_normalized, read.region.state, now, agencies)
                 MATCH_SECONDS.observe(time.perf_counter() - t0)
                 PASSES_MATCHED.labels("hit" if matches else "miss").inc()
@@ -97,11 +95,11 @@ class StreamMatcher:
 
     async def _raise(self, doc: dict[str, Any], matches: list[Match]) -> None:
         own = [m for m in matches if m.agency_id == doc["agency_id"]]
-        if len(own) == len(matches) or self._service_token is None:
+        if len(own) == len(matches):
             await self._raiser.raise_alerts([(doc, own)], historical=False, token="")
             return
-        try:
-            await self._raiser.raise_alerts([(doc, matches)], historical=False, token=self._service_token())
+        try:  # partner hits are audited by the matcher itself (its service key), on no person's behalf
+            await self._raiser.raise_alerts([(doc, matches)], historical=False, token="")
         except AuditUnavailable as exc:
             PARTNER_HITS_UNAUDITED.inc(len(matches) - len(own))
             log.error("partner hits not raised: audit trail unavailable",

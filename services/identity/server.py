@@ -29,6 +29,7 @@ from services.common.auth import (
 )
 from services.common.grpc_server import ServiceSpec, retry_until_done
 from services.common.reads import to_timestamp
+from services.common.service_tokens import service_signer
 from services.common.storage import mongo_client, mongo_database, mongo_dependency
 from services.identity.adapters.store import IdentityStore
 from services.identity.domain.accounts import (
@@ -100,10 +101,10 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
 
     # --- audit ------------------------------------------------------------------------------------------
 
-    async def _audit_or_abort(self, context, event: audit_pb2.AuditEvent, token: str | None = None) -> None:
-        token = token or self._issuer.service_token("identity", event.agency_id, datetime.now(UTC))
+    async def _audit_or_abort(self, context, event: audit_pb2.AuditEvent, actor_token: str = "") -> None:
+        """Record `event` as identity's own (a login, say), or as the action of the holder of `actor_token`."""
         try:
-            await self._audit.record(event, token)
+            await self._audit.record(event, actor_token)
         except AuditUnavailable as exc:
             log.error("audit trail unavailable: refusing", extra={"error": str(exc)[:200]})
             await context.abort(grpc.StatusCode.UNAVAILABLE, "audit trail unavailable; try again later")
@@ -202,7 +203,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                                           user=user_to_proto(user))
 
     async def ChangePassword(self, request, context):  # noqa: N802
-        principal = await self._caller(context, Permission.AUDIT_APPEND, "user.password")  # any signed-in person
+        principal = await self._caller(context, Permission.OWN_ACCOUNT, "user.password")  # any signed-in person
         now = datetime.now(UTC)
         user = await self._store.user(principal.user_id)
         if user is None:
@@ -314,7 +315,8 @@ async def make_spec(settings: IdentitySettings) -> ServiceSpec:
     store = IdentityStore(db)
     issuer = TokenIssuer(load_private_key(settings.token_signing_key_file, settings, TOKEN_KEY),
                          timedelta(minutes=settings.token_ttl_minutes))
-    audit = AuditClient(settings.audit_address, settings.audit_timeout_s)
+    audit = AuditClient(settings.audit_address, settings.audit_timeout_s,
+                        service_signer(settings.service_name, settings))
     servicer = IdentityServicer(settings, store, issuer, token_verifier(settings), audit)
 
 

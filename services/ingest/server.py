@@ -20,6 +20,7 @@ from services.audit.client import AuditClient, AuditUnavailable
 from services.common.auth import AuthError, Permission, Principal, check_call, token_verifier
 from services.common.grpc_server import ServiceSpec, retry_until_done
 from services.common.reads import ensure_indexes
+from services.common.service_tokens import service_signer
 from services.common.storage import (
     mongo_client,
     mongo_database,
@@ -361,7 +362,8 @@ async def make_spec(settings: IngestSettings) -> ServiceSpec:
     store = FrameStore(mongo, db, keys, settings.record_cache_s, settings.record_cache_size)
     alpr = TritonAlpr(settings.triton_url, settings.triton_model, settings.triton_timeout_s)
     publisher = ReadPublisher(redis, settings.read_stream, settings.read_stream_maxlen)
-    audit = AuditClient(settings.audit_address, settings.audit_timeout_s)
+    audit = AuditClient(settings.audit_address, settings.audit_timeout_s,
+                        service_signer(settings.service_name, settings))
     registry = CameraRegistryServicer(store, token_verifier(settings), audit)
     ingest = IngestServicer(settings, store, alpr, publisher, ReadCounters(redis, settings.counter_ttl_days))
 

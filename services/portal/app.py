@@ -3,6 +3,8 @@
     GET /                          the agencies
     GET /agencies/{id}             the agency's page (figures, plots as inline SVG, policy)
     GET /api/agencies/{id}.json    the same figures as JSON
+    GET /api/audit/checkpoint.json the audit trail's latest signed checkpoint, for anyone to save (a witness:
+                                   `sightline audit verify --witness FILE` checks it is still in the chain)
     GET /healthz                   200 while MongoDB and Redis answer
 """
 
@@ -33,6 +35,7 @@ from services.portal.domain.transparency import (
     Transparency,
     bar_chart_svg,
     deletion_summary,
+    published_checkpoint,
     window_days,
 )
 from services.portal.settings import PortalSettings
@@ -98,7 +101,18 @@ class Portal:
 
     async def index(self, request: Request) -> Response:
         agencies = await self._records.agencies()
-        return templates.TemplateResponse(request, "index.html", {"agencies": agencies})
+        checkpoint = await self.checkpoint()
+        return templates.TemplateResponse(request, "index.html", {"agencies": agencies, "checkpoint": checkpoint})
+
+    async def checkpoint(self) -> dict | None:
+        doc = await self._records.latest_checkpoint()
+        return None if doc is None else published_checkpoint(doc, datetime.now(UTC))
+
+    async def checkpoint_json(self, request: Request) -> Response:
+        checkpoint = await self.checkpoint()
+        if checkpoint is None:
+            raise HTTPException(404, "the audit trail has no signed checkpoint yet")
+        return JSONResponse(checkpoint, headers={"Access-Control-Allow-Origin": "*", "Cache-Control": "no-store"})
 
     async def agency_page(self, request: Request) -> Response:
         report = await self.report(request.path_params["agency_id"])
@@ -129,6 +143,7 @@ def create_app(settings: PortalSettings) -> Starlette:
         Route("/", portal.index),
         Route("/agencies/{agency_id}", portal.agency_page),
         Route("/api/agencies/{agency_id}.json", portal.agency_json),
+        Route("/api/audit/checkpoint.json", portal.checkpoint_json),
         health_route([mongo_dependency(portal.mongo), redis_dependency(portal.redis)]),
     ]
     return harden(Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: not_found}),

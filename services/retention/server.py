@@ -21,6 +21,7 @@ from services.audit.client import AuditClient, AuditUnavailable
 from services.common.auth import AuthError, Permission, Principal, check_call, token_verifier
 from services.common.grpc_server import ServiceSpec, retry_until_done
 from services.common.reads import READS, ensure_indexes, to_datetime, to_timestamp
+from services.common.service_tokens import service_signer
 from services.common.storage import mongo_client, mongo_database, mongo_dependency, redis_client, redis_dependency
 from services.retention.adapters.store import RetentionStore
 from services.retention.domain.holds import InvalidHold, Scope, check_request, reads_filter
@@ -240,7 +241,8 @@ async def make_spec(settings: RetentionSettings) -> ServiceSpec:
     mongo = mongo_client(settings)
     db = mongo_database(mongo, settings)
     redis = redis_client(settings)
-    audit = AuditClient(settings.audit_address, settings.audit_timeout_s)
+    audit = AuditClient(settings.audit_address, settings.audit_timeout_s,
+                        service_signer(settings.service_name, settings))
     store = RetentionStore(db)
     keys = KeyStore(db, load_master_key(settings), settings.data_key_cache_s)
     lock = asyncio.Lock()

@@ -26,6 +26,7 @@ from services.common.logging import redact_plate
 from services.common.plates import fold_plate_input, normalize_plate
 from services.common.purpose import Access, Refusal, check_access, purpose_name
 from services.common.reads import IMAGES, READS, document_to_read
+from services.common.service_tokens import service_signer
 from services.common.storage import mongo_client, mongo_database, mongo_dependency
 from services.retention.keys import DataKeySettings, KeyShredded, KeyStore, load_master_key
 from services.search.adapters.indexes import ensure_search_indexes
@@ -205,7 +206,8 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
 async def make_spec(settings: SearchSettings) -> ServiceSpec:
     mongo = mongo_client(settings)
     db = mongo_database(mongo, settings)
-    audit = AuditClient(settings.audit_address, settings.audit_timeout_s)
+    audit = AuditClient(settings.audit_address, settings.audit_timeout_s,
+                        service_signer(settings.service_name, settings))
     key_settings = DataKeySettings()
     keys = KeyStore(db, load_master_key(key_settings), key_settings.data_key_cache_s)
     servicer = SearchServicer(settings, db, token_verifier(settings), audit, keys)

@@ -510,12 +510,13 @@ async def test_list_changes_are_audited_with_list_version_and_counts(stubs, md, 
 
 @pytest.fixture
 def audit_down_stack(stack: LocalStack, mongo_uri: str, redis_url: str, tmp_path):
-    """Its own audit and hotlist (API only: no matcher competing for the session's passes) on the shared
-    mongod, Redis and keys, so that stopping this audit leaves the session's running."""
+    """Its own audit (on its own audit database: an audit service is its trail's only writer) and hotlist (API
+    only: no matcher competing for the session's passes) on the shared mongod, Redis and keys, so that stopping
+    this audit leaves the session's running."""
     own = LocalStack(tmp_path / "stack", Ports.free())
     own.env.update({"SIGHTLINE_MONGO_URI": mongo_uri, "SIGHTLINE_REDIS_URL": redis_url,
-                    "SIGHTLINE_DATA_DIR": stack.env["SIGHTLINE_DATA_DIR"],
-                    "SIGHTLINE_AUDIT_ADDRESS": own.address("audit"), "SIGHTLINE_DRAIN_SECONDS": "0"})
+                    "SIGHTLINE_DATA_DIR": stack.env["SIGHTLINE_DATA_DIR"], "SIGHTLINE_DRAIN_SECONDS": "0",
+                    "SIGHTLINE_AUDIT_ADDRESS": own.address("audit"), "SIGHTLINE_AUDIT_MONGO_DB": "audit_down_hotlist"})
     own.start_service("audit")
     own.start_service("hotlist", SIGHTLINE_MATCHER_ENABLED="false")
     yield own

@@ -3,7 +3,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from services.audit.domain.chain import GENESIS_HASH, entry_hash, new_entry, sign_checkpoint, verify_chain
+from services.audit.domain.chain import (
+    GENESIS_HASH,
+    checkpoint_digest,
+    entry_hash,
+    new_entry,
+    segment_problem,
+    sign_checkpoint,
+    verify_chain,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -20,14 +28,14 @@ def chain(n: int, start: datetime = T0) -> tuple[list[dict], list[dict], dict]:
         entries.append(new_entry(seq, at, {"action": "search", "result_count": seq, "plates": [f"P{seq}"]}, prev,
                                  at + YEAR))
         prev = entries[-1]["hash"]
-    checkpoints = [sign_checkpoint(KEY, 0, GENESIS_HASH, start), sign_checkpoint(KEY, 5, entries[4]["hash"],
-                                                                                  entries[4]["at"])]
+    genesis = sign_checkpoint(KEY, 0, GENESIS_HASH, start, GENESIS_HASH)
+    checkpoints = [genesis, sign_checkpoint(KEY, 5, entries[4]["hash"], entries[4]["at"], checkpoint_digest(genesis))]
     head = {"seq": n, "hash": prev, "at": entries[-1]["at"]}
     return entries, checkpoints, head
 
 
-def verify(entries, checkpoints, head, now=NOW):
-    return verify_chain(entries, checkpoints, head, KEY.public_key(), YEAR, now)
+def verify(entries, checkpoints, head, now=NOW, **kw):
+    return verify_chain(entries, checkpoints, head, KEY.public_key(), YEAR, now, **kw)
 
 
 def test_intact_chain_verifies() -> None:
@@ -100,3 +108,73 @@ def test_forged_checkpoint_is_refused() -> None:
     entries, cps, head = chain(8)
     cps[1]["hash"] = "f" * 64
     assert verify(entries, cps, head).problem.kind == "checkpoint"
+
+
+def test_a_deleted_checkpoint_breaks_the_next_ones_link() -> None:
+    entries, cps, head = chain(8)
+    cps.append(sign_checkpoint(KEY, 8, entries[7]["hash"], entries[7]["at"], checkpoint_digest(cps[1])))
+    assert verify(entries, cps, head).ok
+    report = verify(entries, [cps[0], cps[2]], head)
+    assert (report.problem.sequence, report.problem.kind) == (8, "checkpoint")
+    assert "deleted" in report.problem.message
+
+
+def test_checkpoints_from_before_the_checkpoint_chain_are_accepted_only_first() -> None:
+    entries, cps, head = chain(8)
+    legacy = {k: v for k, v in cps[0].items() if k != "prev"}
+    legacy["signature"] = KEY.sign(b'{"at":"%s","hash":"%s","seq":0}' % (
+        legacy["at"].isoformat(timespec="milliseconds").encode(), GENESIS_HASH.encode())).hex()
+    linked = sign_checkpoint(KEY, 5, entries[4]["hash"], entries[4]["at"], checkpoint_digest(legacy))
+    assert verify(entries, [legacy, linked], head).ok
+
+
+def test_a_witness_must_still_be_in_the_chain() -> None:
+    entries, cps, head = chain(8)
+    witness = dict(cps[1])
+    assert verify(entries, cps, head, witness=witness).ok
+    report = verify(entries, cps[:1], head, witness=witness)  # checkpoint 5 deleted
+    assert (report.problem.sequence, report.problem.kind) == (5, "checkpoint") and "missing" in report.problem.message
+    forged = {**witness, "hash": "e" * 64}
+    assert verify(entries, cps, head, witness=forged).problem.kind == "witness"
+
+
+def test_a_witness_catches_the_rewrite_that_deleted_checkpoints() -> None:
+    """The attack of issue #14: checkpoints after the first deleted, an entry rewritten, hashes recomputed."""
+    entries, cps, head = chain(8)
+    witness = dict(cps[1])
+    prev = GENESIS_HASH
+    entries[1]["event"]["action"] = "login"
+    for e in entries:
+        e["prev_hash"] = prev
+        e["hash"] = prev = entry_hash(e["seq"], e["at"], e["event"], prev)
+    head["hash"] = prev
+    assert verify(entries, cps[:1], head).ok  # without anything outside the database, it looks intact ...
+    assert verify(entries, cps[:1], head, witness=witness).problem.kind == "checkpoint"  # ... the witness is not
+    stale = verify(entries, cps[:1], head, unsigned_grace=timedelta(minutes=3))  # nor the unsigned entries
+    assert (stale.problem.sequence, stale.problem.kind) == (1, "checkpoint")
+
+
+def test_recent_unsigned_entries_are_accepted() -> None:
+    entries, cps, head = chain(8)
+    assert verify(entries, cps, head, now=entries[5]["at"] + timedelta(seconds=30),
+                  unsigned_grace=timedelta(minutes=3)).ok
+    late = verify(entries, cps, head, unsigned_grace=timedelta(minutes=3))
+    assert (late.problem.sequence, late.problem.kind) == (6, "checkpoint")
+
+
+def test_segment_since_the_last_checkpoint() -> None:
+    entries, _, head = chain(8)
+    start = entries[4]
+    assert segment_problem(entries[4:], 5, start["hash"], 8, head["hash"]) is None
+    assert segment_problem(entries, 0, GENESIS_HASH, 8, head["hash"]) is None
+    assert "missing" in segment_problem(entries[4:6], 5, start["hash"], 8, head["hash"])  # tail cut off
+    assert "missing" in segment_problem(entries[5:], 5, start["hash"], 8, head["hash"])
+    assert segment_problem(entries[5:], 5, start["hash"], 8, head["hash"], start_required=False) is None
+    assert "differs from the head" in segment_problem(entries[4:], 5, start["hash"], 8, "a" * 64)
+    rewritten = [dict(e, event=dict(e["event"])) for e in entries[4:]]
+    rewritten[2]["event"]["action"] = "login"
+    prev = start["hash"]
+    for e in rewritten[1:]:
+        e["prev_hash"] = prev
+        e["hash"] = prev = entry_hash(e["seq"], e["at"], e["event"], prev)
+    assert "differs from the head" in segment_problem(rewritten, 5, start["hash"], 8, head["hash"])

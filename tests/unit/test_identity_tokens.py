@@ -68,14 +68,12 @@ def test_authorize_allows_by_role() -> None:
     authorize(principal(roles=("supervisor",)), Permission.AUDIT_REVIEW, NOW)
 
 
-def test_service_tokens_can_only_append_audit_events() -> None:
-    now = datetime.now(UTC)  # verify() checks expiry against the clock, not against NOW (set at import)
-    token = TokenIssuer(KEY, timedelta(minutes=5)).service_token("identity", "", now)
-    p = TokenVerifier(KEY.public_key()).verify(token)
-    assert p.is_service
-    authorize(p, Permission.AUDIT_APPEND, now)
-    with pytest.raises(AuthError):
-        authorize(p, Permission.SEARCH, now)
+def test_a_service_subject_gets_no_exemption() -> None:
+    """Services prove who they are with their own keys (services/common/service_tokens.py); an access token
+    naming a service is checked like anyone's."""
+    p = roundtrip(Principal("service:search", "search", "pd-a", frozenset({"officer"}), False, None), amr=("key",))
+    with pytest.raises(AuthError, match="two-factor"):
+        authorize(p, Permission.SEARCH, datetime.now(UTC))
 
 
 def test_dev_keys_are_generated_once_and_pair_up(tmp_path) -> None:

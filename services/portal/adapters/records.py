@@ -10,17 +10,24 @@ from typing import Any
 import redis.asyncio as aioredis
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services.audit.adapters.store import CHECKPOINTS as AUDIT_CHECKPOINTS
 from services.audit.adapters.store import ENTRIES as AUDIT_ENTRIES
 from services.audit.domain.review import ALLOWED
 from services.common.reads import CAMERAS
+from services.common.service_tokens import SERVICE_SUBJECT_PREFIX
 from services.hotlist.adapters.store import ALERTS
 from services.identity.adapters.store import AGENCIES
 from services.ingest.adapters.counters import reads_key, vehicles_key
 from services.portal.domain.transparency import Camera
 from services.retention.adapters.store import RetentionStore
 
-# Searches of reads: SearchReads, FindConvoy and the back-search of a hot list.
-SEARCHES = ["search", "convoy", "hotlist.backsearch"]
+# Searches of reads (SearchReads, FindConvoy, the back-search of a hot list), counted only as the service that
+# runs each recorded it (the audit service sets `recorded_by` from the caller's service key), never from events
+# another writer made up.
+SEARCHES = {"$or": [
+    {"event.action": {"$in": ["search", "convoy"]}, "event.recorded_by": SERVICE_SUBJECT_PREFIX + "search"},
+    {"event.action": "hotlist.backsearch", "event.recorded_by": SERVICE_SUBJECT_PREFIX + "hotlist"},
+]}
 
 
 def day_start(day: date) -> datetime:
@@ -73,7 +80,7 @@ class Records:
     async def daily_searches(self, agency_id: str, since: datetime) -> tuple[dict[str, int], int]:
         """Searches by the agency's users since `since`: allowed ones per day, and the refused total."""
         pipeline = [
-            {"$match": {"event.agency_id": agency_id, "event.action": {"$in": SEARCHES}, "at": {"$gte": since}}},
+            {"$match": {"event.agency_id": agency_id, **SEARCHES, "at": {"$gte": since}}},
             {"$group": {"_id": {"day": _per_day("at"), "allowed": {"$eq": ["$event.outcome", ALLOWED]}},
                         "n": {"$sum": 1}}},
         ]
@@ -85,7 +92,12 @@ class Records:
         """Searches that reached this agency's reads, made by other agencies' users."""
         return await self._audit[AUDIT_ENTRIES].count_documents({
             "event.data_agency_ids": agency_id, "event.agency_id": {"$ne": agency_id},
-            "event.action": {"$in": SEARCHES}, "event.outcome": ALLOWED, "at": {"$gte": since}})
+            **SEARCHES, "event.outcome": ALLOWED,
+            "at": {"$gte": since}})
+
+    async def latest_checkpoint(self) -> dict[str, Any] | None:
+        """The audit trail's latest signed checkpoint, published so that anyone can witness it."""
+        return await self._audit[AUDIT_CHECKPOINTS].find_one(sort=[("_id", -1)])
 
     async def hotlist_hits(self, agency_id: str, since: datetime) -> tuple[dict[str, int], dict[str, int]]:
         """The agency's own hits since `since` (alerts of its lists on its reads): per day, and per disposition.

@@ -8,7 +8,7 @@ Every figure is computed by the adapters from the system's own records; this mod
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from html import escape
 from typing import Any
 
@@ -132,6 +132,15 @@ def deletion_summary(report: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     return {k: v.isoformat(timespec="seconds") if isinstance(v, datetime) else v
             for k, v in report.items() if k in DELETION_FIELDS}
+
+
+def published_checkpoint(doc: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """The audit trail's signed checkpoint as published: what `sightline audit verify --witness` reads."""
+    out = {"seq": doc["seq"], "hash": doc["hash"], "at": doc["at"].astimezone(UTC).isoformat(timespec="milliseconds"),
+           "signature": doc["signature"], "published_at": now.astimezone(UTC).isoformat(timespec="seconds")}
+    if "prev" in doc:
+        out["prev"] = doc["prev"]
+    return out
 
 
 def bar_chart_svg(series: Series, width: int = 640, height: int = 180, colour: str = "#2b6cb0") -> str:

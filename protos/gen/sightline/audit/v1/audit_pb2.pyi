@@ -90,7 +90,7 @@ class AuditEvent(_message.Message):
     """
     outcome: Global___Outcome.ValueType
     user_id: _builtins.str
-    """Who. For calls made with a user's token the audit service fills these from the verified token."""
+    """Who. For a person's action the audit service fills these from that person's verified access token."""
     username: _builtins.str
     agency_id: _builtins.str
     purpose: _builtins.str
@@ -102,7 +102,7 @@ class AuditEvent(_message.Message):
     subject: _builtins.str
     """The object changed or viewed: a user id, a read id, an image reference, a hotlist id."""
     recorded_by: _builtins.str
-    """Set by the audit service: the service account that recorded the event (empty for a user's own token)."""
+    """Set by the audit service: the service that recorded the event, "service:<name>" (from its service token)."""
     @_builtins.property
     def roles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property

@@ -58,6 +58,10 @@ class AuditServiceServicer:
 
     def Append(self, request, context):
         """Records one event and returns its place in the chain. Callers return results only after this succeeds.
+        Sightline services only, with their own service tokens; a person's action carries that person's access
+        token in metadata `x-sightline-actor`. PERMISSION_DENIED for a person's token, INVALID_ARGUMENT for an
+        oversized event, RESOURCE_EXHAUSTED over the calling service's rate, UNAVAILABLE once the stored chain is
+        not the one the audit service wrote.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -34,7 +34,12 @@ class AuditServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> AuditServiceAsyncStub: ...
     Append: _grpc.UnaryUnaryMultiCallable[_audit_pb2.AppendRequest, _audit_pb2.AppendResponse]
-    """Records one event and returns its place in the chain. Callers return results only after this succeeds."""
+    """Records one event and returns its place in the chain. Callers return results only after this succeeds.
+    Sightline services only, with their own service tokens; a person's action carries that person's access
+    token in metadata `x-sightline-actor`. PERMISSION_DENIED for a person's token, INVALID_ARGUMENT for an
+    oversized event, RESOURCE_EXHAUSTED over the calling service's rate, UNAVAILABLE once the stored chain is
+    not the one the audit service wrote.
+    """
     QueryEntries: _grpc.UnaryUnaryMultiCallable[_audit_pb2.QueryEntriesRequest, _audit_pb2.QueryEntriesResponse]
     """Supervisor review (role SUPERVISOR or AUDITOR): entries of the caller's agency, newest first."""
     ListFlags: _grpc.UnaryUnaryMultiCallable[_audit_pb2.ListFlagsRequest, _audit_pb2.ListFlagsResponse]
@@ -46,7 +51,12 @@ class AuditServiceAsyncStub(AuditServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Append: _aio.UnaryUnaryMultiCallable[_audit_pb2.AppendRequest, _audit_pb2.AppendResponse]  # type: ignore[assignment]
-    """Records one event and returns its place in the chain. Callers return results only after this succeeds."""
+    """Records one event and returns its place in the chain. Callers return results only after this succeeds.
+    Sightline services only, with their own service tokens; a person's action carries that person's access
+    token in metadata `x-sightline-actor`. PERMISSION_DENIED for a person's token, INVALID_ARGUMENT for an
+    oversized event, RESOURCE_EXHAUSTED over the calling service's rate, UNAVAILABLE once the stored chain is
+    not the one the audit service wrote.
+    """
     QueryEntries: _aio.UnaryUnaryMultiCallable[_audit_pb2.QueryEntriesRequest, _audit_pb2.QueryEntriesResponse]  # type: ignore[assignment]
     """Supervisor review (role SUPERVISOR or AUDITOR): entries of the caller's agency, newest first."""
     ListFlags: _aio.UnaryUnaryMultiCallable[_audit_pb2.ListFlagsRequest, _audit_pb2.ListFlagsResponse]  # type: ignore[assignment]
@@ -61,7 +71,12 @@ class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _audit_pb2.AppendRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_audit_pb2.AppendResponse, _abc.Awaitable[_audit_pb2.AppendResponse]]:
-        """Records one event and returns its place in the chain. Callers return results only after this succeeds."""
+        """Records one event and returns its place in the chain. Callers return results only after this succeeds.
+        Sightline services only, with their own service tokens; a person's action carries that person's access
+        token in metadata `x-sightline-actor`. PERMISSION_DENIED for a person's token, INVALID_ARGUMENT for an
+        oversized event, RESOURCE_EXHAUSTED over the calling service's rate, UNAVAILABLE once the stored chain is
+        not the one the audit service wrote.
+        """
 
     @_abc_1.abstractmethod
     def QueryEntries(
