@@ -349,10 +349,11 @@ def _accepts(req: hotlist_pb2.SubscribeAlertsRequest):
 
 
 class AlertServicer(hotlist_pb2_grpc.AlertServiceServicer):
-    def __init__(self, store: HotlistStore, bus: AlertBus, gate: Gate):
+    def __init__(self, store: HotlistStore, bus: AlertBus, gate: Gate, replay_max: int):
         self._store = store
         self._bus = bus
         self._gate = gate
+        self._replay_max = replay_max
 
     async def SubscribeAlerts(self, request, context) -> AsyncIterator[hotlist_pb2.Alert]:  # noqa: N802
         principal = await self._gate.admit(context, Permission.ALERTS_VIEW)
@@ -366,7 +367,8 @@ class AlertServicer(hotlist_pb2_grpc.AlertServiceServicer):
         with self._bus.subscribe(accept) as sub:  # subscribed before the replay: nothing falls in between
             replayed: set[str] = set()
             if request.HasField("replay_since"):
-                async for doc in self._store.alerts_since(request.replay_since.ToDatetime(tzinfo=UTC), mongo_filter):
+                since = request.replay_since.ToDatetime(tzinfo=UTC)
+                for doc in await self._store.alerts_since(since, mongo_filter, self._replay_max):
                     replayed.add(doc["_id"])
                     yield alert_to_pb(doc)
                     ALERTS_DELIVERED.labels("replay").inc()
@@ -482,7 +484,7 @@ async def make_spec(settings: HotlistSettings) -> ServiceSpec:
     sharing = SharingDirectory(db, settings.sharing_refresh_s)
     gate = Gate(token_verifier(settings), audit)
     hotlists = HotlistServicer(settings, store, active, backsearch, raiser, sharing, gate)
-    alerts = AlertServicer(store, bus, gate)
+    alerts = AlertServicer(store, bus, gate, settings.replay_max)
 
     async def start_up() -> None:
         await retry_until_done("mongodb indexes", store.ensure_indexes)

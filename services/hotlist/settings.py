@@ -49,6 +49,9 @@ class HotlistSettings(ServiceSettings, MongoSettings, RedisSettings, KeySettings
                     "a granted or withdrawn sharing takes effect within this time.")
     # Buffer of a SubscribeAlerts stream; a client that falls this far behind is disconnected.
     subscriber_queue: int = Field(default=1000, ge=10)
+    replay_max: int = Field(default=500, ge=1, le=10_000,
+                            description="Most alerts a SubscribeAlerts replay sends: the newest of those raised since "
+                                        "the asked instant (a console page shows the recent ones, not a day's flood).")
     # The audit service: list changes and alert workflow steps are recorded there before they take effect.
     audit_address: str = "127.0.0.1:50054"
     audit_timeout_s: float = Field(default=3.0, gt=0, le=30)

@@ -211,8 +211,10 @@ def expected_figures(mongo_db, redis_url: str, days: list[str]) -> dict[str, int
         reads = sum(int(r.get(reads_key(AGENCY, d)) or 0) for d in days)
         vehicles = r.pfcount(*(vehicles_key(AGENCY, d) for d in days))
     audit = mongo_db.client["sightline_audit"]["audit_entries"]
-    search = {"event.agency_id": AGENCY, "event.action": {"$in": ["search", "convoy"]},
-              "event.recorded_by": "service:search", "at": {"$gte": since}}
+    # Searches of reads as the service running each recorded them: SearchReads and FindConvoy, hot-list back-search.
+    search = {"event.agency_id": AGENCY, "at": {"$gte": since}, "$or": [
+        {"event.action": {"$in": ["search", "convoy"]}, "event.recorded_by": "service:search"},
+        {"event.action": "hotlist.backsearch", "event.recorded_by": "service:hotlist"}]}
     return {
         "reads": reads, "unique_vehicles": vehicles,
         "searches": audit.count_documents({**search, "event.outcome": "OUTCOME_ALLOWED"}),

@@ -131,9 +131,10 @@ class HotlistStore:
         alerts = self._db[ALERTS].with_options(read_concern=ReadConcern("local"))
         return await alerts.find_one({"_id": alert_id})
 
-    async def alerts_since(self, since: datetime, flt: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        async for doc in self._db[ALERTS].find({**flt, "raised_at": {"$gte": since}}).sort("raised_at", 1):
-            yield doc
+    async def alerts_since(self, since: datetime, flt: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+        """The newest `limit` alerts raised since `since`, oldest first."""
+        cursor = self._db[ALERTS].find({**flt, "raised_at": {"$gte": since}}).sort("raised_at", -1).limit(limit)
+        return (await cursor.to_list(None))[::-1]
 
     async def advance(self, alert_id: str, expected: Status, new: Status, step: str,
                       record: dict[str, Any]) -> dict[str, Any] | None:
