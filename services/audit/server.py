@@ -25,7 +25,7 @@ from services.common.auth import (
     token_verifier,
 )
 from services.common.grpc_server import ServiceSpec
-from services.common.storage import mongo_client, mongo_dependency
+from services.common.storage import mongo_client, mongo_dependency, redis_client, redis_dependency
 from sightline.audit.v1 import audit_pb2, audit_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
 
     async def _caller(self, context, permission: Permission) -> Principal:
         try:
-            return check_call(context, self._verifier, permission)
+            return await check_call(context, self._verifier, permission)
         except AuthError as exc:
             if exc.principal is not None:  # a known caller refused: recorded like every other refusal
                 event = audit_pb2.AuditEvent(action="audit.review", outcome=audit_pb2.OUTCOME_DENIED,
@@ -96,7 +96,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
             token = bearer_token(context)
             if not token:
                 raise AuthError(grpc.StatusCode.UNAUTHENTICATED, "an access token is required")
-            principal = self._verifier.verify(token)
+            principal = await self._verifier.authenticate(token)
             if not principal.can(Permission.AUDIT_APPEND):
                 raise AuthError(grpc.StatusCode.PERMISSION_DENIED, "this token cannot append audit events")
         except AuthError as exc:
@@ -169,7 +169,8 @@ async def make_spec(settings: AuditSettings) -> ServiceSpec:
     db = audit_database(mongo, settings.audit_mongo_db)
     key = load_private_key(settings.audit_signing_key_file, settings, AUDIT_KEY)
     store = AuditStore(mongo, db, key, timedelta(days=settings.audit_retention_days))
-    servicer = AuditServicer(settings, store, token_verifier(settings))
+    redis = redis_client(settings)
+    servicer = AuditServicer(settings, store, token_verifier(settings, redis))
 
     async def checkpoints() -> None:
         while True:
@@ -190,7 +191,7 @@ async def make_spec(settings: AuditSettings) -> ServiceSpec:
     return ServiceSpec(
         service_names=[audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name],
         register=lambda server: audit_pb2_grpc.add_AuditServiceServicer_to_server(servicer, server),
-        dependencies=[mongo_dependency(mongo)],
+        dependencies=[mongo_dependency(mongo), redis_dependency(redis)],
         background=[checkpoints],
-        close=[final_checkpoint, mongo.close],
+        close=[final_checkpoint, redis.aclose, mongo.close],
     )

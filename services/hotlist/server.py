@@ -81,7 +81,7 @@ class Gate:
         refusal: AuthError | None = None
         for permission in allowed:
             try:
-                return check_call(context, self._verifier, permission)
+                return await check_call(context, self._verifier, permission)
             except AuthError as exc:
                 refusal = exc
                 if exc.principal is None:  # no token or a bad one: no other permission changes that
@@ -421,7 +421,7 @@ async def make_spec(settings: HotlistSettings) -> ServiceSpec:
     raiser = AlertRaiser(store, bus)
     backsearch = BackSearch(db, raiser, settings.backsearch_max_alerts, settings.backsearch_timeout_ms)
     audit = AuditClient(settings.audit_address, settings.audit_timeout_s)
-    gate = Gate(token_verifier(settings), audit)
+    gate = Gate(token_verifier(settings, redis), audit)
     hotlists = HotlistServicer(settings, store, active, backsearch, gate)
     alerts = AlertServicer(store, bus, gate)
 

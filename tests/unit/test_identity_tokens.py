@@ -78,6 +78,33 @@ def test_service_tokens_can_only_append_audit_events() -> None:
         authorize(p, Permission.SEARCH, now)
 
 
+@pytest.mark.parametrize("roles", [("officer",), ("supervisor", "agency_admin"), ("service", "investigator")])
+def test_service_tokens_claiming_peoples_roles_get_service_permissions_only(roles) -> None:
+    """Finding 14: a token whose subject is a service gets the service's permissions whatever roles it claims
+    (such a token is signed only by a leaked key or a bug: identity refuses to issue it)."""
+    now = datetime.now(UTC)
+    forged = Principal("service:search", "search", "pd-a", frozenset(roles), True, now + timedelta(days=30))
+    with pytest.raises(ValueError):
+        TokenIssuer(KEY, timedelta(minutes=5)).issue(forged, now, ["pwd", "otp"])
+    p = Principal("service:search", "search", "pd-a", frozenset(roles), True, now + timedelta(days=30))
+    for permission in (Permission.SEARCH, Permission.MANAGE_USERS, Permission.OWN_ACCOUNT):
+        with pytest.raises(AuthError) as err:
+            authorize(p, permission, now)
+        assert err.value.code == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_a_person_never_carries_the_service_role() -> None:
+    now = datetime.now(UTC)
+    with pytest.raises(ValueError):
+        TokenIssuer(KEY, timedelta(minutes=5)).issue(principal(roles=("officer", "service")), now, ["pwd", "otp"])
+    assert not principal(roles=("auditor", "service")).can(Permission.SEARCH)
+
+
+def test_tokens_carry_their_issue_time_to_the_microsecond() -> None:
+    issued = datetime.now(UTC).replace(microsecond=123456)
+    assert roundtrip(principal(), issued=issued).issued_at == issued.timestamp()
+
+
 def test_dev_keys_are_generated_once_and_pair_up(tmp_path) -> None:
     settings = KeySettings(data_dir=tmp_path)
     private = load_private_key(None, settings, "k")
