@@ -18,7 +18,16 @@ import grpc
 import jwt
 import pytest
 
-from services.common.auth import ALGORITHM, AUDIENCE, ISSUER, TOKEN_KEY, KeySettings, auth_metadata, load_private_key
+from services.common.auth import (
+    ALGORITHM,
+    AUDIENCE,
+    ISSUER,
+    TOKEN_KEY,
+    KeySettings,
+    Principal,
+    auth_metadata,
+    load_private_key,
+)
 from services.devstack.stack import LocalStack, Ports
 from services.identity.domain.accounts import Credentials, new_user_document
 from sightline.identity.v1 import identity_pb2 as ID
@@ -60,12 +69,12 @@ async def refusal(call, request, **kw) -> tuple[grpc.StatusCode, str]:
 
 
 @pytest.fixture
-def ident(identity_addr, channel_factory) -> identity_pb2_grpc.IdentityServiceStub:
+async def ident(identity_addr, channel_factory) -> identity_pb2_grpc.IdentityServiceStub:
     return identity_pb2_grpc.IdentityServiceStub(channel_factory(identity_addr))
 
 
 @pytest.fixture
-def search(search_addr, channel_factory) -> search_pb2_grpc.SearchServiceStub:
+async def search(search_addr, channel_factory) -> search_pb2_grpc.SearchServiceStub:
     return search_pb2_grpc.SearchServiceStub(channel_factory(search_addr))
 
 
@@ -250,7 +259,7 @@ async def test_cross_agency_admin_actions_are_denied_audited_and_answered_like_a
 
 
 async def test_rotating_another_agencys_camera_secret_is_denied_and_audited(stack: LocalStack, mongo_uri, redis_url,
-                                                                           audit_addr, tokens, tmp_path,
+                                                                           audit_addr, tokens, token_issuer, tmp_path,
                                                                            channel_factory, mongo_db) -> None:
     """Finding 11: RotateCameraSecret on another agency's camera is recorded DENIED and answered like an
     unknown camera (the registry needs no Triton: this ingest runs without one)."""
@@ -261,9 +270,13 @@ async def test_rotating_another_agencys_camera_secret_is_denied_and_audited(stac
     try:
         registry = ingest_pb2_grpc.CameraRegistryServiceStub(channel_factory(own.address("ingest")))
         camera_id = f"sec-cam-{uuid.uuid4().hex[:6]}"
+        now = datetime.now(UTC)
+        beta_admin, _ = token_issuer.issue(Principal("sec-beta-admin", "beta.admin", "pd-beta",
+                                                     frozenset({"agency_admin"}), True, now + timedelta(days=1)),
+                                           now, ["pwd", "otp"])
         await registry.UpsertCamera(ingest_pb2.UpsertCameraRequest(camera=ingest_pb2.Camera(camera_id=camera_id,
                                                                                             name="beta cam")),
-                                    metadata=auth_metadata(await tokens("partner")), timeout=30)
+                                    metadata=auth_metadata(beta_admin), timeout=30)
         admin = auth_metadata(await tokens("admin"))
         for target in (camera_id, "sec-cam-none"):
             code, details = await refusal(registry.RotateCameraSecret,
