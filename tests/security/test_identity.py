@@ -302,3 +302,26 @@ async def test_a_service_token_claiming_a_persons_role_cannot_search(stack: Loca
     token = jwt.encode(claims, key, algorithm=ALGORITHM)
     code, details = await refusal(search.SearchReads, a_search(), metadata=auth_metadata(token))
     assert code == grpc.StatusCode.PERMISSION_DENIED and "service token" in details
+
+
+async def test_logging_out_of_the_console_revokes_the_token_everywhere(console_url, ident, search, mongo_db) -> None:
+    """Finding 10: the console's "Log out" calls identity's Logout: the session's token is then refused by
+    search, not only forgotten by the browser."""
+    import re
+
+    import httpx
+
+    from services.console.domain.forms import SESSION_COOKIE
+
+    acc = new_account(mongo_db)
+    token = await login(ident, mongo_db, acc, 70)
+    async with httpx.AsyncClient(base_url=console_url, cookies={SESSION_COOKIE: token}) as browser:
+        page = await browser.get("/search")
+        assert page.status_code == 200
+        csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text).group(1)
+        reply = await browser.post("/logout", data={"csrf": csrf})
+        assert reply.status_code == 303 and reply.headers["location"] == "/login"
+    await asyncio.sleep(1.1)
+    code, details = await refusal(search.SearchReads, a_search(), metadata=auth_metadata(token))
+    assert code == grpc.StatusCode.UNAUTHENTICATED and "revoked" in details
+    assert audit_entry(mongo_db, action="logout", user_id=acc.user_id)["event"]["outcome"] == "OUTCOME_ALLOWED"
