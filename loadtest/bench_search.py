@@ -238,6 +238,7 @@ def main() -> int:
             print(f"{args.reads:,} reads inserted in {insert_s:.0f}s ({args.reads / insert_s:,.0f}/s), "
                   f"indexes built in {index_s:.0f}s", flush=True)
             creds = seed_user(uri)
+            stack.start_redis()  # token revocations (and identity's login throttle)
             for name in ("audit", "identity", "search"):
                 stack.start_service(name)
             time.sleep(3)  # health checks see the audit service

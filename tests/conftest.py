@@ -59,7 +59,7 @@ def ingest_addr(stack: LocalStack, mongo_uri: str, redis_url: str, triton_url: s
 
 
 @pytest.fixture(scope="session")
-def search_addr(stack: LocalStack, mongo_uri: str, audit_addr: str) -> str:
+def search_addr(stack: LocalStack, mongo_uri: str, redis_url: str, audit_addr: str) -> str:
     if "search" not in stack.procs:
         stack.start_service("search")
     return stack.address("search")
@@ -93,14 +93,14 @@ def now_utc() -> datetime:
 
 
 @pytest.fixture(scope="session")
-def audit_addr(stack: LocalStack, mongo_uri: str) -> str:
+def audit_addr(stack: LocalStack, mongo_uri: str, redis_url: str) -> str:
     if "audit" not in stack.procs:
         stack.start_service("audit", SIGHTLINE_CHECKPOINT_INTERVAL_S="1")
     return stack.address("audit")
 
 
 @pytest.fixture(scope="session")
-def identity_addr(stack: LocalStack, mongo_uri: str, audit_addr: str) -> str:
+def identity_addr(stack: LocalStack, mongo_uri: str, redis_url: str, audit_addr: str) -> str:
     if "identity" not in stack.procs:
         stack.start_service("identity")
     return stack.address("identity")
@@ -161,7 +161,6 @@ ACCOUNTS = {
     "auditor": ("pd-alpha", ["auditor"], 300),
     "admin": ("pd-alpha", ["agency_admin"], 300),
     "stale": ("pd-alpha", ["officer"], -1),
-    "locked": ("pd-alpha", ["officer"], 300),
     "login": ("pd-alpha", ["supervisor"], 300),  # for login tests only: a TOTP code works once
     "partner": ("pd-beta", ["officer", "partner_agency_user"], 300),
     "beta_officer": ("pd-beta", ["officer"], 300),

@@ -29,7 +29,7 @@ from services.common.auth import (
 )
 from services.common.grpc_server import Dependency, ServiceSpec
 from services.common.service_tokens import SERVICE_SUBJECT_PREFIX, ServiceVerifier, service_verifier
-from services.common.storage import mongo_client, mongo_dependency
+from services.common.storage import mongo_client, mongo_dependency, redis_client, redis_dependency
 from sightline.audit.v1 import audit_pb2, audit_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
 
     async def _caller(self, context, permission: Permission) -> Principal:
         try:
-            return check_call(context, self._verifier, permission)
+            return await check_call(context, self._verifier, permission)
         except AuthError as exc:
             if exc.principal is not None:  # a known caller refused: recorded like every other refusal
                 event = audit_pb2.AuditEvent(action="audit.review", outcome=audit_pb2.OUTCOME_DENIED,
@@ -206,7 +206,8 @@ async def make_spec(settings: AuditSettings) -> ServiceSpec:
     db = audit_database(mongo, settings.audit_mongo_db)
     key = load_private_key(settings.audit_signing_key_file, settings, AUDIT_KEY)
     store = AuditStore(mongo, db, key, timedelta(days=settings.audit_retention_days))
-    servicer = AuditServicer(settings, store, token_verifier(settings),
+    redis = redis_client(settings)
+    servicer = AuditServicer(settings, store, token_verifier(settings, redis),
                              service_verifier(AUDIENCE, settings.append_services, settings))
 
     async def chain_intact() -> None:
@@ -233,7 +234,7 @@ async def make_spec(settings: AuditSettings) -> ServiceSpec:
     return ServiceSpec(
         service_names=[audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name],
         register=lambda server: audit_pb2_grpc.add_AuditServiceServicer_to_server(servicer, server),
-        dependencies=[mongo_dependency(mongo), Dependency("audit chain", chain_intact)],
+        dependencies=[mongo_dependency(mongo), redis_dependency(redis), Dependency("audit chain", chain_intact)],
         background=[checkpoints],
-        close=[final_checkpoint, mongo.close],
+        close=[final_checkpoint, redis.aclose, mongo.close],
     )

@@ -5,12 +5,14 @@ from pathlib import Path
 from pydantic import Field
 
 from services.common.auth import KeySettings
-from services.common.settings import MongoSettings, ServiceSettings
+from services.common.settings import MongoSettings, RedisSettings, ServiceSettings
 
 AUDIT_KEY = "audit_ed25519"
 
 
-class AuditSettings(ServiceSettings, MongoSettings, KeySettings):
+class AuditSettings(ServiceSettings, MongoSettings, RedisSettings, KeySettings):
+    """Redis: the token revocation entries written by identity (read only)."""
+
     service_name: str = "audit"
     grpc_port: int = Field(default=50054, ge=1, le=65535)
     # The audit trail lives in its own database (own access rights, own retention), never with the reads.

@@ -7,6 +7,11 @@ login used a second factor, until when the user's training is valid, the agency'
 the agencies that share their reads with it. A change to any of these takes effect at the next login
 (tokens live minutes).
 
+Identity revokes a user's tokens (logout, password change, lock, role change) by writing the instant before
+which they are void to Redis (`sightline:revoked:<user_id>`, see `Revocations`); every service checks it in
+`check_call`, through a cache of at most a second. Service principals (`sub` starting with `service:`) get the
+service permissions only, whatever roles their token claims.
+
 Keys come from files named in settings; when none is named and `dev_keys` is on, a key pair is generated
 once into `<data_dir>/keys/` (never commit it). Production sets the files and turns `dev_keys` off.
 """
@@ -14,6 +19,7 @@ once into `<data_dir>/keys/` (never commit it). Production sets the files and tu
 from __future__ import annotations
 
 import fcntl
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -23,6 +29,7 @@ from pathlib import Path
 
 import grpc
 import jwt
+import redis.asyncio as aioredis
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import Field
@@ -34,6 +41,10 @@ AUDIENCE = "sightline"
 ALGORITHM = "EdDSA"
 # The local stack's data folder in this checkout (services/devstack keeps its state under <repo>/.local).
 LOCAL_DATA_DIR = Path(__file__).resolve().parents[2] / ".local" / "data"
+# Subjects of the services' own tokens (services/common/service_tokens.py); never a person's.
+SERVICE_SUBJECT_PREFIX = "service:"
+# `<prefix><user_id>` = epoch seconds (float) before which that user's tokens are void; written by identity only.
+REVOKED_KEY_PREFIX = "sightline:revoked:"
 
 
 class KeySettings(BaseSettings):
@@ -55,6 +66,10 @@ class KeySettings(BaseSettings):
     service_public_keys_dir: Path | None = Field(default=None, description=(
         "Folder of the calling services' public keys, service_<name>_ed25519.pub.pem each (the audit service); "
         "unset with dev keys: <data_dir>/keys"))
+    revocation_cache_s: float = Field(
+        default=1.0, ge=0, le=1.0,
+        description="How long a service trusts its last look at a user's revocation entry in Redis (at most 1 s: "
+                    "a logout or password change reaches every service within this time).")
 
 
 class Role(StrEnum):
@@ -72,8 +87,6 @@ class Permission(StrEnum):
     VIEW_IMAGES = "images:view"
     PARTNER_SEARCH = "reads:partner"
     AUDIT_REVIEW = "audit:review"
-    # Change one's own password (every role). Audit events are written by services only, never by people.
-    OWN_ACCOUNT = "account:self"
     MANAGE_USERS = "users:manage"
     MANAGE_AGENCY = "agency:manage"
     # Place and release evidence holds (reads kept past their expiry for a case).
@@ -86,6 +99,8 @@ class Permission(StrEnum):
     ALERTS_VIEW = "alerts:view"
     # Record the officer's verification, reconfirmation and disposition of an alert.
     ALERTS_RESPOND = "alerts:respond"
+    # A person's own account: change their password, log out (every role of a person; never a service).
+    OWN_ACCOUNT = "account:own"
 
 
 P = Permission
@@ -111,7 +126,8 @@ def permissions(roles: Iterable[str]) -> frozenset[Permission]:
 
 
 class AuthError(Exception):
-    """A refused call: `code` is UNAUTHENTICATED or PERMISSION_DENIED; `principal` is set when known."""
+    """A refused call: `code` is UNAUTHENTICATED or PERMISSION_DENIED (UNAVAILABLE when revocations cannot be
+    looked up); `principal` is set when known."""
 
     def __init__(self, code: grpc.StatusCode, message: str, principal: Principal | None = None):
         super().__init__(message)
@@ -136,6 +152,9 @@ class Principal:
     # The token itself, passed on to the audit service, which records its verified holder as the actor.
     token: str = field(default="", repr=False, compare=False)
 
+    # When the token was issued (epoch seconds); 0 for a principal that is not from a token.
+    issued_at: float = field(default=0.0, compare=False)
+
     def can(self, permission: Permission) -> bool:
         return permission in permissions(self.roles)
 
@@ -154,12 +173,66 @@ def authorize(principal: Principal, permission: Permission, now: datetime) -> No
                         f"your roles ({roles}) do not allow {permission}", principal)
 
 
+class Revocations:
+    """Per-user revocation instants in Redis. Identity writes them; every service reads them through a cache
+    of at most `cache_s` seconds per user. A lookup that fails refuses the call (fail closed)."""
+
+    def __init__(self, redis: aioredis.Redis, cache_s: float = 1.0, max_cached: int = 100_000):
+        self._redis = redis
+        self._cache_s = cache_s
+        self._max_cached = max_cached
+        self._cache: dict[str, tuple[float, float]] = {}  # user id -> (monotonic time looked up, revoked before)
+
+    async def revoked_before(self, user_id: str) -> float:
+        """Epoch seconds before which `user_id`'s tokens are void (0: none revoked)."""
+        now = time.monotonic()
+        cached = self._cache.get(user_id)
+        if cached is not None and now - cached[0] < self._cache_s:
+            return cached[1]
+        try:
+            value = await self._redis.get(REVOKED_KEY_PREFIX + user_id)
+        except (aioredis.RedisError, OSError) as exc:
+            raise AuthError(grpc.StatusCode.UNAVAILABLE,
+                            "cannot check whether the access token was revoked; try again later") from exc
+        cutoff = float(value) if value else 0.0
+        if len(self._cache) >= self._max_cached:
+            self._cache.clear()
+        self._cache[user_id] = (now, cutoff)
+        return cutoff
+
+    async def revoke(self, user_id: str, at: datetime, keep: timedelta) -> None:
+        """Void every token of `user_id` issued up to `at`; the entry outlives them (`keep`: the longest
+        token lifetime plus leeway)."""
+        key = REVOKED_KEY_PREFIX + user_id
+        # Never move the instant back (a late writer must not revive tokens an earlier one revoked).
+        await self._redis.eval(_REVOKE_SCRIPT, 1, key, repr(at.timestamp()), max(int(keep.total_seconds()), 1))
+
+
+_REVOKE_SCRIPT = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local at = tonumber(ARGV[1])
+if at > current then current = at end
+redis.call('SET', KEYS[1], string.format('%.6f', current), 'EX', tonumber(ARGV[2]))
+return 1
+"""
+
+
 class TokenVerifier:
-    def __init__(self, public_key: Ed25519PublicKey, leeway_s: int = 30):
+    def __init__(self, public_key: Ed25519PublicKey, leeway_s: int = 30, revocations: Revocations | None = None):
         self._key = public_key
         self._leeway = leeway_s
+        self._revocations = revocations
+
+    async def authenticate(self, token: str) -> Principal:
+        """`verify`, then refuse a token of a user whose tokens were revoked after it was issued."""
+        principal = self.verify(token)
+        if self._revocations is not None \
+                and principal.issued_at <= await self._revocations.revoked_before(principal.user_id):
+            raise AuthError(grpc.StatusCode.UNAUTHENTICATED, "access token revoked: log in again")
+        return principal
 
     def verify(self, token: str) -> Principal:
+        """The principal of a validly signed, unexpired token (revocation is checked by `authenticate`)."""
         try:
             claims = jwt.decode(token, self._key, algorithms=[ALGORITHM], audience=AUDIENCE, issuer=ISSUER,
                                 leeway=self._leeway, options={"require": ["exp", "iat", "sub", "agency"]})
@@ -167,6 +240,9 @@ class TokenVerifier:
             raise AuthError(grpc.StatusCode.UNAUTHENTICATED, "access token expired: log in again") from exc
         except jwt.InvalidTokenError as exc:
             raise AuthError(grpc.StatusCode.UNAUTHENTICATED, f"invalid access token ({exc})") from exc
+        if str(claims["sub"]).startswith(SERVICE_SUBJECT_PREFIX):
+            # A service is never a person: its own tokens go to the audit service only, never through here.
+            raise AuthError(grpc.StatusCode.UNAUTHENTICATED, "a service identity cannot act as a person")
         training = claims.get("training_until")
         return Principal(
             user_id=str(claims["sub"]),
@@ -178,6 +254,7 @@ class TokenVerifier:
             case_number_required=bool(claims.get("case_required", False)),
             partner_agencies=tuple(str(a) for a in claims.get("partners", [])),
             token=token,
+            issued_at=float(claims["iat"]),
         )
 
 
@@ -189,11 +266,15 @@ class TokenIssuer:
         self.ttl = ttl
 
     def issue(self, principal: Principal, now: datetime, amr: Iterable[str]) -> tuple[str, datetime]:
+        if principal.user_id.startswith(SERVICE_SUBJECT_PREFIX):
+            raise ValueError("a person's token never names a service subject")
         expires = now + self.ttl
         claims: dict[str, object] = {
             "iss": ISSUER, "aud": AUDIENCE, "sub": principal.user_id, "name": principal.username,
             "agency": principal.agency_id, "roles": sorted(principal.roles), "amr": list(amr),
-            "iat": int(now.timestamp()), "exp": int(expires.timestamp()), "jti": uuid.uuid4().hex,
+            # iat to the microsecond: a revocation voids the tokens issued up to its instant, not a new login
+            # made in the same second.
+            "iat": now.timestamp(), "exp": int(expires.timestamp()), "jti": uuid.uuid4().hex,
             "case_required": principal.case_number_required, "partners": list(principal.partner_agencies),
         }
         if principal.training_until is not None:
@@ -208,14 +289,15 @@ def bearer_token(context: grpc.aio.ServicerContext) -> str | None:
     return None
 
 
-def check_call(context: grpc.aio.ServicerContext, verifier: TokenVerifier, permission: Permission,
-               now: datetime | None = None) -> Principal:
-    """The verified caller of this RPC, or AuthError (no token, bad or expired token, no 2FA, training, role)."""
+async def check_call(context: grpc.aio.ServicerContext, verifier: TokenVerifier, permission: Permission,
+                     now: datetime | None = None) -> Principal:
+    """The verified caller of this RPC, or AuthError (no token, bad, expired or revoked token, no 2FA, training,
+    role)."""
     token = bearer_token(context)
     if not token:
         raise AuthError(grpc.StatusCode.UNAUTHENTICATED,
                         "an access token is required (metadata 'authorization: Bearer <token>')")
-    principal = verifier.verify(token)
+    principal = await verifier.authenticate(token)
     authorize(principal, permission, now or datetime.now(UTC))
     return principal
 
@@ -272,5 +354,9 @@ def load_public_key(path: Path | None, settings: KeySettings, dev_name: str) -> 
     return key
 
 
-def token_verifier(settings: KeySettings) -> TokenVerifier:
-    return TokenVerifier(load_public_key(settings.token_public_key_file, settings, TOKEN_KEY), settings.token_leeway_s)
+def token_verifier(settings: KeySettings, redis: aioredis.Redis | None) -> TokenVerifier:
+    """The verifier of a service: the identity public key, and the revocation entries in `redis` (None only for
+    the console, which reaches no database and whose every call is checked again by the service it calls)."""
+    revocations = Revocations(redis, settings.revocation_cache_s) if redis is not None else None
+    return TokenVerifier(load_public_key(settings.token_public_key_file, settings, TOKEN_KEY), settings.token_leeway_s,
+                         revocations)

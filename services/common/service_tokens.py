@@ -23,10 +23,9 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from services.common.auth import ALGORITHM, AuthError, KeySettings, load_private_key
+from services.common.auth import ALGORITHM, SERVICE_SUBJECT_PREFIX, AuthError, KeySettings, load_private_key
 
 SERVICE_ISSUER = "sightline-service"
-SERVICE_SUBJECT_PREFIX = "service:"
 SERVICE_TOKEN_TTL_S = 300
 SERVICES_ONLY = "only Sightline services may call this; people's actions are recorded by the service that performs them"
 

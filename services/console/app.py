@@ -76,7 +76,8 @@ class Console:
     def __init__(self, settings: ConsoleSettings):
         self.settings = settings
         self.backends = Backends(settings)
-        self.verifier = token_verifier(settings)
+        # Signature and expiry only: every page's data comes from a service that also checks revocation.
+        self.verifier = token_verifier(settings, None)
         key = settings.csrf_secret.get_secret_value().encode() or secrets.token_bytes(32)
         self.csrf = Csrf(key)
         self.tickets = forms.ViewTickets(key)
@@ -145,9 +146,12 @@ class Console:
     async def login(self, request: Request) -> Response:
         data = await self.form(request)
         try:
+            # The browser's address: identity throttles failed logins by source (it trusts this header from the
+            # console's address only, SIGHTLINE_LOGIN_TRUSTED_PROXIES).
+            source = (("x-forwarded-for", request.client.host),) if request.client else ()
             reply = await self.backends.identity.Login(identity_pb2.LoginRequest(
                 username=str(data.get("username", "")), password=str(data.get("password", "")),
-                totp_code=str(data.get("totp_code", "")).strip()), timeout=self.backends.timeout)
+                totp_code=str(data.get("totp_code", "")).strip()), metadata=source, timeout=self.backends.timeout)
         except grpc.aio.AioRpcError as exc:
             return self.render(request, "login.html", {"error": exc.details(), "username": data.get("username", "")},
                                forms.HTTP_STATUS.get(exc.code(), 503))
@@ -160,6 +164,13 @@ class Console:
 
     async def logout(self, request: Request) -> Response:
         await self.form(request)
+        if token := request.cookies.get(SESSION_COOKIE):
+            try:  # revoked in every service, not only forgotten by this browser
+                await self.backends.identity.Logout(identity_pb2.LogoutRequest(), metadata=auth_metadata(token),
+                                                    timeout=self.backends.timeout)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAUTHENTICATED:  # an expired or revoked token is logged out already
+                    return self.error_page(request, exc)
         return self._to_login(request)
 
     # --- search and reads ------------------------------------------------------------------------------------

@@ -57,6 +57,8 @@ class LocalStack:
         # to its audit service; tools signing dev tokens use the same folder (`data_dir`).
         self.env.setdefault("SIGHTLINE_DATA_DIR", str(self.data_dir))
         self.env.setdefault("SIGHTLINE_AUDIT_ADDRESS", self.address("audit"))
+        # The console forwards the browser's address to identity (failed-login throttling by source) from here.
+        self.env.setdefault("SIGHTLINE_LOGIN_TRUSTED_PROXIES", '["127.0.0.1/32", "::1/128"]')
 
     @property
     def logs(self) -> Path:

@@ -98,7 +98,7 @@ class Gate:
         refusal: AuthError | None = None
         for permission in allowed:
             try:
-                return check_call(context, self._verifier, permission)
+                return await check_call(context, self._verifier, permission)
             except AuthError as exc:
                 refusal = exc
                 if exc.principal is None:  # no token or a bad one: no other permission changes that
@@ -482,7 +482,7 @@ async def make_spec(settings: HotlistSettings) -> ServiceSpec:
     raiser = AlertRaiser(store, bus, audit)
     backsearch = BackSearch(db, settings.backsearch_max_alerts, settings.backsearch_timeout_ms)
     sharing = SharingDirectory(db, settings.sharing_refresh_s)
-    gate = Gate(token_verifier(settings), audit)
+    gate = Gate(token_verifier(settings, redis), audit)
     hotlists = HotlistServicer(settings, store, active, backsearch, raiser, sharing, gate)
     alerts = AlertServicer(store, bus, gate, settings.replay_max)
 

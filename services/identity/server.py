@@ -1,4 +1,8 @@
-"""gRPC adapter of the identity service: login with password + TOTP, agency administration.
+"""gRPC adapter of the identity service: login with password + TOTP, logout, agency administration.
+
+Logins are throttled by source address and by username (adapters/throttle.py), never locked by failures;
+every refusal before both factors are proven gets one answer. Logout, password change, lock and role change
+revoke the user's tokens in every service (services/common/auth.py Revocations).
 
 Every login attempt and every change of a user or an agency is written to the audit trail before the
 answer goes out; when the audit trail cannot be written the call fails with UNAVAILABLE.
@@ -9,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
+from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import Any
 
 import grpc
 from prometheus_client import Counter
+from redis.exceptions import RedisError
 
 from services.audit.client import AuditClient, AuditUnavailable
 from services.common.agencies import HOTLIST_SHARE_WITH
@@ -21,6 +27,7 @@ from services.common.auth import (
     AuthError,
     Permission,
     Principal,
+    Revocations,
     Role,
     TokenIssuer,
     check_call,
@@ -30,15 +37,16 @@ from services.common.auth import (
 from services.common.grpc_server import ServiceSpec, retry_until_done
 from services.common.reads import to_timestamp
 from services.common.service_tokens import service_signer
-from services.common.storage import mongo_client, mongo_database, mongo_dependency
+from services.common.storage import mongo_client, mongo_database, mongo_dependency, redis_client, redis_dependency
 from services.identity.adapters.store import IdentityStore
+from services.identity.adapters.throttle import Backoff, LoginThrottle
 from services.identity.domain.accounts import (
     PROTO_BY_ROLE,
     AccountError,
     Credentials,
-    LockoutPolicy,
     check_agency_id,
     check_new_password,
+    locked,
     new_user_document,
     normalize_username,
     roles_from_proto,
@@ -54,10 +62,12 @@ from sightline.identity.v1 import identity_pb2, identity_pb2_grpc
 log = logging.getLogger(__name__)
 
 LOGINS = Counter("sightline_identity_logins_total", "Login attempts by outcome", ["outcome"])
+# The one answer to every login refused before both factors are proven.
 _BAD_LOGIN = "invalid username, password or code"
-
-
-
+# The one answer to an admin action on a user that does not exist or belongs to another agency.
+_NO_SUCH_USER = "no such user in your agency"
+# locked_until of an account locked by an admin: until an admin unlocks it.
+LOCKED_FOR_GOOD = datetime(9999, 12, 31, tzinfo=UTC)
 
 def user_to_proto(doc: dict[str, Any]) -> identity_pb2.User:
     user = identity_pb2.User(user_id=doc["_id"], username=doc["username"], agency_id=doc["agency_id"],
@@ -80,22 +90,46 @@ def agency_to_proto(doc: dict[str, Any]) -> identity_pb2.Agency:
 
 
 class Refused(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str, reason: str, user: dict[str, Any] | None = None):
-        super().__init__(message)
-        self.code, self.message, self.reason, self.user = code, message, reason, user
+    """A refused login, audited with `reason`; answered `code`/`message` only once both factors were proven,
+    otherwise with the one answer every failure gets."""
+
+    def __init__(self, reason: str, user: dict[str, Any] | None = None,
+                 code: grpc.StatusCode = grpc.StatusCode.UNAUTHENTICATED, message: str = _BAD_LOGIN):
+        super().__init__(reason)
+        self.reason, self.user, self.code, self.message = reason, user, code, message
+
+
+def peer_address(context, trusted_proxies: list[IPv4Network | IPv6Network]) -> str:
+    """The source address of a call: the peer's, or the 'x-forwarded-for' it sends when it is a trusted proxy."""
+    peer = context.peer() or ""
+    host = peer.split(":", 1)[1].rsplit(":", 1)[0].strip("[]") if ":" in peer else peer
+    try:
+        address = ip_address(host)
+    except ValueError:
+        return host or "unknown"
+    if any(address in net for net in trusted_proxies):
+        for key, value in context.invocation_metadata() or ():
+            if key == "x-forwarded-for" and isinstance(value, str):
+                forwarded = value.split(",")[-1].strip()
+                try:
+                    return str(ip_address(forwarded))
+                except ValueError:
+                    break
+    return str(address)
 
 
 class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     def __init__(self, settings: IdentitySettings, store: IdentityStore, issuer: TokenIssuer, verifier,
-                 audit: AuditClient):
+                 audit: AuditClient, throttle: LoginThrottle, revocations: Revocations):
         self._settings = settings
         self._store = store
         self._issuer = issuer
         self._verifier = verifier
         self._audit = audit
+        self._throttle = throttle
+        self._revocations = revocations
         self._credentials = Credentials.argon2id(settings.argon2_time_cost, settings.argon2_memory_kib,
                                                  settings.argon2_parallelism)
-        self._lockout = LockoutPolicy(settings.max_failed_logins, timedelta(minutes=settings.lockout_minutes))
         # Verified against when the username is unknown, so that both cases take the same time.
         self._dummy_hash = self._credentials.hash("not a password of anyone")
 
@@ -112,7 +146,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def _caller(self, context, permission: Permission, action: str) -> Principal:
         """The verified caller; a refused known caller is audited (as `action`, denied) before the refusal."""
         try:
-            return check_call(context, self._verifier, permission)
+            return await check_call(context, self._verifier, permission)
         except AuthError as exc:
             if exc.principal is not None:
                 await self._audit.record_refusal(audit_pb2.AuditEvent(action=action), exc.principal.token, exc.message)
@@ -122,56 +156,69 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def _admin(self, context, action: str) -> Principal:
         return await self._caller(context, Permission.MANAGE_USERS, action)
 
+    async def _revoke(self, context, user_id: str) -> None:
+        """Void every token of `user_id` issued until now, in every service (fail closed)."""
+        try:
+            await self._revocations.revoke(user_id, datetime.now(UTC),
+                                           self._issuer.ttl + timedelta(seconds=self._settings.token_leeway_s))
+        except (RedisError, OSError) as exc:
+            log.error("token revocation failed", extra={"error": repr(exc)[:200]})
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "could not revoke the tokens; try again later")
+
+    async def _attempt(self, context, source: str, username: str, now: datetime) -> bool:
+        """Count a credential check in the throttles; False while they make it wait."""
+        try:
+            return await self._throttle.attempt(source, username, now)
+        except (RedisError, OSError) as exc:
+            log.error("login throttle unavailable", extra={"error": repr(exc)[:200]})
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "login unavailable; try again later")
+            raise
+
     # --- login ------------------------------------------------------------------------------------------
 
-    async def _check_login(self, request, now: datetime) -> tuple[dict[str, Any], int]:
-        try:
-            username = normalize_username(request.username)
-        except AccountError:
-            username = ""
+    async def _check_login(self, request, username: str, now: datetime) -> tuple[dict[str, Any], int]:
+        """Both factors are checked, whatever the first gave, before anything but the one answer is said."""
         user = await self._store.user_by_name(username) if username else None
         if user is None:
             await asyncio.to_thread(self._credentials.verify, self._dummy_hash, request.password)
-            raise Refused(grpc.StatusCode.UNAUTHENTICATED, _BAD_LOGIN, "unknown user")
-        if not user.get("active", False):
-            raise Refused(grpc.StatusCode.PERMISSION_DENIED, "this account is disabled", "account disabled", user)
-        if (locked := user.get("locked_until")) and locked > now:
-            raise Refused(grpc.StatusCode.PERMISSION_DENIED,
-                          f"account locked after repeated failed logins until {locked:%H:%M} UTC; "
-                          "an agency admin can unlock it", "account locked", user)
-        if not await asyncio.to_thread(self._credentials.verify, user["password_hash"], request.password):
-            await self._failure(user, now)
-            raise Refused(grpc.StatusCode.UNAUTHENTICATED, _BAD_LOGIN, "wrong password", user)
-        if not request.totp_code:
-            await self._failure(user, now)
-            raise Refused(grpc.StatusCode.UNAUTHENTICATED,
-                          "two-factor login: a TOTP code from your authenticator app is required", "no second factor",
-                          user)
+            raise Refused("unknown user")
+        password_ok = await asyncio.to_thread(self._credentials.verify, user["password_hash"], request.password)
         step = totp_step(user["totp_secret"], request.totp_code, now, user.get("last_totp_step", 0))
+        if not password_ok:
+            raise Refused("wrong password", user)
+        if not request.totp_code.strip():
+            raise Refused("no second factor", user)
         if step is None:
-            await self._failure(user, now)
-            raise Refused(grpc.StatusCode.UNAUTHENTICATED, _BAD_LOGIN, "wrong or reused TOTP code", user)
+            raise Refused("wrong or reused TOTP code", user)
+        if not user.get("active", False):
+            raise Refused("account disabled", user)
+        if locked(user, now):
+            raise Refused("account locked", user)
         until = training_until(user)
         if until is None or until <= now:
             when = f" on {until:%Y-%m-%d}" if until else ""
-            raise Refused(grpc.StatusCode.PERMISSION_DENIED,
-                          f"your required training expired{when}: renew it to regain access", "training expired", user)
+            raise Refused("training expired", user, grpc.StatusCode.PERMISSION_DENIED,
+                          f"your required training expired{when}: renew it to regain access")
         if self._credentials.needs_rehash(user["password_hash"]):
             await self._store.update_user(user["_id"], user["agency_id"],
                                           {"password_hash": await asyncio.to_thread(self._credentials.hash,
                                                                                     request.password)})
         return user, step
 
-    async def _failure(self, user: dict[str, Any], now: datetime) -> None:
-        failures = await self._store.record_failure(user["_id"])
-        if (until := self._lockout.locked_until(failures, now)) is not None:
-            await self._store.lock(user["_id"], until)
-
     async def Login(self, request, context):  # noqa: N802 - gRPC method name
         now = datetime.now(UTC)
         event = audit_pb2.AuditEvent(action="login", username=request.username[:64])
+        source = peer_address(context, self._settings.login_trusted_proxies)
         try:
-            user, step = await self._check_login(request, now)
+            username = normalize_username(request.username)
+        except AccountError:
+            username = ""
+        try:
+            if not await self._attempt(context, source, username, now):
+                raise Refused("throttled after repeated failures")
+            user, step = await self._check_login(request, username, now)
+            if not await self._store.claim_totp_step(user["_id"], step, {"last_login_at": now}):
+                raise Refused("TOTP code reused", user)
         except Refused as refused:
             LOGINS.labels("refused").inc()
             if refused.user is not None:
@@ -180,6 +227,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             await self._audit_or_abort(context, event)
             await context.abort(refused.code, refused.message)
             raise
+        await self._throttle.succeeded(source, username)
         agency = await self._store.agency(user["agency_id"]) or {}
         partners = (await self._store.sharing_with(user["agency_id"])
                     if Role.PARTNER_AGENCY_USER in user["roles"] else [])
@@ -189,12 +237,6 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                               case_number_required=bool(agency.get("case_number_required", False)),
                               partner_agencies=tuple(partners))
         token, expires = self._issuer.issue(principal, now, ["pwd", "otp"])
-        if not await self._store.claim_login(user["_id"], step, now):
-            LOGINS.labels("refused").inc()
-            event.user_id, event.agency_id = user["_id"], user["agency_id"]
-            event.outcome, event.reason = audit_pb2.OUTCOME_DENIED, "TOTP code reused"
-            await self._audit_or_abort(context, event)
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, _BAD_LOGIN)
         event.user_id, event.agency_id, event.outcome = user["_id"], user["agency_id"], audit_pb2.OUTCOME_ALLOWED
         event.roles.extend(sorted(user["roles"]))
         await self._audit_or_abort(context, event)
@@ -203,28 +245,48 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                                           user=user_to_proto(user))
 
     async def ChangePassword(self, request, context):  # noqa: N802
-        principal = await self._caller(context, Permission.OWN_ACCOUNT, "user.password")  # any signed-in person
+        principal = await self._caller(context, Permission.OWN_ACCOUNT, "user.password")
         now = datetime.now(UTC)
         user = await self._store.user(principal.user_id)
         if user is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such user")
-        ok = await asyncio.to_thread(self._credentials.verify, user["password_hash"], request.old_password)
-        if not ok or totp_step(user["totp_secret"], request.totp_code, now, 0) is None:
-            await self._failure(user, now)
-            await self._audit_or_abort(context, audit_pb2.AuditEvent(
-                action="user.password", outcome=audit_pb2.OUTCOME_DENIED, subject=user["_id"],
-                reason="wrong password or code"), principal.token)
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "old password or code is wrong")
         try:
             check_new_password(request.new_password, user["username"], self._settings.min_password_length)
         except AccountError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        source = peer_address(context, self._settings.login_trusted_proxies)
+        reason = ""
+        if not await self._attempt(context, source, user["username"], now):
+            reason = "throttled after repeated failures"
+        else:
+            ok = await asyncio.to_thread(self._credentials.verify, user["password_hash"], request.old_password)
+            # A code already used (to log in, or for an earlier change) is refused like a wrong one.
+            step = totp_step(user["totp_secret"], request.totp_code, now, user.get("last_totp_step", 0))
+            if not ok or step is None:
+                reason = "wrong password or code"
+            elif not await self._store.claim_totp_step(user["_id"], step, {}):
+                reason = "TOTP code reused"
+        if reason:
+            await self._audit_or_abort(context, audit_pb2.AuditEvent(
+                action="user.password", outcome=audit_pb2.OUTCOME_DENIED, subject=user["_id"], reason=reason),
+                principal.token)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "old password or code is wrong")
+        await self._throttle.succeeded(source, user["username"])
         await self._audit_or_abort(context, audit_pb2.AuditEvent(
             action="user.password", outcome=audit_pb2.OUTCOME_ALLOWED, subject=user["_id"]), principal.token)
+        await self._revoke(context, user["_id"])
         new_hash = await asyncio.to_thread(self._credentials.hash, request.new_password)
         await self._store.update_user(user["_id"], user["agency_id"],
                                       {"password_hash": new_hash, "password_changed_at": now})
         return identity_pb2.ChangePasswordResponse()
+
+    async def Logout(self, request, context):  # noqa: N802
+        principal = await self._caller(context, Permission.OWN_ACCOUNT, "logout")
+        # Recorded with the caller's token while it is still valid, then revoked.
+        await self._audit_or_abort(context, audit_pb2.AuditEvent(
+            action="logout", outcome=audit_pb2.OUTCOME_ALLOWED, subject=principal.user_id), principal.token)
+        await self._revoke(context, principal.user_id)
+        return identity_pb2.LogoutResponse()
 
     # --- administration (own agency only; audited before the change is applied) --------------------------
 
@@ -253,14 +315,19 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                                                totp_uri=totp_uri(secret, username, admin.agency_id))
 
     async def _change_user(self, context, admin: Principal, user_id: str, action: str, changes: dict[str, Any],
-                           details: dict[str, Any]):
-        if await self._store.user(user_id) is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, "no such user")
+                           details: dict[str, Any]) -> dict[str, Any]:
+        """Apply `changes` to a user of the admin's agency, audited first. A user of another agency is refused,
+        audited as denied, with the answer a missing user gets (no telling which)."""
+        user = await self._store.user(user_id)
+        if user is None or user["agency_id"] != admin.agency_id:
+            await self._audit.record_refusal(audit_pb2.AuditEvent(action=action, subject=user_id[:128]), admin.token,
+                                             _NO_SUCH_USER)
+            await context.abort(grpc.StatusCode.NOT_FOUND, _NO_SUCH_USER)
         await self._audit_or_abort(context, self._change_event(action, user_id, details), admin.token)
         doc = await self._store.update_user(user_id, admin.agency_id, changes)
-        if doc is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, "no such user in your agency")
-        return user_to_proto(doc)
+        if doc is None:  # moved to another agency meanwhile
+            await context.abort(grpc.StatusCode.NOT_FOUND, _NO_SUCH_USER)
+        return doc
 
     async def SetRoles(self, request, context):  # noqa: N802
         admin = await self._admin(context, "user.roles")
@@ -268,21 +335,32 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             roles = roles_from_proto(list(request.roles))
         except AccountError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        return await self._change_user(context, admin, request.user_id, "user.roles", {"roles": roles},
-                                       {"roles": roles})
+        doc = await self._change_user(context, admin, request.user_id, "user.roles", {"roles": roles},
+                                      {"roles": roles})
+        await self._revoke(context, doc["_id"])  # tokens carry the roles: the new ones apply from the next login
+        return user_to_proto(doc)
 
     async def RecordTraining(self, request, context):  # noqa: N802
         admin = await self._admin(context, "user.training")
         training = training_document(request.training)
         if training is None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "training.expires_at is required")
-        return await self._change_user(context, admin, request.user_id, "user.training", {"training": training},
-                                       {"course": training["course"], "expires_at": training["expires_at"].isoformat()})
+        return user_to_proto(await self._change_user(
+            context, admin, request.user_id, "user.training", {"training": training},
+            {"course": training["course"], "expires_at": training["expires_at"].isoformat()}))
+
+    async def LockUser(self, request, context):  # noqa: N802
+        admin = await self._admin(context, "user.lock")
+        doc = await self._change_user(context, admin, request.user_id, "user.lock", {"locked_until": LOCKED_FOR_GOOD},
+                                      {})
+        await self._revoke(context, doc["_id"])
+        return user_to_proto(doc)
 
     async def UnlockUser(self, request, context):  # noqa: N802
         admin = await self._admin(context, "user.unlock")
-        return await self._change_user(context, admin, request.user_id, "user.unlock",
-                                       {"locked_until": None, "failed_logins": 0}, {})
+        doc = await self._change_user(context, admin, request.user_id, "user.unlock", {"locked_until": None}, {})
+        await self._throttle.clear_account(doc["username"])
+        return user_to_proto(doc)
 
     async def SetAgencyPolicy(self, request, context):  # noqa: N802
         admin = await self._caller(context, Permission.MANAGE_AGENCY, "agency.policy")
@@ -313,17 +391,23 @@ async def make_spec(settings: IdentitySettings) -> ServiceSpec:
     mongo = mongo_client(settings)
     db = mongo_database(mongo, settings)
     store = IdentityStore(db)
+    redis = redis_client(settings)
     issuer = TokenIssuer(load_private_key(settings.token_signing_key_file, settings, TOKEN_KEY),
                          timedelta(minutes=settings.token_ttl_minutes))
     audit = AuditClient(settings.audit_address, settings.audit_timeout_s,
                         service_signer(settings.service_name, settings))
-    servicer = IdentityServicer(settings, store, issuer, token_verifier(settings), audit)
-
+    base = settings.login_backoff_base_s
+    throttle = LoginThrottle(redis,
+                             Backoff(settings.login_source_free_failures, base, settings.login_source_backoff_max_s),
+                             Backoff(settings.login_account_free_failures, base, settings.login_account_backoff_max_s),
+                             settings.login_throttle_window_s)
+    servicer = IdentityServicer(settings, store, issuer, token_verifier(settings, redis), audit, throttle,
+                                Revocations(redis))
 
     return ServiceSpec(
         service_names=[identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name],
         register=lambda server: identity_pb2_grpc.add_IdentityServiceServicer_to_server(servicer, server),
-        dependencies=[mongo_dependency(mongo), audit.dependency()],
+        dependencies=[mongo_dependency(mongo), redis_dependency(redis), audit.dependency()],
         background=[lambda: retry_until_done("identity indexes", store.ensure_indexes)],
-        close=[audit.close, mongo.close],
+        close=[audit.close, redis.aclose, mongo.close],
     )

@@ -1,24 +1,43 @@
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from services.common.auth import KeySettings
-from services.common.settings import MongoSettings, ServiceSettings
+from services.common.settings import MongoSettings, RedisSettings, ServiceSettings
 
 
-class IdentitySettings(ServiceSettings, MongoSettings, KeySettings):
+class IdentitySettings(ServiceSettings, MongoSettings, RedisSettings, KeySettings):
+    """Redis: failed-login throttles and token revocations (identity is the only writer of both)."""
+
     service_name: str = "identity"
     grpc_port: int = Field(default=50055, ge=1, le=65535)
     # PEM Ed25519 private key that signs access tokens (only this service holds it).
     token_signing_key_file: Path | None = None
     # Access tokens are short-lived: log in again after this many minutes.
     token_ttl_minutes: int = Field(default=15, ge=1, le=60)
-    # Consecutive failed logins (wrong password, missing or wrong code) before the account locks ...
-    max_failed_logins: int = Field(default=5, ge=1, le=20)
-    # ... for this long (an agency admin can unlock it sooner).
-    lockout_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    login_account_free_failures: int = Field(
+        default=5, ge=1, le=50,
+        description="Failed logins on one username (known or not) before each further attempt must wait.")
+    login_account_backoff_max_s: float = Field(
+        default=300, ge=1, le=3600,
+        description="Longest wait imposed on a username: after it, the right password and code get in again.")
+    login_source_free_failures: int = Field(
+        default=20, ge=1, le=1000,
+        description="Failed logins from one source address (any usernames) before each further attempt must wait.")
+    login_source_backoff_max_s: float = Field(
+        default=900, ge=1, le=3600, description="Longest wait imposed on a source address.")
+    login_backoff_base_s: float = Field(
+        default=1.0, gt=0, le=60, description="First wait past the free failures; it doubles with each failure.")
+    login_throttle_window_s: int = Field(
+        default=3600, ge=60, le=86400,
+        description="Failure counts are forgotten this long after the last attempt (at least the longest wait).")
+    login_trusted_proxies: list[IPv4Network | IPv6Network] = Field(
+        default_factory=list,
+        description="Peers (the console) whose 'x-forwarded-for' metadata names the source address of a login; "
+                    "from any other peer the header is ignored. JSON list of addresses or networks.")
     min_password_length: int = Field(default=12, ge=8, le=128)
     # argon2id cost: memory-hard password hashing.
     argon2_time_cost: int = Field(default=3, ge=1, le=10)
@@ -27,3 +46,9 @@ class IdentitySettings(ServiceSettings, MongoSettings, KeySettings):
     # The audit service (logins and changes are recorded there before answering).
     audit_address: str = "127.0.0.1:50054"
     audit_timeout_s: float = Field(default=3.0, gt=0, le=30)
+
+    @model_validator(mode="after")
+    def _window_outlasts_waits(self) -> IdentitySettings:
+        if self.login_throttle_window_s < max(self.login_account_backoff_max_s, self.login_source_backoff_max_s):
+            raise ValueError("login_throttle_window_s must be at least the longest login backoff")
+        return self

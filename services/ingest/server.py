@@ -283,7 +283,7 @@ class CameraRegistryServicer(ingest_pb2_grpc.CameraRegistryServiceServicer):
 
     async def _admin(self, context, action: str, subject: str) -> Principal:
         try:
-            return check_call(context, self._verifier, Permission.MANAGE_CAMERAS)
+            return await check_call(context, self._verifier, Permission.MANAGE_CAMERAS)
         except AuthError as exc:
             if exc.principal is not None:
                 await self._deny(context, exc.principal, action, subject, exc.code, exc.message)
@@ -329,6 +329,9 @@ class CameraRegistryServicer(ingest_pb2_grpc.CameraRegistryServiceServicer):
 
     async def RotateCameraSecret(self, request, context):  # noqa: N802
         admin = await self._admin(context, "camera.rotate_secret", request.camera_id)
+        if await self._store.camera_agency(request.camera_id) != admin.agency_id:  # none, or another agency's
+            await self._deny(context, admin, "camera.rotate_secret", request.camera_id, grpc.StatusCode.NOT_FOUND,
+                             "no such camera in your agency")
         await self._record(context, admin, "camera.rotate_secret", request.camera_id)
         secret = new_secret()
         if not await self._store.set_camera_secret(request.camera_id, admin.agency_id, secret_hash(secret)):
@@ -364,7 +367,7 @@ async def make_spec(settings: IngestSettings) -> ServiceSpec:
     publisher = ReadPublisher(redis, settings.read_stream, settings.read_stream_maxlen)
     audit = AuditClient(settings.audit_address, settings.audit_timeout_s,
                         service_signer(settings.service_name, settings))
-    registry = CameraRegistryServicer(store, token_verifier(settings), audit)
+    registry = CameraRegistryServicer(store, token_verifier(settings, redis), audit)
     ingest = IngestServicer(settings, store, alpr, publisher, ReadCounters(redis, settings.counter_ttl_days))
 
     async def sweep_outbox() -> None:

@@ -96,7 +96,7 @@ class RetentionServicer(retention_pb2_grpc.RetentionServiceServicer):
         """The caller, allowed any of `allowed`; refusals of a known caller are audited when `event` is given."""
         for i, permission in enumerate(allowed):
             try:
-                return check_call(context, self._verifier, permission)
+                return await check_call(context, self._verifier, permission)
             except AuthError as exc:
                 if i == len(allowed) - 1 or exc.principal is None:
                     if event is not None and exc.principal is not None:
@@ -248,7 +248,7 @@ async def make_spec(settings: RetentionSettings) -> ServiceSpec:
     lock = asyncio.Lock()
     verifier = Verifier(store, keys, redis, settings.cap_table(), settings.read_retention_days)
     servicer = RetentionServicer(settings, store, HoldManager(store, keys, settings.hold_batch_size),
-                                 token_verifier(settings), audit, lock)
+                                 token_verifier(settings, redis), audit, lock)
 
     async def indexes() -> None:
         await ensure_indexes(db)

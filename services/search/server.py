@@ -27,7 +27,7 @@ from services.common.plates import fold_plate_input, normalize_plate
 from services.common.purpose import Access, Refusal, check_access, purpose_name
 from services.common.reads import IMAGES, READS, document_to_read
 from services.common.service_tokens import service_signer
-from services.common.storage import mongo_client, mongo_database, mongo_dependency
+from services.common.storage import mongo_client, mongo_database, mongo_dependency, redis_client, redis_dependency
 from services.retention.keys import DataKeySettings, KeyShredded, KeyStore, load_master_key
 from services.search.adapters.indexes import ensure_search_indexes
 from services.search.domain.convoy import MAX_SIGHTINGS, build_convoy_query, companions_pipeline
@@ -84,7 +84,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
                                      case_number=request.case_number[:64], plates=_query_plates(request))
         event.details.update({"request": MessageToDict(request, preserving_proto_field_name=True)})
         try:
-            principal = check_call(context, self._verifier, permission)
+            principal = await check_call(context, self._verifier, permission)
         except AuthError as exc:
             await self._refuse(context, exc.principal, event, exc.code, exc.message, exc.message)
             raise
@@ -208,15 +208,16 @@ async def make_spec(settings: SearchSettings) -> ServiceSpec:
     db = mongo_database(mongo, settings)
     audit = AuditClient(settings.audit_address, settings.audit_timeout_s,
                         service_signer(settings.service_name, settings))
+    redis = redis_client(settings)
     key_settings = DataKeySettings()
     keys = KeyStore(db, load_master_key(key_settings), key_settings.data_key_cache_s)
-    servicer = SearchServicer(settings, db, token_verifier(settings), audit, keys)
+    servicer = SearchServicer(settings, db, token_verifier(settings, redis), audit, keys)
 
 
     return ServiceSpec(
         service_names=[search_pb2.DESCRIPTOR.services_by_name["SearchService"].full_name],
         register=lambda server: search_pb2_grpc.add_SearchServiceServicer_to_server(servicer, server),
-        dependencies=[mongo_dependency(mongo), audit.dependency()],
+        dependencies=[mongo_dependency(mongo), redis_dependency(redis), audit.dependency()],
         background=[lambda: retry_until_done("search indexes", lambda: ensure_search_indexes(db))],
-        close=[audit.close, mongo.close],
+        close=[audit.close, redis.aclose, mongo.close],
     )

@@ -3,10 +3,12 @@ from __future__ import annotations
 from pydantic import Field
 
 from services.common.auth import KeySettings
-from services.common.settings import MongoSettings, ServiceSettings
+from services.common.settings import MongoSettings, RedisSettings, ServiceSettings
 
 
-class SearchSettings(ServiceSettings, MongoSettings, KeySettings):
+class SearchSettings(ServiceSettings, MongoSettings, RedisSettings, KeySettings):
+    """Redis: the token revocation entries written by identity (read only)."""
+
     service_name: str = "search"
     grpc_port: int = Field(default=50052, ge=1, le=65535)
     default_page_size: int = Field(default=50, ge=1, le=500)

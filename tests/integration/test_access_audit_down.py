@@ -1,6 +1,6 @@
 """Fail closed: with the audit service stopped, a search answers UNAVAILABLE and returns nothing.
 
-Runs its own audit and search processes (a second LocalStack on the shared mongod and keys, with its own audit
+Runs its own audit and search processes (a second LocalStack on the shared mongod, Redis and keys, with its own audit
 database: the audit service is its trail's only writer) so that the session's stack keeps its audit service
 running for the other tests.
 """
@@ -20,9 +20,10 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def private_stack(stack: LocalStack, mongo_uri: str, tmp_path):
+def private_stack(stack: LocalStack, mongo_uri: str, redis_url: str, tmp_path):
     own = LocalStack(tmp_path / "stack", Ports.free())
-    own.env.update({"SIGHTLINE_MONGO_URI": mongo_uri, "SIGHTLINE_DATA_DIR": stack.env["SIGHTLINE_DATA_DIR"],
+    own.env.update({"SIGHTLINE_MONGO_URI": mongo_uri, "SIGHTLINE_REDIS_URL": redis_url,
+                    "SIGHTLINE_DATA_DIR": stack.env["SIGHTLINE_DATA_DIR"],
                     "SIGHTLINE_AUDIT_ADDRESS": own.address("audit"), "SIGHTLINE_DRAIN_SECONDS": "0",
                     "SIGHTLINE_AUDIT_MONGO_DB": f"audit_down_{uuid.uuid4().hex[:8]}"})
     own.start_service("audit")

@@ -3,9 +3,9 @@ called by every role, for the caller's own agency and for a partner agency, chec
 below (data, written independently of services/common/auth.py), and every denial found in the audit trail.
 
 Not covered: the hotlist service (no access control yet: its RPCs take no token), the retention service (its
-own tests), IdentityService.Login (no token by design) and ChangePassword (any signed-in person; refusals there
-are about the old password). Identity's admin calls on another agency's user answer NOT_FOUND (the user is
-looked up in the caller's agency only).
+own tests), IdentityService.Login (no token by design), ChangePassword and Logout (any signed-in person; they
+revoke the caller's tokens, tests/security/test_identity.py). Identity's admin calls on another agency's user
+answer NOT_FOUND, as for a missing user, and are audited as denied.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("identity.SetRoles", "own"): {"admin"},
     ("identity.SetRoles", "partner"): set(),
     ("identity.RecordTraining", "own"): {"admin"},
+    ("identity.LockUser", "own"): {"admin"},
     ("identity.UnlockUser", "own"): {"admin"},
     ("identity.SetAgencyPolicy", "own"): {"admin"},
     ("identity.GetAgency", "own"): {"admin"},
@@ -87,6 +88,7 @@ def _request(rpc: str, scope: str, ctx: Ctx, caller: str) -> tuple[Callable, Any
         "identity.SetRoles": (ident.SetRoles, ID.SetRolesRequest(
             user_id=other_user if partner else "no-such-user", roles=[ID.ROLE_OFFICER])),
         "identity.RecordTraining": (ident.RecordTraining, ID.RecordTrainingRequest(user_id="no-such-user")),
+        "identity.LockUser": (ident.LockUser, ID.LockUserRequest(user_id="no-such-user")),
         "identity.UnlockUser": (ident.UnlockUser, ID.UnlockUserRequest(user_id="no-such-user")),
         "identity.SetAgencyPolicy": (ident.SetAgencyPolicy, ID.SetAgencyPolicyRequest(share_with=["pd-beta"])),
         "identity.GetAgency": (ident.GetAgency, ID.GetAgencyRequest()),

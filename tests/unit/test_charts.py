@@ -166,11 +166,11 @@ def egress_ports(manifests: list[Manifest], name: str) -> set[int]:
 
 def test_service_egress_matches_the_brief(manifests: list[Manifest]) -> None:
     assert egress_ports(manifests, "portal") == {53, 27017, 6379}
-    assert egress_ports(manifests, "search") == {53, 50054, 50055, 27017}
+    assert egress_ports(manifests, "search") == {53, 50054, 50055, 27017, 6379}
     assert egress_ports(manifests, "ingest") == {53, 8001, 27017, 6379}
     assert egress_ports(manifests, "hotlist") == {53, 6379, 27017, 50054}
     assert egress_ports(manifests, "console") == {53, 50051, 50052, 50053, 50054, 50055, 50056}
-    assert egress_ports(manifests, "identity") == {53, 50054, 27017}
+    assert egress_ports(manifests, "identity") == {53, 50054, 27017, 6379}
     assert egress_ports(manifests, "retention") == {53, 50054, 27017, 6379}
     assert egress_ports(manifests, "tracker") == {53, 27017, 6379}
     assert egress_ports(manifests, "triton") == {53}

@@ -6,8 +6,8 @@ import pytest
 from services.identity.domain.accounts import (
     AccountError,
     Credentials,
-    LockoutPolicy,
     check_new_password,
+    locked,
     normalize_username,
     roles_from_proto,
     totp_step,
@@ -46,11 +46,11 @@ def test_totp_codes_work_once_within_one_step_either_side() -> None:
     assert totp_step(secret, "000000" if totp.at(now) != "000000" else "111111", now, 0) is None
 
 
-def test_lockout_after_repeated_failures() -> None:
-    policy = LockoutPolicy(max_failures=5, lockout=timedelta(minutes=15))
+def test_only_an_admin_lock_locks() -> None:
     now = datetime(2026, 5, 1, tzinfo=UTC)
-    assert policy.locked_until(4, now) is None
-    assert policy.locked_until(5, now) == now + timedelta(minutes=15)
+    assert not locked({"locked_until": None}, now) and not locked({}, now)
+    assert not locked({"locked_until": now - timedelta(seconds=1)}, now)
+    assert locked({"locked_until": now + timedelta(days=1)}, now)
 
 
 def test_roles_and_usernames() -> None:

@@ -1,10 +1,13 @@
 from datetime import UTC, datetime, timedelta
 
 import grpc
+import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.common.auth import (
+    AUDIENCE,
+    ISSUER,
     AuthError,
     KeySettings,
     Permission,
@@ -68,12 +71,27 @@ def test_authorize_allows_by_role() -> None:
     authorize(principal(roles=("supervisor",)), Permission.AUDIT_REVIEW, NOW)
 
 
-def test_a_service_subject_gets_no_exemption() -> None:
-    """Services prove who they are with their own keys (services/common/service_tokens.py); an access token
-    naming a service is checked like anyone's."""
-    p = roundtrip(Principal("service:search", "search", "pd-a", frozenset({"officer"}), False, None), amr=("key",))
-    with pytest.raises(AuthError, match="two-factor"):
-        authorize(p, Permission.SEARCH, datetime.now(UTC))
+@pytest.mark.parametrize("roles", [("officer",), ("supervisor", "agency_admin")])
+def test_a_service_subject_is_never_a_person(roles) -> None:
+    """Finding 14: a token naming a service and carrying a person's roles passed search without 2FA or training.
+    Services prove who they are with their own keys, to the audit service only (services/common/service_tokens.py):
+    identity never signs an access token naming a service, and one signed anyway (a leaked key) is refused."""
+    now = datetime.now(UTC)
+    forged = Principal("service:search", "search", "pd-a", frozenset(roles), True, now + timedelta(days=30))
+    with pytest.raises(ValueError):
+        TokenIssuer(KEY, timedelta(minutes=5)).issue(forged, now, ["pwd", "otp"])
+    token = jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "sub": "service:search", "agency": "pd-a",
+                        "roles": list(roles), "amr": ["pwd", "otp"], "iat": int(now.timestamp()),
+                        "exp": int((now + timedelta(minutes=5)).timestamp()),
+                        "training_until": int((now + timedelta(days=30)).timestamp())}, KEY, algorithm="EdDSA")
+    with pytest.raises(AuthError) as err:
+        TokenVerifier(KEY.public_key()).verify(token)
+    assert err.value.code == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_tokens_carry_their_issue_time_to_the_microsecond() -> None:
+    issued = datetime.now(UTC).replace(microsecond=123456)
+    assert roundtrip(principal(), issued=issued).issued_at == issued.timestamp()
 
 
 def test_dev_keys_are_generated_once_and_pair_up(tmp_path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, IndexModel, ReturnDocument
@@ -59,18 +58,9 @@ class IdentityStore:
         return await self._db[USERS].find_one_and_update({"_id": user_id, "agency_id": agency_id}, {"$set": changes},
                                                          return_document=ReturnDocument.AFTER)
 
-    async def record_failure(self, user_id: str) -> int:
-        """One more consecutive failed login; returns the count."""
-        doc = await self._db[USERS].find_one_and_update({"_id": user_id}, {"$inc": {"failed_logins": 1}},
-                                                        return_document=ReturnDocument.AFTER)
-        return int(doc["failed_logins"]) if doc else 0
-
-    async def lock(self, user_id: str, until: datetime) -> None:
-        await self._db[USERS].update_one({"_id": user_id}, {"$set": {"locked_until": until, "failed_logins": 0}})
-
-    async def claim_login(self, user_id: str, totp_step: int, now: datetime) -> bool:
-        """Record a successful login with TOTP step `totp_step`; False when that code was already used."""
-        result = await self._db[USERS].update_one(
-            {"_id": user_id, "last_totp_step": {"$lt": totp_step}},
-            {"$set": {"last_totp_step": totp_step, "failed_logins": 0, "locked_until": None, "last_login_at": now}})
+    async def claim_totp_step(self, user_id: str, totp_step: int, changes: dict[str, Any]) -> bool:
+        """Mark TOTP step `totp_step` used (with `changes`); False when that step or a later one was already
+        used: a code works once, for whatever it was checked."""
+        result = await self._db[USERS].update_one({"_id": user_id, "last_totp_step": {"$lt": totp_step}},
+                                                  {"$set": {"last_totp_step": totp_step, **changes}})
         return result.modified_count == 1

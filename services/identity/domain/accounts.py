@@ -1,4 +1,4 @@
-"""Users, roles, passwords, second factor, lockout and training. Pure (argon2 and pyotp are computations)."""
+"""Users, roles, passwords, second factor, admin locks and training. Pure (argon2 and pyotp are computations)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import hmac
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pyotp
@@ -96,14 +96,10 @@ def totp_uri(secret: str, username: str, agency_id: str) -> str:
     return pyotp.TOTP(secret).provisioning_uri(name=f"{username}@{agency_id}", issuer_name="Sightline")
 
 
-@dataclass(frozen=True)
-class LockoutPolicy:
-    max_failures: int = 5
-    lockout: timedelta = timedelta(minutes=15)
-
-    def locked_until(self, failures: int, now: datetime) -> datetime | None:
-        """After the `failures`-th consecutive failure: the end of the lockout, if it starts now."""
-        return now + self.lockout if failures >= self.max_failures else None
+def locked(user: dict[str, Any], now: datetime) -> bool:
+    """Locked by an agency admin (LockUser) until `locked_until`."""
+    until = user.get("locked_until")
+    return until is not None and until > now
 
 
 def training_document(training: identity_pb2.Training) -> dict[str, Any] | None:
@@ -125,6 +121,6 @@ def new_user_document(username: str, agency_id: str, display_name: str, roles: l
     secret = pyotp.random_base32()
     doc = {"_id": uuid.uuid4().hex, "username": username, "agency_id": agency_id, "display_name": display_name,
            "roles": roles, "password_hash": password_hash, "totp_secret": secret, "training": training,
-           "active": True, "failed_logins": 0, "locked_until": None, "last_totp_step": 0, "created_at": now,
+           "active": True, "locked_until": None, "last_totp_step": 0, "created_at": now,
            "password_changed_at": now}
     return doc, secret

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$sightline/identity/v1/identity.proto\x12\x15sightline.identity.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"w\n\x06\x41gency\x12\x11\n\tagency_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nshare_with\x18\x03 \x03(\t\x12\x1c\n\x14\x63\x61se_number_required\x18\x04 \x01(\x08\x12\x1a\n\x12hotlist_share_with\x18\x05 \x03(\t\"|\n\x08Training\x12\x0e\n\x06\x63ourse\x18\x01 \x01(\t\x12\x30\n\x0c\x63ompleted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf3\x01\n\x04User\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x11\n\tagency_id\x18\x03 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x04 \x01(\t\x12*\n\x05roles\x18\x05 \x03(\x0e\x32\x1b.sightline.identity.v1.Role\x12\x31\n\x08training\x18\x06 \x01(\x0b\x32\x1f.sightline.identity.v1.Training\x12\x0e\n\x06\x61\x63tive\x18\x07 \x01(\x08\x12\x30\n\x0clocked_until\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"E\n\x0cLoginRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x11\n\ttotp_code\x18\x03 \x01(\t\"\x80\x01\n\rLoginResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x04user\x18\x03 \x01(\x0b\x32\x1b.sightline.identity.v1.User\"V\n\x15\x43hangePasswordRequest\x12\x14\n\x0cold_password\x18\x01 \x01(\t\x12\x14\n\x0cnew_password\x18\x02 \x01(\t\x12\x11\n\ttotp_code\x18\x03 \x01(\t\"\x18\n\x16\x43hangePasswordResponse\"\xb4\x01\n\x11\x43reateUserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x18\n\x10initial_password\x18\x03 \x01(\t\x12*\n\x05roles\x18\x04 \x03(\x0e\x32\x1b.sightline.identity.v1.Role\x12\x31\n\x08training\x18\x05 \x01(\x0b\x32\x1f.sightline.identity.v1.Training\"f\n\x12\x43reateUserResponse\x12)\n\x04user\x18\x01 \x01(\x0b\x32\x1b.sightline.identity.v1.User\x12\x13\n\x0btotp_secret\x18\x02 \x01(\t\x12\x10\n\x08totp_uri\x18\x03 \x01(\t\"N\n\x0fSetRolesRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12*\n\x05roles\x18\x02 \x03(\x0e\x32\x1b.sightline.identity.v1.Role\"[\n\x15RecordTrainingRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x31\n\x08training\x18\x02 \x01(\x0b\x32\x1f.sightline.identity.v1.Training\"$\n\x11UnlockUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"f\n\x16SetAgencyPolicyRequest\x12\x12\n\nshare_with\x18\x01 \x03(\t\x12\x1c\n\x14\x63\x61se_number_required\x18\x02 \x01(\x08\x12\x1a\n\x12hotlist_share_with\x18\x03 \x03(\t\"\x12\n\x10GetAgencyRequest*\xa1\x01\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x10\n\x0cROLE_OFFICER\x10\x01\x12\x15\n\x11ROLE_INVESTIGATOR\x10\x02\x12\x13\n\x0fROLE_SUPERVISOR\x10\x03\x12\x10\n\x0cROLE_AUDITOR\x10\x04\x12\x15\n\x11ROLE_AGENCY_ADMIN\x10\x05\x12\x1c\n\x18ROLE_PARTNER_AGENCY_USER\x10\x06\x32\xf0\x05\n\x0fIdentityService\x12R\n\x05Login\x12#.sightline.identity.v1.LoginRequest\x1a$.sightline.identity.v1.LoginResponse\x12m\n\x0e\x43hangePassword\x12,.sightline.identity.v1.ChangePasswordRequest\x1a-.sightline.identity.v1.ChangePasswordResponse\x12\x61\n\nCreateUser\x12(.sightline.identity.v1.CreateUserRequest\x1a).sightline.identity.v1.CreateUserResponse\x12O\n\x08SetRoles\x12&.sightline.identity.v1.SetRolesRequest\x1a\x1b.sightline.identity.v1.User\x12[\n\x0eRecordTraining\x12,.sightline.identity.v1.RecordTrainingRequest\x1a\x1b.sightline.identity.v1.User\x12S\n\nUnlockUser\x12(.sightline.identity.v1.UnlockUserRequest\x1a\x1b.sightline.identity.v1.User\x12_\n\x0fSetAgencyPolicy\x12-.sightline.identity.v1.SetAgencyPolicyRequest\x1a\x1d.sightline.identity.v1.Agency\x12S\n\tGetAgency\x12\'.sightline.identity.v1.GetAgencyRequest\x1a\x1d.sightline.identity.v1.Agencyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$sightline/identity/v1/identity.proto\x12\x15sightline.identity.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"w\n\x06\x41gency\x12\x11\n\tagency_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nshare_with\x18\x03 \x03(\t\x12\x1c\n\x14\x63\x61se_number_required\x18\x04 \x01(\x08\x12\x1a\n\x12hotlist_share_with\x18\x05 \x03(\t\"|\n\x08Training\x12\x0e\n\x06\x63ourse\x18\x01 \x01(\t\x12\x30\n\x0c\x63ompleted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf3\x01\n\x04User\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x11\n\tagency_id\x18\x03 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x04 \x01(\t\x12*\n\x05roles\x18\x05 \x03(\x0e\x32\x1b.sightline.identity.v1.Role\x12\x31\n\x08training\x18\x06 \x01(\x0b\x32\x1f.sightline.identity.v1.Training\x12\x0e\n\x06\x61\x63tive\x18\x07 \x01(\x08\x12\x30\n\x0clocked_until\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"E\n\x0cLoginRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x11\n\ttotp_code\x18\x03 \x01(\t\"\x80\x01\n\rLoginResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x04user\x18\x03 \x01(\x0b\x32\x1b.sightline.identity.v1.User\"V\n\x15\x43hangePasswordRequest\x12\x14\n\x0cold_password\x18\x01 \x01(\t\x12\x14\n\x0cnew_password\x18\x02 \x01(\t\x12\x11\n\ttotp_code\x18\x03 \x01(\t\"\x18\n\x16\x43hangePasswordResponse\"\x0f\n\rLogoutRequest\"\x10\n\x0eLogoutResponse\"\xb4\x01\n\x11\x43reateUserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x18\n\x10initial_password\x18\x03 \x01(\t\x12*\n\x05roles\x18\x04 \x03(\x0e\x32\x1b.sightline.identity.v1.Role\x12\x31\n\x08training\x18\x05 \x01(\x0b\x32\x1f.sightline.identity.v1.Training\"f\n\x12\x43reateUserResponse\x12)\n\x04user\x18\x01 \x01(\x0b\x32\x1b.sightline.identity.v1.User\x12\x13\n\x0btotp_secret\x18\x02 \x01(\t\x12\x10\n\x08totp_uri\x18\x03 \x01(\t\"N\n\x0fSetRolesRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12*\n\x05roles\x18\x02 \x03(\x0e\x32\x1b.sightline.identity.v1.Role\"[\n\x15RecordTrainingRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x31\n\x08training\x18\x02 \x01(\x0b\x32\x1f.sightline.identity.v1.Training\"\"\n\x0fLockUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"$\n\x11UnlockUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"f\n\x16SetAgencyPolicyRequest\x12\x12\n\nshare_with\x18\x01 \x03(\t\x12\x1c\n\x14\x63\x61se_number_required\x18\x02 \x01(\x08\x12\x1a\n\x12hotlist_share_with\x18\x03 \x03(\t\"\x12\n\x10GetAgencyRequest*\xa1\x01\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x10\n\x0cROLE_OFFICER\x10\x01\x12\x15\n\x11ROLE_INVESTIGATOR\x10\x02\x12\x13\n\x0fROLE_SUPERVISOR\x10\x03\x12\x10\n\x0cROLE_AUDITOR\x10\x04\x12\x15\n\x11ROLE_AGENCY_ADMIN\x10\x05\x12\x1c\n\x18ROLE_PARTNER_AGENCY_USER\x10\x06\x32\x98\x07\n\x0fIdentityService\x12R\n\x05Login\x12#.sightline.identity.v1.LoginRequest\x1a$.sightline.identity.v1.LoginResponse\x12m\n\x0e\x43hangePassword\x12,.sightline.identity.v1.ChangePasswordRequest\x1a-.sightline.identity.v1.ChangePasswordResponse\x12U\n\x06Logout\x12$.sightline.identity.v1.LogoutRequest\x1a%.sightline.identity.v1.LogoutResponse\x12\x61\n\nCreateUser\x12(.sightline.identity.v1.CreateUserRequest\x1a).sightline.identity.v1.CreateUserResponse\x12O\n\x08SetRoles\x12&.sightline.identity.v1.SetRolesRequest\x1a\x1b.sightline.identity.v1.User\x12[\n\x0eRecordTraining\x12,.sightline.identity.v1.RecordTrainingRequest\x1a\x1b.sightline.identity.v1.User\x12O\n\x08LockUser\x12&.sightline.identity.v1.LockUserRequest\x1a\x1b.sightline.identity.v1.User\x12S\n\nUnlockUser\x12(.sightline.identity.v1.UnlockUserRequest\x1a\x1b.sightline.identity.v1.User\x12_\n\x0fSetAgencyPolicy\x12-.sightline.identity.v1.SetAgencyPolicyRequest\x1a\x1d.sightline.identity.v1.Agency\x12S\n\tGetAgency\x12\'.sightline.identity.v1.GetAgencyRequest\x1a\x1d.sightline.identity.v1.Agencyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sightline.identity.v1.identity_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=1528
-  _globals['_ROLE']._serialized_end=1689
+  _globals['_ROLE']._serialized_start=1599
+  _globals['_ROLE']._serialized_end=1760
   _globals['_AGENCY']._serialized_start=96
   _globals['_AGENCY']._serialized_end=215
   _globals['_TRAINING']._serialized_start=217
@@ -48,20 +48,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHANGEPASSWORDREQUEST']._serialized_end=877
   _globals['_CHANGEPASSWORDRESPONSE']._serialized_start=879
   _globals['_CHANGEPASSWORDRESPONSE']._serialized_end=903
-  _globals['_CREATEUSERREQUEST']._serialized_start=906
-  _globals['_CREATEUSERREQUEST']._serialized_end=1086
-  _globals['_CREATEUSERRESPONSE']._serialized_start=1088
-  _globals['_CREATEUSERRESPONSE']._serialized_end=1190
-  _globals['_SETROLESREQUEST']._serialized_start=1192
-  _globals['_SETROLESREQUEST']._serialized_end=1270
-  _globals['_RECORDTRAININGREQUEST']._serialized_start=1272
-  _globals['_RECORDTRAININGREQUEST']._serialized_end=1363
-  _globals['_UNLOCKUSERREQUEST']._serialized_start=1365
-  _globals['_UNLOCKUSERREQUEST']._serialized_end=1401
-  _globals['_SETAGENCYPOLICYREQUEST']._serialized_start=1403
-  _globals['_SETAGENCYPOLICYREQUEST']._serialized_end=1505
-  _globals['_GETAGENCYREQUEST']._serialized_start=1507
-  _globals['_GETAGENCYREQUEST']._serialized_end=1525
-  _globals['_IDENTITYSERVICE']._serialized_start=1692
-  _globals['_IDENTITYSERVICE']._serialized_end=2444
+  _globals['_LOGOUTREQUEST']._serialized_start=905
+  _globals['_LOGOUTREQUEST']._serialized_end=920
+  _globals['_LOGOUTRESPONSE']._serialized_start=922
+  _globals['_LOGOUTRESPONSE']._serialized_end=938
+  _globals['_CREATEUSERREQUEST']._serialized_start=941
+  _globals['_CREATEUSERREQUEST']._serialized_end=1121
+  _globals['_CREATEUSERRESPONSE']._serialized_start=1123
+  _globals['_CREATEUSERRESPONSE']._serialized_end=1225
+  _globals['_SETROLESREQUEST']._serialized_start=1227
+  _globals['_SETROLESREQUEST']._serialized_end=1305
+  _globals['_RECORDTRAININGREQUEST']._serialized_start=1307
+  _globals['_RECORDTRAININGREQUEST']._serialized_end=1398
+  _globals['_LOCKUSERREQUEST']._serialized_start=1400
+  _globals['_LOCKUSERREQUEST']._serialized_end=1434
+  _globals['_UNLOCKUSERREQUEST']._serialized_start=1436
+  _globals['_UNLOCKUSERREQUEST']._serialized_end=1472
+  _globals['_SETAGENCYPOLICYREQUEST']._serialized_start=1474
+  _globals['_SETAGENCYPOLICYREQUEST']._serialized_end=1576
+  _globals['_GETAGENCYREQUEST']._serialized_start=1578
+  _globals['_GETAGENCYREQUEST']._serialized_end=1596
+  _globals['_IDENTITYSERVICE']._serialized_start=1763
+  _globals['_IDENTITYSERVICE']._serialized_end=2683
 # @@protoc_insertion_point(module_scope)

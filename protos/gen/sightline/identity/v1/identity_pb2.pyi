@@ -141,7 +141,7 @@ class User(_message.Message):
     def training(self) -> Global___Training: ...
     @_builtins.property
     def locked_until(self) -> _timestamp_pb2.Timestamp:
-        """Set while the account is locked after repeated failed logins."""
+        """Set while an agency admin has locked the account (LockUser)."""
 
     def __init__(
         self,
@@ -257,6 +257,36 @@ class ChangePasswordResponse(_message.Message):
 Global___ChangePasswordResponse: _TypeAlias = ChangePasswordResponse  # noqa: Y015
 
 @_typing.final
+class LogoutRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogoutRequest: _TypeAlias = LogoutRequest  # noqa: Y015
+
+@_typing.final
+class LogoutResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogoutResponse: _TypeAlias = LogoutResponse  # noqa: Y015
+
+@_typing.final
 class CreateUserRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -362,6 +392,25 @@ class RecordTrainingRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RecordTrainingRequest: _TypeAlias = RecordTrainingRequest  # noqa: Y015
+
+@_typing.final
+class LockUserRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LockUserRequest: _TypeAlias = LockUserRequest  # noqa: Y015
 
 @_typing.final
 class UnlockUserRequest(_message.Message):

@@ -46,6 +46,11 @@ class IdentityServiceStub:
                 request_serializer=sightline_dot_identity_dot_v1_dot_identity__pb2.ChangePasswordRequest.SerializeToString,
                 response_deserializer=sightline_dot_identity_dot_v1_dot_identity__pb2.ChangePasswordResponse.FromString,
                 _registered_method=True)
+        self.Logout = channel.unary_unary(
+                '/sightline.identity.v1.IdentityService/Logout',
+                request_serializer=sightline_dot_identity_dot_v1_dot_identity__pb2.LogoutRequest.SerializeToString,
+                response_deserializer=sightline_dot_identity_dot_v1_dot_identity__pb2.LogoutResponse.FromString,
+                _registered_method=True)
         self.CreateUser = channel.unary_unary(
                 '/sightline.identity.v1.IdentityService/CreateUser',
                 request_serializer=sightline_dot_identity_dot_v1_dot_identity__pb2.CreateUserRequest.SerializeToString,
@@ -59,6 +64,11 @@ class IdentityServiceStub:
         self.RecordTraining = channel.unary_unary(
                 '/sightline.identity.v1.IdentityService/RecordTraining',
                 request_serializer=sightline_dot_identity_dot_v1_dot_identity__pb2.RecordTrainingRequest.SerializeToString,
+                response_deserializer=sightline_dot_identity_dot_v1_dot_identity__pb2.User.FromString,
+                _registered_method=True)
+        self.LockUser = channel.unary_unary(
+                '/sightline.identity.v1.IdentityService/LockUser',
+                request_serializer=sightline_dot_identity_dot_v1_dot_identity__pb2.LockUserRequest.SerializeToString,
                 response_deserializer=sightline_dot_identity_dot_v1_dot_identity__pb2.User.FromString,
                 _registered_method=True)
         self.UnlockUser = channel.unary_unary(
@@ -84,28 +94,40 @@ class IdentityServiceServicer:
     """
 
     def Login(self, request, context):
-        """Password + TOTP code -> a short-lived access token. Every attempt is audited.
+        """Password + TOTP code -> a short-lived access token. Every attempt is audited. Every refusal before both
+        factors are proven gets the same answer (UNAUTHENTICATED "invalid username, password or code"); failures
+        are throttled by source address and by username with exponential backoff (never a lock).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ChangePassword(self, request, context):
-        """The caller changes their own password (old password + TOTP code).
+        """The caller changes their own password (old password + a TOTP code not used before). Revokes every token
+        of the caller, this one included: log in again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Logout(self, request, context):
+        """Revokes every token of the caller (this one included), in every service within a second.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CreateUser(self, request, context):
-        """Agency administration (role AGENCY_ADMIN, own agency only). Every change is audited.
+        """Agency administration (role AGENCY_ADMIN, own agency only). Every change, and every refusal, is audited;
+        a user of another agency is answered NOT_FOUND "no such user in your agency", like one that does not exist.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SetRoles(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Revokes the user's tokens: the new roles apply from their next login.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -116,8 +138,16 @@ class IdentityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LockUser(self, request, context):
+        """Locks the account until unlocked and revokes its tokens.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def UnlockUser(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Lifts a lock, and ends the username's failed-login backoff.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -147,6 +177,11 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     request_deserializer=sightline_dot_identity_dot_v1_dot_identity__pb2.ChangePasswordRequest.FromString,
                     response_serializer=sightline_dot_identity_dot_v1_dot_identity__pb2.ChangePasswordResponse.SerializeToString,
             ),
+            'Logout': grpc.unary_unary_rpc_method_handler(
+                    servicer.Logout,
+                    request_deserializer=sightline_dot_identity_dot_v1_dot_identity__pb2.LogoutRequest.FromString,
+                    response_serializer=sightline_dot_identity_dot_v1_dot_identity__pb2.LogoutResponse.SerializeToString,
+            ),
             'CreateUser': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateUser,
                     request_deserializer=sightline_dot_identity_dot_v1_dot_identity__pb2.CreateUserRequest.FromString,
@@ -160,6 +195,11 @@ def add_IdentityServiceServicer_to_server(servicer, server):
             'RecordTraining': grpc.unary_unary_rpc_method_handler(
                     servicer.RecordTraining,
                     request_deserializer=sightline_dot_identity_dot_v1_dot_identity__pb2.RecordTrainingRequest.FromString,
+                    response_serializer=sightline_dot_identity_dot_v1_dot_identity__pb2.User.SerializeToString,
+            ),
+            'LockUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.LockUser,
+                    request_deserializer=sightline_dot_identity_dot_v1_dot_identity__pb2.LockUserRequest.FromString,
                     response_serializer=sightline_dot_identity_dot_v1_dot_identity__pb2.User.SerializeToString,
             ),
             'UnlockUser': grpc.unary_unary_rpc_method_handler(
@@ -245,6 +285,33 @@ class IdentityService:
             _registered_method=True)
 
     @staticmethod
+    def Logout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sightline.identity.v1.IdentityService/Logout',
+            sightline_dot_identity_dot_v1_dot_identity__pb2.LogoutRequest.SerializeToString,
+            sightline_dot_identity_dot_v1_dot_identity__pb2.LogoutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def CreateUser(request,
             target,
             options=(),
@@ -314,6 +381,33 @@ class IdentityService:
             target,
             '/sightline.identity.v1.IdentityService/RecordTraining',
             sightline_dot_identity_dot_v1_dot_identity__pb2.RecordTrainingRequest.SerializeToString,
+            sightline_dot_identity_dot_v1_dot_identity__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LockUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sightline.identity.v1.IdentityService/LockUser',
+            sightline_dot_identity_dot_v1_dot_identity__pb2.LockUserRequest.SerializeToString,
             sightline_dot_identity_dot_v1_dot_identity__pb2.User.FromString,
             options,
             channel_credentials,

@@ -36,14 +36,27 @@ class IdentityServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> IdentityServiceAsyncStub: ...
     Login: _grpc.UnaryUnaryMultiCallable[_identity_pb2.LoginRequest, _identity_pb2.LoginResponse]
-    """Password + TOTP code -> a short-lived access token. Every attempt is audited."""
+    """Password + TOTP code -> a short-lived access token. Every attempt is audited. Every refusal before both
+    factors are proven gets the same answer (UNAUTHENTICATED "invalid username, password or code"); failures
+    are throttled by source address and by username with exponential backoff (never a lock).
+    """
     ChangePassword: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ChangePasswordRequest, _identity_pb2.ChangePasswordResponse]
-    """The caller changes their own password (old password + TOTP code)."""
+    """The caller changes their own password (old password + a TOTP code not used before). Revokes every token
+    of the caller, this one included: log in again.
+    """
+    Logout: _grpc.UnaryUnaryMultiCallable[_identity_pb2.LogoutRequest, _identity_pb2.LogoutResponse]
+    """Revokes every token of the caller (this one included), in every service within a second."""
     CreateUser: _grpc.UnaryUnaryMultiCallable[_identity_pb2.CreateUserRequest, _identity_pb2.CreateUserResponse]
-    """Agency administration (role AGENCY_ADMIN, own agency only). Every change is audited."""
+    """Agency administration (role AGENCY_ADMIN, own agency only). Every change, and every refusal, is audited;
+    a user of another agency is answered NOT_FOUND "no such user in your agency", like one that does not exist.
+    """
     SetRoles: _grpc.UnaryUnaryMultiCallable[_identity_pb2.SetRolesRequest, _identity_pb2.User]
+    """Revokes the user's tokens: the new roles apply from their next login."""
     RecordTraining: _grpc.UnaryUnaryMultiCallable[_identity_pb2.RecordTrainingRequest, _identity_pb2.User]
+    LockUser: _grpc.UnaryUnaryMultiCallable[_identity_pb2.LockUserRequest, _identity_pb2.User]
+    """Locks the account until unlocked and revokes its tokens."""
     UnlockUser: _grpc.UnaryUnaryMultiCallable[_identity_pb2.UnlockUserRequest, _identity_pb2.User]
+    """Lifts a lock, and ends the username's failed-login backoff."""
     SetAgencyPolicy: _grpc.UnaryUnaryMultiCallable[_identity_pb2.SetAgencyPolicyRequest, _identity_pb2.Agency]
     GetAgency: _grpc.UnaryUnaryMultiCallable[_identity_pb2.GetAgencyRequest, _identity_pb2.Agency]
 
@@ -55,14 +68,27 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Login: _aio.UnaryUnaryMultiCallable[_identity_pb2.LoginRequest, _identity_pb2.LoginResponse]  # type: ignore[assignment]
-    """Password + TOTP code -> a short-lived access token. Every attempt is audited."""
+    """Password + TOTP code -> a short-lived access token. Every attempt is audited. Every refusal before both
+    factors are proven gets the same answer (UNAUTHENTICATED "invalid username, password or code"); failures
+    are throttled by source address and by username with exponential backoff (never a lock).
+    """
     ChangePassword: _aio.UnaryUnaryMultiCallable[_identity_pb2.ChangePasswordRequest, _identity_pb2.ChangePasswordResponse]  # type: ignore[assignment]
-    """The caller changes their own password (old password + TOTP code)."""
+    """The caller changes their own password (old password + a TOTP code not used before). Revokes every token
+    of the caller, this one included: log in again.
+    """
+    Logout: _aio.UnaryUnaryMultiCallable[_identity_pb2.LogoutRequest, _identity_pb2.LogoutResponse]  # type: ignore[assignment]
+    """Revokes every token of the caller (this one included), in every service within a second."""
     CreateUser: _aio.UnaryUnaryMultiCallable[_identity_pb2.CreateUserRequest, _identity_pb2.CreateUserResponse]  # type: ignore[assignment]
-    """Agency administration (role AGENCY_ADMIN, own agency only). Every change is audited."""
+    """Agency administration (role AGENCY_ADMIN, own agency only). Every change, and every refusal, is audited;
+    a user of another agency is answered NOT_FOUND "no such user in your agency", like one that does not exist.
+    """
     SetRoles: _aio.UnaryUnaryMultiCallable[_identity_pb2.SetRolesRequest, _identity_pb2.User]  # type: ignore[assignment]
+    """Revokes the user's tokens: the new roles apply from their next login."""
     RecordTraining: _aio.UnaryUnaryMultiCallable[_identity_pb2.RecordTrainingRequest, _identity_pb2.User]  # type: ignore[assignment]
+    LockUser: _aio.UnaryUnaryMultiCallable[_identity_pb2.LockUserRequest, _identity_pb2.User]  # type: ignore[assignment]
+    """Locks the account until unlocked and revokes its tokens."""
     UnlockUser: _aio.UnaryUnaryMultiCallable[_identity_pb2.UnlockUserRequest, _identity_pb2.User]  # type: ignore[assignment]
+    """Lifts a lock, and ends the username's failed-login backoff."""
     SetAgencyPolicy: _aio.UnaryUnaryMultiCallable[_identity_pb2.SetAgencyPolicyRequest, _identity_pb2.Agency]  # type: ignore[assignment]
     GetAgency: _aio.UnaryUnaryMultiCallable[_identity_pb2.GetAgencyRequest, _identity_pb2.Agency]  # type: ignore[assignment]
 
@@ -77,7 +103,10 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _identity_pb2.LoginRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_identity_pb2.LoginResponse, _abc.Awaitable[_identity_pb2.LoginResponse]]:
-        """Password + TOTP code -> a short-lived access token. Every attempt is audited."""
+        """Password + TOTP code -> a short-lived access token. Every attempt is audited. Every refusal before both
+        factors are proven gets the same answer (UNAUTHENTICATED "invalid username, password or code"); failures
+        are throttled by source address and by username with exponential backoff (never a lock).
+        """
 
     @_abc_1.abstractmethod
     def ChangePassword(
@@ -85,7 +114,17 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _identity_pb2.ChangePasswordRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_identity_pb2.ChangePasswordResponse, _abc.Awaitable[_identity_pb2.ChangePasswordResponse]]:
-        """The caller changes their own password (old password + TOTP code)."""
+        """The caller changes their own password (old password + a TOTP code not used before). Revokes every token
+        of the caller, this one included: log in again.
+        """
+
+    @_abc_1.abstractmethod
+    def Logout(
+        self,
+        request: _identity_pb2.LogoutRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.LogoutResponse, _abc.Awaitable[_identity_pb2.LogoutResponse]]:
+        """Revokes every token of the caller (this one included), in every service within a second."""
 
     @_abc_1.abstractmethod
     def CreateUser(
@@ -93,14 +132,17 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _identity_pb2.CreateUserRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_identity_pb2.CreateUserResponse, _abc.Awaitable[_identity_pb2.CreateUserResponse]]:
-        """Agency administration (role AGENCY_ADMIN, own agency only). Every change is audited."""
+        """Agency administration (role AGENCY_ADMIN, own agency only). Every change, and every refusal, is audited;
+        a user of another agency is answered NOT_FOUND "no such user in your agency", like one that does not exist.
+        """
 
     @_abc_1.abstractmethod
     def SetRoles(
         self,
         request: _identity_pb2.SetRolesRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_identity_pb2.User, _abc.Awaitable[_identity_pb2.User]]: ...
+    ) -> _typing.Union[_identity_pb2.User, _abc.Awaitable[_identity_pb2.User]]:
+        """Revokes the user's tokens: the new roles apply from their next login."""
 
     @_abc_1.abstractmethod
     def RecordTraining(
@@ -110,11 +152,20 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_identity_pb2.User, _abc.Awaitable[_identity_pb2.User]]: ...
 
     @_abc_1.abstractmethod
+    def LockUser(
+        self,
+        request: _identity_pb2.LockUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.User, _abc.Awaitable[_identity_pb2.User]]:
+        """Locks the account until unlocked and revokes its tokens."""
+
+    @_abc_1.abstractmethod
     def UnlockUser(
         self,
         request: _identity_pb2.UnlockUserRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_identity_pb2.User, _abc.Awaitable[_identity_pb2.User]]: ...
+    ) -> _typing.Union[_identity_pb2.User, _abc.Awaitable[_identity_pb2.User]]:
+        """Lifts a lock, and ends the username's failed-login backoff."""
 
     @_abc_1.abstractmethod
     def SetAgencyPolicy(
