@@ -3,6 +3,11 @@
 Starts mongod (one-node replica set), Redis, Triton, the services, the transparency portal (:8080) and the staff
 console (:8081) on their standard ports, with data under .local/ (kept between runs), registers demo cameras,
 and streams synthetic camera frames through ingest, printing each read as it is stored, until Ctrl-C.
+MongoDB and Redis require authentication: each service connects as its own user, with credentials generated
+once under .local/data/storage/.
+
+python -m services.devstack run SERVICE COMMAND... — run a command (e.g. `sightline identity bootstrap-admin`)
+with the settings SERVICE has in the running stack: its MongoDB and Redis users, keys and addresses.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from services.inference.launcher import REPO_ROOT
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m services.devstack", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["up"], help="start everything and feed frames until Ctrl-C")
+    parser.add_argument("command", choices=["up", "run"],
+                        help="up: start everything and feed frames until Ctrl-C; run: see above")
+    parser.add_argument("run_args", nargs=argparse.REMAINDER, help="run: SERVICE COMMAND...")
     parser.add_argument("--data-dir", type=Path, default=REPO_ROOT / ".local")
     parser.add_argument("--no-simulator", action="store_true", help="start the servers only")
     parser.add_argument("--cameras", type=int, default=2)
@@ -30,6 +37,10 @@ def main() -> int:
     args = parser.parse_args()
 
     stack = LocalStack(args.data_dir)
+    if args.command == "run":
+        if len(args.run_args) < 2 or args.run_args[0] not in SERVICES:
+            parser.error(f"run needs a service ({', '.join(SERVICES)}) and a command")
+        return subprocess.call(args.run_args[1:], env={**os.environ, **stack.storage_env(args.run_args[0])})
     if busy := stack.ports_in_use():
         print(f"ports already in use: {busy} — is another stack running?", file=sys.stderr)
         return 1

@@ -10,8 +10,11 @@ import asyncio
 import os
 import sys
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
+from services.cli.storage import MONGO_PRIVILEGES
+from services.devstack.credentials import StorageCredentials
 from services.devstack.servers import Proc, free_port, port_open, spawn, start_mongo, start_redis, start_service
 from services.inference.launcher import REPO_ROOT, wait_ready
 
@@ -66,13 +69,28 @@ class LocalStack:
     def data_dir(self) -> Path:
         return self.root / "data"
 
+    @cached_property
+    def credentials(self) -> StorageCredentials:
+        return StorageCredentials.ensure(self.data_dir)
+
     def start_mongo(self) -> None:
-        self.procs["mongod"], uri = start_mongo(self.root / "mongo", self.ports.mongo, self.logs)
-        self.env["SIGHTLINE_MONGO_URI"] = uri
+        """mongod; `env` then holds the administrator's URI, for tools and test fixtures (not services)."""
+        self.procs["mongod"] = start_mongo(self.root / "mongo", self.ports.mongo, self.logs, self.credentials)
+        self.env["SIGHTLINE_MONGO_URI"] = self.credentials.mongo_uri(self.ports.mongo)
 
     def start_redis(self) -> None:
-        self.procs["redis"], url = start_redis(self.root / "redis", self.ports.redis, self.logs)
-        self.env["SIGHTLINE_REDIS_URL"] = url
+        """redis-server; `env` then holds the administrator's URL, for tools and test fixtures (not services)."""
+        self.procs["redis"] = start_redis(self.root / "redis", self.ports.redis, self.logs, self.credentials)
+        self.env["SIGHTLINE_REDIS_URL"] = self.credentials.redis_url(self.ports.redis)
+
+    def storage_env(self, name: str) -> dict[str, str]:
+        """The stack's settings for service `name`, with its own MongoDB and Redis users in place of the
+        administrator's (a service without a MongoDB user gets no MongoDB URI)."""
+        env = {k: v for k, v in self.env.items() if k not in ("SIGHTLINE_MONGO_URI", "SIGHTLINE_REDIS_URL")}
+        if name in MONGO_PRIVILEGES:
+            env["SIGHTLINE_MONGO_URI"] = self.credentials.mongo_uri(self.ports.mongo, name)
+        env["SIGHTLINE_REDIS_URL"] = self.credentials.redis_url(self.ports.redis, name)
+        return env
 
     def start_triton(self, timeout: float = 600) -> None:
         venv = Path(os.environ.get("SIGHTLINE_TRITON_VENV", REPO_ROOT / ".venv-triton"))
@@ -90,7 +108,8 @@ class LocalStack:
 
     def start_service(self, name: str, **extra_env: str) -> Proc:
         port = getattr(self.ports, name)
-        env = {**self.env, "SIGHTLINE_GRPC_PORT": str(port), "SIGHTLINE_GRPC_HOST": "127.0.0.1", **extra_env}
+        env = {**self.storage_env(name), "SIGHTLINE_GRPC_PORT": str(port), "SIGHTLINE_GRPC_HOST": "127.0.0.1",
+               **extra_env}
         proc = start_service(SERVICES[name], env, self.logs, port)
         self.procs[name] = proc
         return proc
@@ -99,8 +118,8 @@ class LocalStack:
         """The portal or the console, waited for until its HTTP port accepts."""
         port = getattr(self.ports, name)
         backends = {f"SIGHTLINE_{svc.upper()}_ADDRESS": self.address(svc) for svc in CONSOLE_BACKENDS}
-        env = {**self.env, **backends, "SIGHTLINE_HTTP_PORT": str(port), "SIGHTLINE_HTTP_HOST": "127.0.0.1",
-               **extra_env}
+        env = {**self.storage_env(name), **backends, "SIGHTLINE_HTTP_PORT": str(port),
+               "SIGHTLINE_HTTP_HOST": "127.0.0.1", **extra_env}
         proc = start_service(WEB[name], env, self.logs, port)
         self.procs[name] = proc
         return proc
