@@ -98,7 +98,7 @@ REDIS_SELECTORS: dict[str, tuple[str, ...]] = {
     # The only user that may append to the pass stream, whose entries raise alerts.
     "tracker": (f"(~{{reads}} {CONSUME})", "(~{passes} +xadd)", READ_REVOKED),
     "hotlist": (f"(~{{passes}} {CONSUME})",
-                "(~sightline:hotlist:* +@read +@write +@transaction +eval +evalsha -@dangerous)",
+                "(~sightline:hotlist:* +@read +@write +@transaction +eval +evalsha +script|load -@dangerous)",
                 "(&sightline:hotlist:alerts +publish +subscribe +unsubscribe)", READ_REVOKED),
     "retention": (f"({COUNTERS} +get +exists +pfcount)", READ_REVOKED),  # PFCOUNT is a write (it caches)
     "portal": (f"({COUNTERS} +mget +pfcount)", READ_REVOKED),

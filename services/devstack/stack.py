@@ -10,8 +10,8 @@ import asyncio
 import os
 import sys
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from services.cli.storage import MONGO_PRIVILEGES
 from services.devstack.credentials import StorageCredentials
@@ -69,9 +69,10 @@ class LocalStack:
     def data_dir(self) -> Path:
         return self.root / "data"
 
-    @cached_property
+    @property
     def credentials(self) -> StorageCredentials:
-        return StorageCredentials.ensure(self.data_dir)
+        """The MongoDB and Redis credentials kept in the stack's data dir (SIGHTLINE_DATA_DIR)."""
+        return StorageCredentials.ensure(Path(self.env["SIGHTLINE_DATA_DIR"]))
 
     def start_mongo(self) -> None:
         """mongod; `env` then holds the administrator's URI, for tools and test fixtures (not services)."""
@@ -85,11 +86,16 @@ class LocalStack:
 
     def storage_env(self, name: str) -> dict[str, str]:
         """The stack's settings for service `name`, with its own MongoDB and Redis users in place of the
-        administrator's (a service without a MongoDB user gets no MongoDB URI)."""
+        administrator's (a service without a MongoDB user gets no MongoDB URI). The servers are those `env`
+        names (a stack may borrow another's, with its data dir), else the stack's own ports."""
         env = {k: v for k, v in self.env.items() if k not in ("SIGHTLINE_MONGO_URI", "SIGHTLINE_REDIS_URL")}
+        mongo_port = urlsplit(self.env["SIGHTLINE_MONGO_URI"]).port if "SIGHTLINE_MONGO_URI" in self.env \
+            else self.ports.mongo
+        redis_port = urlsplit(self.env["SIGHTLINE_REDIS_URL"]).port if "SIGHTLINE_REDIS_URL" in self.env \
+            else self.ports.redis
         if name in MONGO_PRIVILEGES:
-            env["SIGHTLINE_MONGO_URI"] = self.credentials.mongo_uri(self.ports.mongo, name)
-        env["SIGHTLINE_REDIS_URL"] = self.credentials.redis_url(self.ports.redis, name)
+            env["SIGHTLINE_MONGO_URI"] = self.credentials.mongo_uri(mongo_port, name)
+        env["SIGHTLINE_REDIS_URL"] = self.credentials.redis_url(redis_port, name)
         return env
 
     def start_triton(self, timeout: float = 600) -> None:
