@@ -163,7 +163,10 @@ def redis_acl_file(passwords: Mapping[str, str], admin_password: str, read_strea
                    pass_stream: str = PASS_STREAM) -> str:
     """An ACL file (redis-server --aclfile): the default user off, an administrator, one user per service."""
     admin_digest = hashlib.sha256(admin_password.encode()).hexdigest()
-    lines = ["user default off resetkeys resetchannels -@all",
+    # The default user is off: nobody can authenticate as it, and a client that does not authenticate can run
+    # nothing. It keeps its permissions because Redis 7.0 replays MULTI/EXEC blocks of the append-only file
+    # as the default user: restricted, a restart would refuse them and lose the hotlist's transactions.
+    lines = ["user default off resetpass ~* &* +@all",
              f"user {ADMIN} on #{admin_digest} ~* &* +@all"]
     for service, password in sorted(passwords.items()):
         rules = [r for r in redis_rules(service, password, read_stream, pass_stream) if r != "reset"]

@@ -38,8 +38,8 @@ def main() -> int:
 
     stack = LocalStack(args.data_dir)
     if args.command == "run":
-        if len(args.run_args) < 2 or args.run_args[0] not in SERVICES:
-            parser.error(f"run needs a service ({', '.join(SERVICES)}) and a command")
+        if len(args.run_args) < 2 or args.run_args[0] not in (*SERVICES, *WEB):
+            parser.error(f"run needs a service ({', '.join((*SERVICES, *WEB))}) and a command")
         return subprocess.call(args.run_args[1:], env={**os.environ, **stack.storage_env(args.run_args[0])})
     if busy := stack.ports_in_use():
         print(f"ports already in use: {busy} — is another stack running?", file=sys.stderr)
