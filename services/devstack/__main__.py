@@ -7,6 +7,11 @@ streams synthetic camera frames through ingest, printing each read as it is stor
 
 Ctrl-C, SIGTERM or SIGHUP stops every server it started, whatever has become of its standard output (a closed
 pipe included).
+MongoDB and Redis require authentication: each service connects as its own user, with credentials generated
+once under .local/data/storage/.
+
+python -m services.devstack run SERVICE COMMAND... — run a command (e.g. `sightline identity bootstrap-admin`)
+with the settings SERVICE has in the running stack: its MongoDB and Redis users, keys and addresses.
 """
 
 from __future__ import annotations
@@ -44,15 +49,24 @@ def say(text: str, end: str = "\n") -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m services.devstack", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["up"], help="start everything and feed frames until Ctrl-C")
-    parser.add_argument("--data-dir", type=Path, default=LOCAL_DATA_DIR.parent)
-    parser.add_argument("--no-simulator", action="store_true", help="start the servers only")
-    parser.add_argument("--no-demo", action="store_true", help="do not create the demo agency and accounts")
-    parser.add_argument("--free-ports", action="store_true", help="listen on free ports instead of the standard ones")
-    parser.add_argument("--cameras", type=int, default=2)
-    parser.add_argument("--fps", type=float, default=1.0, help="frames per second per camera")
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="start everything and feed frames until Ctrl-C")
+    up.add_argument("--no-simulator", action="store_true", help="start the servers only")
+    up.add_argument("--no-demo", action="store_true", help="do not create the demo agency and accounts")
+    up.add_argument("--free-ports", action="store_true", help="listen on free ports instead of the standard ones")
+    up.add_argument("--cameras", type=int, default=2)
+    up.add_argument("--fps", type=float, default=1.0, help="frames per second per camera")
+    run = commands.add_parser("run", help="run a command with a service's settings in the running stack")
+    run.add_argument("service", choices=[*SERVICES, *WEB])
+    run.add_argument("argv", nargs=argparse.REMAINDER, help="the command and its arguments")
+    for sub in (up, run):
+        sub.add_argument("--data-dir", type=Path, default=LOCAL_DATA_DIR.parent)
     args = parser.parse_args()
 
+    if args.command == "run":
+        if not args.argv:
+            run.error("name the command to run")
+        return subprocess.call(args.argv, env={**os.environ, **LocalStack(args.data_dir).storage_env(args.service)})
     stack = LocalStack(args.data_dir, Ports.free() if args.free_ports else Ports())
     if busy := stack.ports_in_use():
         say(f"ports already in use: {busy} — is another stack running?")

@@ -1,4 +1,5 @@
-"""Start the real servers of the local stack as child processes: mongod (one-node replica set), Redis.
+"""Start the real servers of the local stack as child processes: mongod (one-node replica set), Redis, both
+requiring authentication.
 
 Used by `python -m services.devstack` (the README's first command) and by the test fixtures, so the tests
 run against the same servers, configured the same way, as a developer does.
@@ -21,6 +22,9 @@ from pathlib import Path
 import redis
 from pymongo import MongoClient
 from pymongo.errors import OperationFailure, PyMongoError
+
+from services.cli.storage import ADMIN, create_mongo_admin, provision_mongo
+from services.devstack.credentials import StorageCredentials
 
 
 def free_port() -> int:
@@ -116,11 +120,19 @@ def mongod_binary() -> str:
 TRANSACTION_LIFETIME_S = 10
 
 
-def start_mongo(data_dir: Path, port: int, log_dir: Path, replset: str = "rs0") -> tuple[Proc, str]:
-    """A one-node replica set (transactions, majority writes, change streams). Returns (proc, uri)."""
+def start_mongo(data_dir: Path, port: int, log_dir: Path, credentials: StorageCredentials,
+                replset: str = "rs0") -> Proc:
+    """A one-node replica set (transactions, majority writes, change streams) that requires authentication.
+
+    On a fresh data dir the replica set is initiated and the administrator created through the localhost
+    exception (no user exists yet, the client is on loopback); on every start the administrator then brings
+    each service's role and user in line with the matrix (services/cli/storage.py).
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     proc = spawn("mongod", [mongod_binary(), "--dbpath", str(data_dir), "--port", str(port), "--bind_ip",
                             "127.0.0.1", "--replSet", replset, "--quiet", "--wiredTigerCacheSizeGB", "1",
+                            # Clients authenticate; the replica set's members with this key (--auth implied).
+                            "--auth", "--keyFile", str(credentials.mongo_keyfile),
                             # TTL deletes every second, not every minute: expired reads go promptly (and the
                             # retention tests need not wait a minute).
                             "--setParameter", "ttlMonitorSleepSecs=1",
@@ -130,34 +142,43 @@ def start_mongo(data_dir: Path, port: int, log_dir: Path, replset: str = "rs0") 
                             "--setParameter", f"transactionLifetimeLimitSeconds={TRANSACTION_LIFETIME_S}"], log_dir)
     wait_until(f"mongod on port {port}", lambda: port_open(port), proc)
     direct = MongoClient("127.0.0.1", port, directConnection=True, serverSelectionTimeoutMS=2000)
+    admin = MongoClient("127.0.0.1", port, directConnection=True, serverSelectionTimeoutMS=2000, username=ADMIN,
+                        password=credentials.admin_password, authSource="admin")
     try:
-        try:
+        if "setName" not in direct.admin.command("hello"):  # a fresh data dir: the localhost exception
             direct.admin.command("replSetInitiate",
                                  {"_id": replset, "members": [{"_id": 0, "host": f"127.0.0.1:{port}"}]})
-        except OperationFailure as exc:
-            if exc.code != 23:  # AlreadyInitialized: a restart over the same data dir
-                raise
         wait_until("mongod replica set primary", lambda: direct.admin.command("hello").get("isWritablePrimary"),
                    proc)
+        try:
+            create_mongo_admin(direct, credentials.admin_password)
+        except OperationFailure as exc:
+            if exc.code != 13:  # Unauthorized: users exist, the localhost exception is closed
+                raise
+        provision_mongo(admin, credentials.mongo_passwords())
+    except BaseException:
+        proc.stop()
+        raise
     finally:
         direct.close()
-    return proc, f"mongodb://127.0.0.1:{port}/?replicaSet={replset}"
+        admin.close()
+    return proc
 
 
-def start_redis(data_dir: Path, port: int, log_dir: Path) -> tuple[Proc, str]:
-    """Redis with an append-only file fsynced on every write: stream entries survive a restart."""
+def start_redis(data_dir: Path, port: int, log_dir: Path, credentials: StorageCredentials) -> Proc:
+    """Redis with an append-only file fsynced on every write (stream entries survive a restart), the default
+    user off and one ACL user per service (services/cli/storage.py)."""
     binary = shutil.which("redis-server")
     if not binary:
         raise RuntimeError("redis-server not found: apt-get install redis-server")
     data_dir.mkdir(parents=True, exist_ok=True)
     proc = spawn("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
                            "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--protected-mode",
-                           "yes"], log_dir)
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
+                           "yes", "--aclfile", str(credentials.redis_acl())], log_dir)
+    client = redis.Redis.from_url(credentials.redis_url(port))
     wait_until(f"redis on port {port}", client.ping, proc)
     client.close()
-    return proc, url
+    return proc
 
 
 def start_service(module: str, env: dict[str, str], log_dir: Path, port: int) -> Proc:

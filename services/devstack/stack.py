@@ -11,7 +11,10 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from services.cli.storage import MONGO_PRIVILEGES
+from services.devstack.credentials import StorageCredentials
 from services.devstack.servers import Proc, free_port, port_open, spawn, start_mongo, start_redis, start_service
 from services.inference.launcher import REPO_ROOT, wait_ready
 
@@ -68,13 +71,34 @@ class LocalStack:
     def data_dir(self) -> Path:
         return self.root / "data"
 
+    @property
+    def credentials(self) -> StorageCredentials:
+        """The MongoDB and Redis credentials kept in the stack's data dir (SIGHTLINE_DATA_DIR)."""
+        return StorageCredentials.ensure(Path(self.env["SIGHTLINE_DATA_DIR"]))
+
     def start_mongo(self) -> None:
-        self.procs["mongod"], uri = start_mongo(self.root / "mongo", self.ports.mongo, self.logs)
-        self.env["SIGHTLINE_MONGO_URI"] = uri
+        """mongod; `env` then holds the administrator's URI, for tools and test fixtures (not services)."""
+        self.procs["mongod"] = start_mongo(self.root / "mongo", self.ports.mongo, self.logs, self.credentials)
+        self.env["SIGHTLINE_MONGO_URI"] = self.credentials.mongo_uri(self.ports.mongo)
 
     def start_redis(self) -> None:
-        self.procs["redis"], url = start_redis(self.root / "redis", self.ports.redis, self.logs)
-        self.env["SIGHTLINE_REDIS_URL"] = url
+        """redis-server; `env` then holds the administrator's URL, for tools and test fixtures (not services)."""
+        self.procs["redis"] = start_redis(self.root / "redis", self.ports.redis, self.logs, self.credentials)
+        self.env["SIGHTLINE_REDIS_URL"] = self.credentials.redis_url(self.ports.redis)
+
+    def storage_env(self, name: str) -> dict[str, str]:
+        """The stack's settings for service `name`, with its own MongoDB and Redis users in place of the
+        administrator's (a service without a MongoDB user gets no MongoDB URI). The servers are those `env`
+        names (a stack may borrow another's, with its data dir), else the stack's own ports."""
+        env = {k: v for k, v in self.env.items() if k not in ("SIGHTLINE_MONGO_URI", "SIGHTLINE_REDIS_URL")}
+        mongo_port = urlsplit(self.env["SIGHTLINE_MONGO_URI"]).port if "SIGHTLINE_MONGO_URI" in self.env \
+            else self.ports.mongo
+        redis_port = urlsplit(self.env["SIGHTLINE_REDIS_URL"]).port if "SIGHTLINE_REDIS_URL" in self.env \
+            else self.ports.redis
+        if name in MONGO_PRIVILEGES:
+            env["SIGHTLINE_MONGO_URI"] = self.credentials.mongo_uri(mongo_port, name)
+        env["SIGHTLINE_REDIS_URL"] = self.credentials.redis_url(redis_port, name)
+        return env
 
     def start_triton(self, timeout: float = 600) -> None:
         venv = Path(os.environ.get("SIGHTLINE_TRITON_VENV", REPO_ROOT / ".venv-triton"))
@@ -93,7 +117,8 @@ class LocalStack:
     def service_env(self, name: str, **extra_env: str) -> dict[str, str]:
         """The environment service `name` runs with (tools acting with its settings use it too)."""
         port = getattr(self.ports, name)
-        return {**self.env, "SIGHTLINE_GRPC_PORT": str(port), "SIGHTLINE_GRPC_HOST": "127.0.0.1", **extra_env}
+        return {**self.storage_env(name), "SIGHTLINE_GRPC_PORT": str(port), "SIGHTLINE_GRPC_HOST": "127.0.0.1",
+                **extra_env}
 
     def start_service(self, name: str, **extra_env: str) -> Proc:
         port = getattr(self.ports, name)
@@ -105,8 +130,8 @@ class LocalStack:
         """The portal or the console, waited for until its HTTP port accepts."""
         port = getattr(self.ports, name)
         backends = {f"SIGHTLINE_{svc.upper()}_ADDRESS": self.address(svc) for svc in CONSOLE_BACKENDS}
-        env = {**self.env, **backends, "SIGHTLINE_HTTP_PORT": str(port), "SIGHTLINE_HTTP_HOST": "127.0.0.1",
-               **extra_env}
+        env = {**self.storage_env(name), **backends, "SIGHTLINE_HTTP_PORT": str(port),
+               "SIGHTLINE_HTTP_HOST": "127.0.0.1", **extra_env}
         proc = start_service(WEB[name], env, self.logs, port)
         self.procs[name] = proc
         return proc

@@ -7,11 +7,13 @@ Schema validation of the same manifests is scripts/validate_k8s.sh.
 
 from __future__ import annotations
 
+import base64
 import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -189,8 +191,6 @@ def test_address_variables_follow_connections(manifests: list[Manifest]) -> None
     assert search["SIGHTLINE_AUDIT_ADDRESS"]["value"] == "sl-sightline-audit:50054"
     assert search["SIGHTLINE_IDENTITY_ADDRESS"]["value"] == "sl-sightline-identity:50055"
     assert env_of(manifests, "hotlist")["SIGHTLINE_MATCHER_GROUP"]["value"] == "hotlist-matcher"
-    portal = env_of(manifests, "portal")
-    assert portal["SIGHTLINE_MONGO_URI"]["valueFrom"]["secretKeyRef"]["key"] == "readonly-uri"
 
 
 KEY_FILES = {
@@ -289,6 +289,37 @@ def test_existing_secrets_are_used_and_none_created_by_default() -> None:
     ingest = env_of(manifests, "ingest")
     assert ingest["SIGHTLINE_MONGO_URI"]["valueFrom"]["secretKeyRef"]["name"] == "sightline-mongodb"
     assert ingest["SIGHTLINE_REDIS_URL"]["valueFrom"]["secretKeyRef"]["name"] == "sightline-redis"
+    assert not of_kind(manifests, "Job")  # storage users are the operator's unless storageUsers.provision
+
+
+def test_each_service_connects_to_mongodb_and_redis_as_its_own_user(manifests: list[Manifest]) -> None:
+    """Finding 7: one database user per service: each service's connection string is its own key."""
+    for name in PYTHON_SERVICES:
+        env = env_of(manifests, name)
+        for variable in ("SIGHTLINE_MONGO_URI", "SIGHTLINE_REDIS_URL"):
+            if variable in env:
+                assert env[variable]["valueFrom"]["secretKeyRef"]["key"] == name, (name, variable)
+    assert "SIGHTLINE_MONGO_URI" not in env_of(manifests, "console")
+
+
+def test_dev_profile_creates_per_service_users_and_provisions_them() -> None:
+    """Finding 7: the dev Secrets hold one URI per service with its own user and a generated password, and a
+    hook Job creates those users (with the matrix's privileges) before the services start."""
+    manifests = render(*PROFILES["dev"])
+    mongo = of_kind(manifests, "Secret")["sl-sightline-mongodb"]
+    for service, encoded in mongo["data"].items():
+        url = urlsplit(base64.b64decode(encoded).decode())
+        assert (url.username, url.hostname) == (f"sightline-{service}", "mongodb") and len(url.password) == 32
+    assert set(mongo["data"]) == {"audit", "hotlist", "identity", "ingest", "portal", "retention", "search",
+                                  "tracker"}
+    assert mongo["metadata"]["annotations"]["helm.sh/hook-weight"] == "-10"
+    job = of_kind(manifests, "Job")["sl-sightline-storage-users"]
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["command"][:5] == ["python", "-m", "services.cli", "storage", "provision"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    policy = of_kind(manifests, "NetworkPolicy")["sl-sightline-storage-users"]
+    assert {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]} == {53, 27017, 6379}
 
 
 def test_unknown_connection_fails_to_render() -> None:

@@ -204,3 +204,14 @@ prometheus.io/scrape: "true"
 prometheus.io/port: {{ .port | quote }}
 prometheus.io/path: /metrics
 {{- end -}}
+
+{{/* Enabled services that list `target` (mongodb, redis) in connectsTo, sorted. Args: dict root, target. */}}
+{{- define "sightline.storageClients" -}}
+{{- $out := list -}}
+{{- range $name, $svc := .root.Values.services -}}
+{{- if and $svc.enabled (has $.target $svc.connectsTo) -}}
+{{- $out = append $out $name -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml (sortAlpha $out) -}}
+{{- end -}}

@@ -227,7 +227,8 @@ spec:
 {{- end -}}
 
 {{/*
-Address variables for everything in connectsTo - the same list the NetworkPolicies are drawn from.
+Address variables for everything in connectsTo - the same list the NetworkPolicies are drawn from. MongoDB and
+Redis: the service's own connection string (its own user), the Secret's key named after the service.
 Args: dict root, svc, name.
 */}}
 {{- define "sightline.connectionEnv" -}}
@@ -239,13 +240,13 @@ Args: dict root, svc, name.
   valueFrom:
     secretKeyRef:
       name: {{ include "sightline.mongoSecretName" $root }}
-      key: {{ ternary $root.Values.mongodb.readOnlyUriKey $root.Values.mongodb.uriKey (default false $.svc.readOnlyDatabase) }}
+      key: {{ $.name }}
 {{- else if eq $target "redis" }}
 - name: SIGHTLINE_REDIS_URL
   valueFrom:
     secretKeyRef:
       name: {{ include "sightline.redisSecretName" $root }}
-      key: {{ $root.Values.redis.urlKey }}
+      key: {{ $.name }}
 {{- else if not (hasKey $components $target) }}
 {{- fail (printf "services.%s.connectsTo names %q, which is neither mongodb, redis nor an enabled component" $.name $target) }}
 {{- else if eq $target "triton" }}
