@@ -26,7 +26,8 @@ def private_stack(stack: LocalStack, mongo_uri: str, redis_url: str, tmp_path):
                     "SIGHTLINE_DATA_DIR": stack.env["SIGHTLINE_DATA_DIR"],
                     "SIGHTLINE_AUDIT_ADDRESS": own.address("audit"), "SIGHTLINE_DRAIN_SECONDS": "0",
                     "SIGHTLINE_AUDIT_MONGO_DB": f"audit_down_{uuid.uuid4().hex[:8]}"})
-    own.start_service("audit")
+    # Its own audit database, which the audit service's user has no rights on: the administrator's connection.
+    own.start_service("audit", SIGHTLINE_MONGO_URI=mongo_uri)
     own.start_service("search")
     yield own
     own.stop()

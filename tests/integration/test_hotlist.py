@@ -517,7 +517,8 @@ def audit_down_stack(stack: LocalStack, mongo_uri: str, redis_url: str, tmp_path
     own.env.update({"SIGHTLINE_MONGO_URI": mongo_uri, "SIGHTLINE_REDIS_URL": redis_url,
                     "SIGHTLINE_DATA_DIR": stack.env["SIGHTLINE_DATA_DIR"], "SIGHTLINE_DRAIN_SECONDS": "0",
                     "SIGHTLINE_AUDIT_ADDRESS": own.address("audit"), "SIGHTLINE_AUDIT_MONGO_DB": "audit_down_hotlist"})
-    own.start_service("audit")
+    # Its own audit database, which the audit service's user has no rights on: the administrator's connection.
+    own.start_service("audit", SIGHTLINE_MONGO_URI=mongo_uri)
     own.start_service("hotlist", SIGHTLINE_MATCHER_ENABLED="false")
     yield own
     own.stop()
