@@ -219,7 +219,8 @@ def expected_figures(mongo_db, redis_url: str, days: list[str]) -> dict[str, int
         "reads": reads, "unique_vehicles": vehicles,
         "searches": audit.count_documents({**search, "event.outcome": "OUTCOME_ALLOWED"}),
         "searches_refused": audit.count_documents({**search, "event.outcome": {"$ne": "OUTCOME_ALLOWED"}}),
-        "hotlist_hits": mongo_db["alerts"].count_documents({"agency_id": AGENCY, "raised_at": {"$gte": since}}),
+        "hotlist_hits": mongo_db["alerts"].count_documents({"agency_id": AGENCY, "read.agency_id": AGENCY,
+                                                            "raised_at": {"$gte": since}}),
         "cameras": mongo_db[CAMERAS].count_documents({"agency_id": AGENCY, "active": True}),
     }
 

@@ -293,7 +293,7 @@ async def test_rotating_another_agencys_camera_secret_is_denied_and_audited(stac
 
 async def test_a_service_token_claiming_a_persons_role_cannot_search(stack: LocalStack, search) -> None:
     """Finding 14: a token with a service subject and an officer's role (and even 2FA and training claims) is
-    refused by search: a service principal gets the service permissions only."""
+    refused by search: a service is never a person (services prove themselves to audit with their own keys)."""
     key = load_private_key(None, KeySettings(data_dir=Path(stack.env["SIGHTLINE_DATA_DIR"])), TOKEN_KEY)
     now = int(time.time())
     claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "service:identity", "name": "identity", "agency": "pd-alpha",
@@ -301,7 +301,7 @@ async def test_a_service_token_claiming_a_persons_role_cannot_search(stack: Loca
               "training_until": now + 86400}
     token = jwt.encode(claims, key, algorithm=ALGORITHM)
     code, details = await refusal(search.SearchReads, a_search(), metadata=auth_metadata(token))
-    assert code == grpc.StatusCode.PERMISSION_DENIED and "service token" in details
+    assert code == grpc.StatusCode.UNAUTHENTICATED and "service identity" in details
 
 
 async def test_logging_out_of_the_console_revokes_the_token_everywhere(console_url, ident, search, mongo_db) -> None:
