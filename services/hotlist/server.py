@@ -370,7 +370,13 @@ class AlertServicer(hotlist_pb2_grpc.AlertServiceServicer):
                 since = request.replay_since.ToDatetime(tzinfo=UTC)
                 for doc in await self._store.alerts_since(since, mongo_filter, self._replay_max):
                     replayed.add(doc["_id"])
-                    yield alert_to_pb(doc)
+                    try:
+                        alert = alert_to_pb(doc)
+                    except (KeyError, TypeError, ValueError):  # one damaged record must not end every replay
+                        ALERTS_DELIVERED.labels("undecodable").inc()
+                        log.error("stored alert cannot be decoded: skipped in replay", extra={"alert_id": doc["_id"]})
+                        continue
+                    yield alert
                     ALERTS_DELIVERED.labels("replay").inc()
             subscription = trace.Link(trace.get_current_span().get_span_context())
             while (item := await sub.queue.get()) is not None:
