@@ -196,6 +196,7 @@ def evaluate(pipeline: AlprPipeline, sample: Sample) -> dict[str, Any]:
         failure=failure_class(sample.truth, read),
         top3=sample.truth in candidates[:3],
         within_one=read is not None and distance(sample.truth, read) <= 1,
+        evidence=None if chosen is None or chosen.evidence is None else chosen.evidence.vector(),
     )
     return record
 
@@ -339,6 +340,8 @@ def main() -> int:
             print(f"{dataset}: measure only, it has no tuning part")
             continue
         pipeline = AlprPipeline(runner, settings.model_copy(update={"plate_family": FAMILIES[dataset]}))
+        if not (args.datasets / dataset).is_dir():
+            parser.error(f"no set {dataset!r} in {args.datasets}")
         samples = selected(load(dataset, args.datasets / dataset), args.split, args.limit)
         records = [evaluate(pipeline, s) for s in tqdm(samples, desc=dataset, unit="image", file=sys.stderr)]
         summary = summarise(records)

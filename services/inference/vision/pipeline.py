@@ -9,6 +9,7 @@ import numpy as np
 
 from . import detectors
 from .attributes import exposure_gain, vehicle_colour, vehicle_view
+from .confidence import Evidence
 from .imaging import (
     CorruptFrameError,
     EmptyFrameError,
@@ -66,6 +67,7 @@ class PlateRead:
     region: dict[str, Any]
     vehicle: VehicleObs | None
     detection_confidence: float = 0.0
+    evidence: Evidence | None = None  # what the read's confidence was computed from (confidence.py)
 
 
 @dataclass
@@ -116,7 +118,9 @@ class AlprPipeline:
     # --- detection stages -------------------------------------------------------------------------
 
     def detect_plates(self, image: np.ndarray) -> detectors.Detections:
-        tensor, geometry = detectors.plate_input(image, self.settings.plate_detector_side)
+        tensor, geometry = detectors.plate_input(
+            image, self.settings.plate_detector_side, self.settings.plate_detector_max_upscale
+        )
         output = self._runner.infer(PLATE_DETECTOR, {detectors.PLATE_INPUT: tensor})[detectors.PLATE_OUTPUT]
         return detectors.decode_yolo(
             output, geometry, self.settings.plate_score_threshold, self.settings.plate_iou_threshold
@@ -177,6 +181,7 @@ class AlprPipeline:
                     region=asdict(text.region) if text.region.state or text.region.country else {},
                     vehicle=None,
                     detection_confidence=float(score),
+                    evidence=text.evidence,
                 )
             )
         return reads
