@@ -28,6 +28,7 @@ import difflib
 import hashlib
 import html
 import json
+import math
 import subprocess
 import sys
 import time
@@ -314,7 +315,10 @@ def _commit() -> str:
 
 
 def selected(samples: list[Sample], split: str, limit: int | None) -> list[Sample]:
-    return [s for s in samples if s.part == split or (split == "all" and s.part != "trained")][:limit]
+    """The split's samples; with ``limit``, at most that many spread evenly over the set (its files are in
+    the order of their source: states or cameras together)."""
+    chosen = [s for s in samples if s.part == split or (split == "all" and s.part != "trained")]
+    return chosen[:: math.ceil(len(chosen) / limit)] if limit and len(chosen) > limit else chosen
 
 
 def main() -> int:
@@ -322,7 +326,7 @@ def main() -> int:
     parser.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")
     parser.add_argument("--split", choices=["tune", "final", "all"], default="final")
     parser.add_argument("--sets", nargs="+", choices=list(FAMILIES), default=list(FAMILIES))
-    parser.add_argument("--limit", type=int, default=None, help="at most this many images per set")
+    parser.add_argument("--limit", type=int, default=None, help="at most this many images per set, spread evenly")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads per model")
     parser.add_argument("--out", type=Path, default=ROOT / "reports", help="folder for the JSON and HTML report")
     parser.add_argument("--tag", default="", help="added to the report's file names")
