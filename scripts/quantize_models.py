@@ -47,7 +47,11 @@ SETTINGS = VisionSettings()  # the deployment's: model repository, text detector
 
 
 def _plate_detector(image: np.ndarray) -> dict[str, np.ndarray]:
-    return {detectors.PLATE_INPUT: detectors.plate_input(image, SETTINGS.plate_detector_side)[0]}
+    return {
+        detectors.PLATE_INPUT: detectors.plate_input(
+            image, SETTINGS.plate_detector_side, SETTINGS.plate_detector_max_upscale
+        )[0]
+    }
 
 
 def _plate_text_detector(image: np.ndarray) -> dict[str, np.ndarray]:

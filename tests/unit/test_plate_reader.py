@@ -46,9 +46,10 @@ def test_the_plate_head_outvotes_pp_ocr_where_both_read() -> None:
 
 def test_pp_ocr_reads_a_vanity_plate_the_plate_head_passes_over() -> None:
     vanity = read("", "DRIFTER")
-    # As sure as PP-OCR's reading: the weight of its vote does not make a confident read look doubtful
-    # (the tracker's early preview wants 0.8).
-    assert vanity.text == "DRIFTER" and vanity.confidence == pytest.approx(0.95, abs=0.01)
+    # Read, but less surely than a serial both readers agree on and that fits a layout: the confidence is the
+    # fitted probability of being right (confidence.py), and one reader alone is right less often.
+    assert vanity.text == "DRIFTER"
+    assert 0 < vanity.confidence < read("ABC1234", "ABC1234").confidence
 
 
 def test_a_state_name_is_never_taken_for_the_plate() -> None:

@@ -48,3 +48,31 @@ def test_european_reads_take_the_layout_spelling_of_look_alikes() -> None:
     assert resolve_look_alikes("BA3020Z", eu) == "BA3020Z"
     assert apply_conventions("N0626AT", "eu") == "NO626AT"
     assert apply_conventions("N0626AT", "us") == "N0626AT"
+
+
+def test_brazilian_and_argentine_families_put_letters_and_digits_where_their_layouts_do() -> None:
+    from services.inference.vision.plates import apply_conventions, matches_format
+
+    assert apply_conventions("0XK3125", "br") == "OXK3125"  # LLL-NNNN: the first letter O, not a zero
+    assert apply_conventions("BRA2E1S", "br") == "BRA2E15"  # Mercosur LLLNLNN
+    assert apply_conventions("AD0S4JI", "ar") == "AD054JI"  # Mercosur LLNNNLL
+    assert apply_conventions("JPU238", "ar") == "JPU238"
+    assert apply_conventions("0XK3125", "us") == "0XK3125"  # the US family does not know the layout
+    # A read that fits no layout of the family is left as read, frames and slogans included.
+    assert apply_conventions("COLLINS", "br") == "COLLINS" and apply_conventions("DOMINION", "auto") == "DOMINION"
+    assert matches_format("ABC1D23", "br") and not matches_format("ABC1D23", "us")
+    # auto knows every layout: the read fits Czechia's DLLDDDD as it is, so nothing is folded.
+    assert apply_conventions("0XK3125", "auto") == "0XK3125"
+    assert apply_conventions("BRA2E1S", "auto") == "BRA2E15"
+
+
+def test_the_family_setting_takes_only_known_families() -> None:
+    import pydantic
+
+    from services.inference.vision.plates import FAMILIES
+    from services.inference.vision.settings import VisionSettings
+
+    for family in FAMILIES:
+        assert VisionSettings(plate_family=family).plate_family == family
+    with pytest.raises(pydantic.ValidationError):
+        VisionSettings(plate_family="mars")

@@ -50,11 +50,13 @@ def nms(boxes: np.ndarray, scores: np.ndarray, score_threshold: float, iou_thres
 # --- plate detector: YOLOv8n, letterbox to 640 on the long side, output 1x5xA (cx, cy, w, h, score) -------
 
 
-def plate_input(image_bgr: np.ndarray, long_side: int) -> tuple[np.ndarray, Letterbox]:
+def plate_input(image_bgr: np.ndarray, long_side: int, max_upscale: float) -> tuple[np.ndarray, Letterbox]:
     """The frame letterboxed to ``long_side`` pixels on its longer side and the next multiple of 32 on the
-    other (640x384 for 16:9 at 640), so little of the detector's work goes on padding."""
+    other (640x384 for 16:9 at 640), so little of the detector's work goes on padding. A frame smaller than
+    that (a plate crop a gateway sends) is enlarged at most ``max_upscale`` times and framed in the padding:
+    the detector misses plates that fill its whole input."""
     height, width = image_bgr.shape[:2]
-    canvas, geometry = letterbox(image_bgr, fitted_size(width, height, long_side))
+    canvas, geometry = letterbox(image_bgr, fitted_size(width, height, long_side), max_scale=max_upscale)
     return cv2.dnn.blobFromImage(canvas, scalefactor=1 / 255, swapRB=True), geometry  # RGB, NCHW, one pass
 
 

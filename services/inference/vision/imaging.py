@@ -71,11 +71,14 @@ class Letterbox:
         return out
 
 
-def letterbox(image: np.ndarray, size: tuple[int, int], fill: int = 114) -> tuple[np.ndarray, Letterbox]:
-    """Resize keeping the aspect ratio into a ``(width, height)`` canvas, centred."""
+def letterbox(
+    image: np.ndarray, size: tuple[int, int], fill: int = 114, max_scale: float | None = None
+) -> tuple[np.ndarray, Letterbox]:
+    """Resize keeping the aspect ratio into a ``(width, height)`` canvas, centred; enlarged at most
+    ``max_scale`` times where given (a small image then sits in a wider border)."""
     height, width = image.shape[:2]
     canvas_w, canvas_h = size
-    scale = min(canvas_w / width, canvas_h / height)
+    scale = min(canvas_w / width, canvas_h / height, max_scale or math.inf)
     new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
     resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     pad_x, pad_y = (canvas_w - new_w) // 2, (canvas_h - new_h) // 2

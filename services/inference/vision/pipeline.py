@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from . import detectors
 from .attributes import exposure_gain, vehicle_colour, vehicle_view
+from .confidence import Evidence
 from .imaging import (
     CorruptFrameError,
     EmptyFrameError,
@@ -66,6 +67,7 @@ class PlateRead:
     region: dict[str, Any]
     vehicle: VehicleObs | None
     detection_confidence: float = 0.0
+    evidence: Evidence | None = None  # what the read's confidence was computed from (confidence.py)
 
 
 @dataclass
@@ -116,7 +118,9 @@ class AlprPipeline:
     # --- detection stages -------------------------------------------------------------------------
 
     def detect_plates(self, image: np.ndarray) -> detectors.Detections:
-        tensor, geometry = detectors.plate_input(image, self.settings.plate_detector_side)
+        tensor, geometry = detectors.plate_input(
+            image, self.settings.plate_detector_side, self.settings.plate_detector_max_upscale
+        )
         output = self._runner.infer(PLATE_DETECTOR, {detectors.PLATE_INPUT: tensor})[detectors.PLATE_OUTPUT]
         return detectors.decode_yolo(
             output, geometry, self.settings.plate_score_threshold, self.settings.plate_iou_threshold
@@ -157,15 +161,40 @@ class AlprPipeline:
 
     # --- the frame --------------------------------------------------------------------------------
 
-    def run(self, image_bgr: np.ndarray) -> FrameResult:
+    def read_plates(self, image_bgr: np.ndarray) -> list[PlateRead]:
+        """The plates found in the frame and their reads (``vehicle`` left empty): the plate path of ``run``."""
         height, width = image_bgr.shape[:2]
         plates = self.detect_plates(image_bgr)
+        reads: list[PlateRead] = []
+        for box, score in zip(plates.boxes, plates.scores, strict=True):
+            box = clip_box(box, width, height)
+            margin = expand_box(np.array(box), self.settings.plate_margin_x, self.settings.plate_margin_y)
+            mx1, my1, mx2, my2 = clip_box(margin, width, height)
+            text = self.reader.read(image_bgr[my1:my2, mx1:mx2])
+            reads.append(
+                PlateRead(
+                    text=text.text,
+                    normalized=normalize_plate(text.text),
+                    confidence=text.confidence,
+                    candidates=list(text.candidates),
+                    box=_xywh(box),
+                    region=asdict(text.region) if text.region.state or text.region.country else {},
+                    vehicle=None,
+                    detection_confidence=float(score),
+                    evidence=text.evidence,
+                )
+            )
+        return reads
+
+    def run(self, image_bgr: np.ndarray) -> FrameResult:
+        height, width = image_bgr.shape[:2]
+        plate_reads = self.read_plates(image_bgr)
         vehicles, persons = self.detect_objects(image_bgr)
         # Small faces are drivers' and passengers' (or people's the person detector missed): the finer pass
         # that finds them runs only when a vehicle or a person is in view. Detected persons are blurred whole.
         faces = self.detect_faces(image_bgr, small=bool(len(vehicles) or len(persons)))
 
-        plate_boxes = [clip_box(box, width, height) for box in plates.boxes]
+        plate_boxes = [(x, y, x + w, y + h) for x, y, w, h in (read.box for read in plate_reads)]
         vehicle_boxes = [clip_box(box, width, height) for box in vehicles.boxes]
         owner = {i: _owning_vehicle(plate_boxes[i], vehicle_boxes) for i in range(len(plate_boxes))}
 
@@ -191,24 +220,10 @@ class AlprPipeline:
                 )
             )
 
-        reads: list[PlateRead] = []
-        for index, box in enumerate(plate_boxes):
-            margin = expand_box(np.array(box), self.settings.plate_margin_x, self.settings.plate_margin_y)
-            mx1, my1, mx2, my2 = clip_box(margin, width, height)
-            text = self.reader.read(image_bgr[my1:my2, mx1:mx2])
-            vehicle = observations[owner[index]] if owner[index] is not None else None
-            reads.append(
-                PlateRead(
-                    text=text.text,
-                    normalized=normalize_plate(text.text),
-                    confidence=text.confidence,
-                    candidates=list(text.candidates),
-                    box=_xywh(box),
-                    region=asdict(text.region) if text.region.state or text.region.country else {},
-                    vehicle=vehicle,
-                    detection_confidence=float(plates.scores[index]),
-                )
-            )
+        reads = [
+            replace(read, vehicle=observations[owner[i]] if owner[i] is not None else None)
+            for i, read in enumerate(plate_reads)
+        ]
         with_plate = {owner[i] for i in owner if reads[i].text}
         for index, vehicle in enumerate(observations):
             if index not in with_plate:

@@ -80,25 +80,31 @@ def _fuzzy_contains(haystack: str, needle: str) -> bool:
 
 
 # Serial layouts (L letter, D digit) per plate family, as OpenALPR's per-country pattern files: the US
-# (California DLLLDDD, many states LLLDDDD, LLLDDD, DDDLLL) and Europe (Slovakia, France and Italy
-# LLDDDLL, Great Britain LLDDLLL, Czechia DLDDDDD / DLLDDDD, Poland LLDDDDD / LLLDDDD, Spain DDDDLLL).
+# (California DLLLDDD, many states LLLDDDD, LLLDDD, DDDLLL), Europe (Slovakia, France and Italy LLDDDLL,
+# Great Britain LLDDLLL, Czechia DLDDDDD / DLLDDDD, Poland LLDDDDD / LLLDDDD, Spain DDDDLLL), Brazil (LLL-DDDD
+# and Mercosur LLLDLDD) and Argentina (LLLDDD and Mercosur LLDDDLL). ``auto`` knows them all.
 LAYOUTS: dict[str, tuple[str, ...]] = {
     "us": ("LLLDDDD", "DLLLDDD", "LLLDDD", "DDDLLL"),
     "eu": ("LLDDDLL", "LLDDLLL", "DLDDDDD", "DLLDDDD", "LLDDDDD", "LLLDDDD", "DDDDLLL"),
+    "br": ("LLLDDDD", "LLLDLDD"),
+    "ar": ("LLLDDD", "LLDDDLL"),
 }
-FORMATS = frozenset(layout for layouts in LAYOUTS.values() for layout in layouts)
+LAYOUTS["auto"] = tuple(dict.fromkeys(layout for layouts in LAYOUTS.values() for layout in layouts))
+FAMILIES = tuple(LAYOUTS)
 # Characters printed alike, by the kind a layout expects at their position.
 AS_LETTER = {"0": "O", "1": "I", "8": "B", "5": "S", "2": "Z", "6": "G"}
 AS_DIGIT = {letter: digit for digit, letter in AS_LETTER.items()}
+# Families whose plates carry only their layouts' serials: a read is spelled to fit one where look-alikes allow.
+STRICT_FAMILIES = frozenset({"eu", "br", "ar", "auto"})
 
 
 def layout_of(text: str) -> str:
     return "".join("D" if char.isdigit() else "L" for char in text)
 
 
-def matches_format(text: str) -> bool:
-    """True when the text has one of the known serial layouts exactly."""
-    return layout_of(text) in FORMATS
+def matches_format(text: str, family: str = "auto") -> bool:
+    """True when the text has one of the family's serial layouts exactly."""
+    return layout_of(text) in LAYOUTS[family]
 
 
 def resolve_look_alikes(text: str, layouts: tuple[str, ...], alternatives: tuple[str, ...] = ()) -> str:
@@ -131,13 +137,14 @@ def resolve_look_alikes(text: str, layouts: tuple[str, ...], alternatives: tuple
 
 
 def apply_conventions(text: str, family: str = "us", alternatives: tuple[str, ...] = ()) -> str:
-    """The plate family's spelling of a read. European serials: look-alikes resolved by the layouts'
-    positions. US: states print O and 0 alike and standard serials avoid the letter O, so a US read that
-    fits no known layout (vanity plates) spells it 0, and one that fits keeps the letter where the layout
-    puts a letter. The family is the deployment's: a plate whose state name went unread is spelled alike."""
-    if family == "eu":
-        return resolve_look_alikes(text, LAYOUTS["eu"], alternatives)
-    if not matches_format(text):
+    """The plate family's spelling of a read. Europe, Brazil, Argentina and ``auto``: look-alikes resolved by
+    the layouts' positions, only where the read then fits one (``0XK3125`` -> ``OXK3125`` in Brazil). US:
+    states print O and 0 alike and standard serials avoid the letter O, so a US read that fits no known
+    layout (vanity plates) spells it 0, and one that fits keeps the letter where the layout puts a letter.
+    The family is the deployment's: a plate whose state name went unread is spelled alike."""
+    if family in STRICT_FAMILIES:
+        return resolve_look_alikes(text, LAYOUTS[family], alternatives)
+    if not matches_format(text, family):
         return text.replace("O", "0")
     return text
 

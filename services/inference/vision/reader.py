@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import ocr
+from .confidence import Evidence, calibrated
 from .plates import Region, apply_conventions, is_state_text, matches_format, plausibility, region_from_text
 from .runner import ModelRunner
 
@@ -25,6 +26,7 @@ class PlateText:
     confidence: float
     candidates: tuple[tuple[str, float], ...]
     region: Region
+    evidence: Evidence | None = None
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ class PlateReader:
         candidates: dict[str, float] = {}
         for reading, weight in opinions:
             for text, score in reading.candidates:
-                score *= weight * plausibility(text) * (FORMAT_BONUS if matches_format(text) else 1.0)
+                score *= weight * plausibility(text) * (FORMAT_BONUS if matches_format(text, self._family) else 1.0)
                 candidates[text] = candidates.get(text, 0.0) + score
         others = [
             text.text
@@ -103,8 +105,17 @@ class PlateReader:
             return PlateText("", 0.0, (), region)
         total = sum(score for _, score in ranked)
         chosen, score = ranked[0]
-        # The read's confidence is that of the surest reading (of either reader) that offered the chosen text.
-        confidence = max(reading.confidence for reading, _ in opinions if chosen in dict(reading.candidates))
         top = apply_conventions(chosen, self._family, tuple(text for text, _ in ranked))
+        # The confidence: the surest reading (of either reader) that offered the chosen text, weighed with the
+        # rest of the evidence by the fitted model (confidence.py) into the probability that the read is right.
+        evidence = Evidence(
+            reading=max(reading.confidence for reading, _ in opinions if chosen in dict(reading.candidates)),
+            share=score / total,
+            head_read_it=any(serial.text == chosen for serial in serials),
+            pp_ocr_read_it=any(text.text == chosen for text in texts),
+            fits_layout=matches_format(top, self._family),
+            plausibility=plausibility(top),
+            height_px=crop.shape[0],
+        )
         ranked = [(top, score), *[(t, c) for t, c in ranked[1:] if t != top]]
-        return PlateText(top, confidence, tuple((t, c / total) for t, c in ranked[:5]), region)
+        return PlateText(top, calibrated(evidence), tuple((t, c / total) for t, c in ranked[:5]), region, evidence)

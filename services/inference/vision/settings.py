@@ -36,6 +36,11 @@ class VisionSettings(BaseSettings):
         default=640, ge=128, le=1920, multiple_of=32,
         description="frames are letterboxed to this longer side to find plates",
     )
+    plate_detector_max_upscale: float = Field(
+        default=2.5, ge=1, le=100,
+        description="a frame smaller than the plate detector's input (a plate crop) is enlarged at most this "
+        "many times to find plates, the rest padding: the detector misses plates that fill its input",
+    )
     object_detector_side: int = Field(
         default=384, ge=128, le=1024, multiple_of=32,
         description="frames are scaled to this longer side to find vehicles and persons",
@@ -43,8 +48,10 @@ class VisionSettings(BaseSettings):
     text_detector_side: int = Field(
         default=256, ge=64, le=960, description="plate crops are scaled to this longer side to find their text rows"
     )
-    plate_family: Literal["us", "eu"] = Field(
-        default="us", description="serial layouts and spelling conventions of the plates the cameras see"
+    plate_family: Literal["us", "eu", "br", "ar", "auto"] = Field(
+        default="us",
+        description="serial layouts and spelling conventions of the plates the cameras see: us, eu, br (Brazil, "
+        "LLL-NNNN and Mercosur LLLNLNN), ar (Argentina, LLLNNN and Mercosur LLNNNLL) or auto (all of them)",
     )
     int8: bool = Field(default=True, description="in-process runs: INT8 model copies where they exist (CPU)")
 
