@@ -219,7 +219,7 @@ class CameraWorker:
         """Each complete JPEG of the drop folder: re-encoded, spooled, then deleted; a bad one is moved aside."""
         watch = FolderWatch(source)
         rejected = source.path / "rejected"
-        warned_missing = False
+        warned_missing, waiting = False, 0
         while not self._stop.is_set():
             if not source.path.is_dir():
                 if not warned_missing:
@@ -230,7 +230,14 @@ class CameraWorker:
             else:
                 warned_missing = False
                 self._set_source_up(True)
-                for dropped in await asyncio.to_thread(watch.scan, time.monotonic()):
+                ready = await asyncio.to_thread(watch.scan, time.monotonic())
+                if watch.waiting != waiting:
+                    waiting = watch.waiting
+                    metrics.FOLDER_WAITING.labels(self.id).set(waiting)
+                    if waiting:
+                        log.info("dropped files not complete yet, waiting for them",
+                                 extra={"camera_id": self.id, "files": waiting})
+                for dropped in ready:
                     data = await asyncio.to_thread(dropped.path.read_bytes)
                     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
                     metrics.DECODED.labels(self.id).inc()

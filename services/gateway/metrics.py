@@ -23,3 +23,5 @@ SOURCE_ERRORS = Counter("sightline_gateway_source_errors_total", "Source failure
 TRIGGER_TO_ACK = Histogram("sightline_gateway_trigger_to_ack_seconds", "From the frame that started a vehicle pass "
                            "to ingest's acknowledgement of one of its stills", ["camera_id"],
                            buckets=(0.25, 0.5, 1, 2, 3, 5, 8, 13, 21, 60, 300, 3600))
+FOLDER_WAITING = Gauge("sightline_gateway_folder_incomplete_files", "Files of a watched folder not complete yet "
+                       "(being written, or abandoned half-written)", ["camera_id"])

@@ -158,10 +158,12 @@ class FolderWatch:
     def __init__(self, source: FolderSource) -> None:
         self._source = source
         self._seen: dict[Path, tuple[int, int, float]] = {}  # path -> size, mtime_ns, first seen unchanged
+        self.waiting = 0  # files seen but not complete yet (being written, or never finished)
 
     def scan(self, now: float) -> list[DroppedFile]:
         ready: list[tuple[int, DroppedFile]] = []
         present = set()
+        waiting = 0
         for path in self._source.path.glob(self._source.pattern):
             try:
                 st = path.stat()
@@ -175,14 +177,17 @@ class FolderWatch:
             if seen is None or seen[:2] != size_time:
                 self._seen[path] = (*size_time, now)
                 if self._source.settle_s > 0:
+                    waiting += 1
                     continue
                 seen = self._seen[path]
             if now - seen[2] < self._source.settle_s or st.st_size < 4 or not _ends_with_jpeg_marker(path):
+                waiting += 1
                 continue
             captured_at = datetime.fromtimestamp(st.st_mtime_ns / 1e9, UTC)
             ready.append((st.st_mtime_ns, DroppedFile(path, dropped_frame_id(path, st.st_mtime_ns), captured_at)))
         for gone in set(self._seen) - present:
             del self._seen[gone]
+        self.waiting = waiting
         return [f for _, f in sorted(ready, key=lambda item: (item[0], item[1].path.name))]
 
     def done(self, path: Path) -> None:
