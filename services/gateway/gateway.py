@@ -21,11 +21,11 @@ import cv2
 import grpc
 import numpy as np
 import uvicorn
-from prometheus_client import make_asgi_app
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Mount, Route
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from services.ingest.adapters.camera_auth import camera_metadata
 from sightline.ingest.v1 import ingest_pb2
@@ -307,7 +307,9 @@ class Gateway:
         self.workers: list[CameraWorker] = []
 
     def _in_flight(self) -> set[int]:
-        return set().union(*(w.in_window for w in self.workers))
+        """Spooled stills written to a live stream: not dropped when the spool is full (while a link is down,
+        nothing is in flight, and the oldest stills go first whatever their place in the window)."""
+        return set().union(*(w.in_window for w in self.workers if w.link.up))
 
     async def healthy(self) -> tuple[bool, dict[str, object]]:
         try:
@@ -324,7 +326,10 @@ class Gateway:
             ok, body = await self.healthy()
             return JSONResponse(body, status_code=200 if ok else 503)
 
-        return Starlette(routes=[Route("/healthz", healthz), Mount("/metrics", make_asgi_app())])
+        async def prometheus(request: Request) -> Response:
+            return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+        return Starlette(routes=[Route("/healthz", healthz), Route("/metrics", prometheus)])
 
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
