@@ -132,7 +132,7 @@ class CameraWorker:
                         self._set_source_up(True)
                         failures = 0
                     metrics.DECODED.labels(self.id).inc()
-                    for still in picker.offer(decoded.image, decoded.captured_at):
+                    for still in picker.offer(decoded.grey, decoded.captured_at, decoded.colour):
                         self._take(still)
                 if not isinstance(source, FileSource):
                     raise SourceError("read", "the stream ended")
@@ -292,6 +292,8 @@ class CameraWorker:
         self.in_window.discard(spooled.seq)
         self._update_spool_gauges()
         metrics.SENT.labels(self.id, _OUTCOMES[outcome]).inc()
+        log.debug("frame acknowledged", extra={"camera_id": self.id, "frame_id": ack.frame_id,
+                                               "outcome": _OUTCOMES[outcome], "reads": len(ack.read_ids)})
         if (triggered := self._triggered.pop(spooled.frame.frame_id, None)) is not None:
             metrics.TRIGGER_TO_ACK.labels(self.id).observe(time.time() - triggered)
         if outcome is AckOutcome.REJECTED:

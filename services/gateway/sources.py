@@ -2,7 +2,8 @@
 
 Video (RTSP, HTTP MJPEG, files) is demuxed and decoded by FFmpeg through PyAV; no RTSP or RTP is written
 here. A frame's capture time comes from the stream: the wall-clock time of the first decoded frame plus the
-frame's presentation time since it (so gaps and bursts in delivery do not move it). JPEG snapshots and
+frame's presentation time since it (so gaps and bursts in delivery do not move it), never later than the
+wall clock. JPEG snapshots and
 dropped files carry no stream time: a snapshot's is the time of its response, a dropped file's its
 modification time.
 """
@@ -14,7 +15,7 @@ import re
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,10 +40,24 @@ class SourceError(Exception):
         self.kind = kind
 
 
+_LUMA_FIRST = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "gray"})
+
+
 @dataclass(frozen=True)
 class Decoded:
-    image: np.ndarray  # BGR
+    grey: np.ndarray
     captured_at: datetime
+    colour: Callable[[], np.ndarray]  # the BGR image, made on demand
+
+
+def _decoded(frame: av.VideoFrame, captured_at: datetime) -> Decoded:
+    """A decoded frame's luma plane as its grey image (no conversion for the usual YUV formats)."""
+    if frame.format.name in _LUMA_FIRST:
+        plane = frame.planes[0]
+        grey = np.frombuffer(plane, np.uint8).reshape(frame.height, plane.line_size)[:, : frame.width]
+    else:
+        grey = frame.to_ndarray(format="gray")
+    return Decoded(grey, captured_at, lambda: frame.to_ndarray(format="bgr24"))
 
 
 def _with_credentials(url: str, username: str | None, password_file: Path | None) -> str:
@@ -105,7 +120,10 @@ def decode_video(source: VideoSource, stop: threading.Event, *, threads: int = 0
                 elapsed = seconds - anchor[0]
                 if realtime and (ahead := anchor[2] + elapsed - time.monotonic()) > 0 and stop.wait(ahead):
                     return
-                yield Decoded(frame.to_ndarray(format="bgr24"), anchor[1] + timedelta(seconds=elapsed))
+                # Never ahead of the clock: FFmpeg may move an RTSP stream's times when the first RTCP report
+                # arrives, and ingest refuses a capture time in the future.
+                captured_at = min(anchor[1] + timedelta(seconds=elapsed), datetime.now(UTC))
+                yield _decoded(frame, captured_at)
     except av.error.FFmpegError as exc:
         raise SourceError("read", f"the stream failed: {exc}") from exc
     finally:
@@ -128,7 +146,7 @@ def poll_snapshot(source: SnapshotSource) -> Decoded:
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise SourceError("decode", "the snapshot is not a JPEG")
-    return Decoded(image, captured_at)
+    return Decoded(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), captured_at, lambda: image)
 
 
 @dataclass(frozen=True)

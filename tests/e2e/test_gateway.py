@@ -96,7 +96,7 @@ async def test_rtsp_stills_survive_an_ingest_outage_and_reach_search(
     pick = {"zone": [0.0, 0.35, 1.0, 1.0], "frames_per_pass": 2, "end_frames": 4}
     rtsp = {"type": "rtsp", "url": f"{rtsp_url}/cam", "timeout_s": 5, "reconnect_initial_s": 30}
     config = {
-        "site_id": "e2e-site",
+        "site_id": "e2e-site", "log_level": "DEBUG",
         "ingest": {"target": ingest_addr, "backoff_initial_s": 0.5, "backoff_max_s": 2},
         "spool": {"path": str(tmp_path / "spool" / "spool.db")},
         "cameras": [
@@ -134,8 +134,13 @@ async def test_rtsp_stills_survive_an_ingest_outage_and_reach_search(
             spooled = gw.value("sightline_gateway_frames_spooled_total", camera_id=camera_id)
             assert spooled >= PASSES  # at least one still per pass (two are asked for)
             # Nothing lost, nothing stored twice: every spooled still is one stored frame.
-            assert mongo_db["frames"].count_documents({"_id": {"$regex": f"^{camera_id}/"}}) == spooled
-            assert gw.value("sightline_gateway_frames_sent_total", camera_id=camera_id, outcome="rejected") == 0
+            rejected = [line for line in gw.log() if line["message"].startswith("frame rejected")]
+            assert gw.value("sightline_gateway_frames_sent_total", camera_id=camera_id, outcome="rejected") == 0, \
+                rejected
+            stored = {d["_id"].split("/", 1)[1] for d in mongo_db["frames"].find({"_id": {"$regex": f"^{camera_id}/"}})}
+            acked = {line["frame_id"]: line["outcome"] for line in gw.log()
+                     if line["message"] == "frame acknowledged" and line["camera_id"] == camera_id}
+            assert len(stored) == spooled, {fid: out for fid, out in acked.items() if fid not in stored}
         assert gw.value("sightline_gateway_frames_decoded_total", camera_id=udp) > 0  # RTP over UDP too
         search = search_pb2_grpc.SearchServiceStub(grpc.aio.insecure_channel(search_addr))
         officer = auth_metadata(await tokens("officer"))

@@ -79,6 +79,11 @@ def road(width: int = 640, height: int = 360) -> np.ndarray:
     return cv2.GaussianBlur(rng.integers(60, 120, (height, width, 3), dtype=np.uint8), (9, 9), 0)
 
 
+def offer(picker: StillPicker, image: np.ndarray, at: datetime) -> list:
+    """A frame as the sources give it: grey now, colour on demand."""
+    return picker.offer(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), at, lambda: image)
+
+
 def test_picker_sends_the_best_stills_of_each_pass_with_the_stream_time() -> None:
     pick = PickConfig(zone=(0.0, 0.3, 1.0, 1.0), frames_per_pass=2, confirm_frames=2, end_frames=3)
     picker = StillPicker(pick)
@@ -90,24 +95,24 @@ def test_picker_sends_the_best_stills_of_each_pass_with_the_stream_time() -> Non
     for i, image in enumerate([empty] * 5 + passing + [empty] * 6):
         canvas = empty.copy()
         canvas[: image.shape[0], : image.shape[1]] = image
-        stills += picker.offer(canvas, t0 + timedelta(seconds=i / 10))
+        stills += offer(picker, canvas, t0 + timedelta(seconds=i / 10))
     assert len(stills) == 2 and not picker.in_pass
     assert stills[0].captured_at < stills[1].captured_at  # in capture order
     assert all(t0 + timedelta(seconds=0.5) <= s.captured_at <= t0 + timedelta(seconds=1.1) for s in stills)
     assert stills[0].triggered_at == t0 + timedelta(seconds=0.6)  # the second moving frame confirms
+    assert stills[0].image.shape == (360, 640, 3)
     # A still road picks nothing.
-    assert not any(picker.offer(empty, t0 + timedelta(seconds=2 + i)) for i in range(10))
+    assert not any(offer(picker, empty, t0 + timedelta(seconds=2 + i)) for i in range(10))
 
 
 def test_a_pass_longer_than_max_is_cut() -> None:
     picker = StillPicker(PickConfig(max_pass_s=1.0, confirm_frames=1, frames_per_pass=1))
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
-    rng = np.random.default_rng(1)
-    picker.offer(road(), t0)
+    flashing = [road(), np.full((360, 640, 3), 255, np.uint8)]  # moves in every frame
     out = []
-    for i in range(1, 30):
-        out += picker.offer(rng.integers(0, 255, (360, 640, 3), dtype=np.uint8), t0 + timedelta(seconds=i / 10))
-    assert len(out) == 2  # cut at 1 s, then again
+    for i in range(30):
+        out += offer(picker, flashing[i % 2], t0 + timedelta(seconds=i / 10))
+    assert len(out) == 2  # cut after 1 s, then (the background learnt afresh) again
 
 
 def test_rate_cap_and_encoding() -> None:

@@ -1,17 +1,18 @@
 """Picking stills from a camera's decoded frames: pure (images and times in, stills out; the clock passed in).
 
-A pass starts when the trigger zone moves in `confirm_frames` consecutive frames (motion against a slowly
-updated background, measured on the zone scaled down to `analysis_width`: a few hundred microseconds a
-frame, so every decoded frame is looked at) and ends after `end_frames` still frames or `max_pass_s`. While
-a pass lasts, each frame is scored on the zone at 480 pixels wide: sharpness (variance of the Laplacian) and
-the largest plate-like region (a bright-dark-bright band of vertical edges with a plate's proportions). The
-`frames_per_pass` best frames of a pass are emitted, in capture order, when it ends. A token bucket caps
-the stills a camera may emit (`max_frames_per_s`, `burst`).
+A pass starts when the trigger zone moves in `confirm_frames` consecutive frames (motion against a
+background of the empty zone, learnt while nothing moves, measured on the grey zone scaled down to
+`analysis_width`: a fraction of a millisecond, so every decoded frame is looked at) and ends after
+`end_frames` still frames or `max_pass_s`. While a pass lasts, each moving frame is scored on the zone at 480
+pixels wide: sharpness (variance of the Laplacian) and the largest plate-like region (dense vertical edges in
+a box with a plate's proportions). The `frames_per_pass` best frames of a pass are emitted, in capture
+order, when it ends. A token bucket caps the stills a camera may emit (`max_frames_per_s`, `burst`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -41,6 +42,7 @@ def zone_pixels(shape: tuple[int, ...], zone: tuple[float, float, float, float])
 
 
 def _grey(image: np.ndarray, zone: tuple[float, float, float, float], width: int) -> np.ndarray:
+    """The zone of a grey (or BGR) image, grey, scaled down to `width` at most."""
     x0, y0, x1, y1 = zone_pixels(image.shape, zone)
     crop = image[y0:y1, x0:x1]
     scale = min(1.0, width / crop.shape[1])
@@ -50,21 +52,32 @@ def _grey(image: np.ndarray, zone: tuple[float, float, float, float], width: int
 
 
 class MotionDetector:
-    """Whether the zone moves, frame by frame, against a running-average background."""
+    """Whether the zone moves, frame by frame, against a running-average background of the empty zone.
+
+    The background learns only while nothing moves (a passing vehicle does not blend into it, so its pass
+    ends as soon as the road is empty again); `reset` starts it afresh from the next frame (after a pass
+    too long to be traffic: a parked vehicle, a change of light).
+    """
 
     def __init__(self, pick: PickConfig, learning_rate: float = 0.05) -> None:
         self._pick = pick
         self._rate = learning_rate
         self._background: np.ndarray | None = None
 
+    def reset(self) -> None:
+        self._background = None
+
     def moving(self, image: np.ndarray) -> bool:
+        """`image`: grey (or BGR)."""
         grey = cv2.GaussianBlur(_grey(image, self._pick.zone, self._pick.analysis_width), (5, 5), 0)
         if self._background is None or self._background.shape != grey.shape:
             self._background = grey.astype(np.float32)
             return False
         changed = cv2.absdiff(grey, cv2.convertScaleAbs(self._background)) > self._pick.motion_threshold
-        cv2.accumulateWeighted(grey, self._background, self._rate)
-        return float(changed.mean()) >= self._pick.motion_fraction
+        moving = float(changed.mean()) >= self._pick.motion_fraction
+        if not moving:
+            cv2.accumulateWeighted(grey, self._background, self._rate)
+        return moving
 
 
 def sharpness(grey: np.ndarray) -> float:
@@ -106,7 +119,11 @@ class _Pass:
 
 
 class StillPicker:
-    """Feed it every decoded frame (`offer`); it returns the stills of each pass when the pass ends."""
+    """Feed it every decoded frame (`offer`); it returns the stills of each pass when the pass ends.
+
+    A frame comes as its grey image (the decoder's luma plane: free) and a function that makes its colour
+    image, called only for a frame kept as a candidate still (converting every 1080p frame to BGR would cost
+    more than decoding it)."""
 
     def __init__(self, pick: PickConfig) -> None:
         self._pick = pick
@@ -118,8 +135,8 @@ class StillPicker:
     def in_pass(self) -> bool:
         return self._pass is not None
 
-    def offer(self, image: np.ndarray, captured_at: datetime) -> list[Still]:
-        moving = self._motion.moving(image)
+    def offer(self, grey: np.ndarray, captured_at: datetime, colour: Callable[[], np.ndarray]) -> list[Still]:
+        moving = self._motion.moving(grey)
         self._moving_run = self._moving_run + 1 if moving else 0
         current = self._pass
         if current is None:
@@ -128,8 +145,11 @@ class StillPicker:
             current = self._pass = _Pass(captured_at)
         current.still_run = 0 if moving else current.still_run + 1
         if moving:
-            self._consider(current, image, captured_at)
+            self._consider(current, grey, captured_at, colour)
         too_long = (captured_at - current.started_at).total_seconds() >= self._pick.max_pass_s
+        if too_long:
+            self._motion.reset()
+            self._moving_run = 0
         if current.still_run >= self._pick.end_frames or too_long:
             return self.flush()
         return []
@@ -139,12 +159,13 @@ class StillPicker:
         current, self._pass = self._pass, None
         return [] if current is None else sorted(current.best, key=lambda s: s.captured_at)
 
-    def _consider(self, current: _Pass, image: np.ndarray, captured_at: datetime) -> None:
+    def _consider(self, current: _Pass, grey: np.ndarray, captured_at: datetime,
+                  colour: Callable[[], np.ndarray]) -> None:
         keep = self._pick.frames_per_pass
-        score, sharp, plate = score_frame(image, self._pick.zone)
+        score, sharp, plate = score_frame(grey, self._pick.zone)
         if len(current.best) >= keep and score <= current.best[-1].score:
             return
-        still = Still(image.copy(), captured_at, sharp, plate, score, current.started_at)
+        still = Still(colour(), captured_at, sharp, plate, score, current.started_at)
         current.best = sorted([*current.best, still], key=lambda s: -s.score)[:keep]
 
 
