@@ -3,7 +3,8 @@
 1. Decoding, the gateway's main cost: H.264 videos of vehicle passes (services/simulator/video.py) decoded by
    PyAV on one thread, each frame converted to BGR and offered to the still picker, as the gateway does.
    Reported as CPU-seconds per second of video and cameras per core, for 1080p30 decoding every frame,
-   1080p30 decoding keyframes only (GOP 2 s), and a 640x360 substream; plus FFmpeg's decode alone.
+   1080p30 decoding keyframes only (GOP 2 s), and a 640x360 substream; plus FFmpeg's decode alone, and the
+   same file through OpenCV's FFmpeg backend (cv2.VideoCapture, which converts every frame to BGR).
 2. The spool: stills of `--still-kb` written (each fsynced, SQLite WAL, synchronous=FULL) and replayed
    oldest first (read, then deleted as an acknowledgement would).
 3. With `--latency` (starts mongod, Redis, Triton, audit, identity and ingest locally, a few minutes): the
@@ -70,6 +71,20 @@ def decode_cost(path: Path, *, keyframes_only: bool, pick: bool) -> tuple[float,
     return cpu, frames, duration
 
 
+def opencv_cost(path: Path) -> tuple[float, int, float]:
+    """The same file through OpenCV's FFmpeg backend (cv2.VideoCapture: every frame, always converted to BGR)."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
+    frames, started = 0, time.process_time()
+    while capture.read()[0]:
+        frames += 1
+    fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
+    capture.release()
+    return time.process_time() - started, frames, frames / fps
+
+
 def bench_decode(seconds: float) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -87,6 +102,9 @@ def bench_decode(seconds: float) -> None:
             duration = max(duration, seconds - 2)  # keyframes only: the last decoded frame is up to a GOP early
             load = cpu / duration
             print(f"{label:<40} {frames:>7} {load:>16.3f} {1 / load:>15.1f}", flush=True)
+        cpu, frames, duration = opencv_cost(full)
+        label = "1080p30 via OpenCV VideoCapture (BGR)"
+        print(f"{label:<40} {frames:>7} {cpu / duration:>16.3f} {duration / cpu:>15.1f}", flush=True)
 
 
 def bench_spool(frames: int, still_kb: int) -> None:

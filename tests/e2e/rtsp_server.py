@@ -1,6 +1,6 @@
 """A real RTSP server for the gateway's tests: GStreamer's gst-rtsp-server streaming an H.264 file.
 
-Run with Debian's /usr/bin/python3 (python3-gi, gir1.2-gst-rtsp-server-1.0, gstreamer1.0-plugins-{base,good,ugly};
+Run with Debian's /usr/bin/python3 (python3-gi, gir1.2-gst-rtsp-server-1.0, gstreamer1.0-plugins-{base,good,bad};
 scripts/bootstrap.sh installs them):
 
     /usr/bin/python3 tests/e2e/rtsp_server.py --port 8554 --mount /cam=video.mp4 [--mount /b=other.mp4]

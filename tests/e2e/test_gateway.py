@@ -94,7 +94,8 @@ async def test_rtsp_stills_survive_an_ingest_outage_and_reach_search(
     corrupt_video = tmp_path / "corrupt.mp4"
     corrupt_video.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40)
     pick = {"zone": [0.0, 0.35, 1.0, 1.0], "frames_per_pass": 2, "end_frames": 4}
-    rtsp = {"type": "rtsp", "url": f"{rtsp_url}/cam", "timeout_s": 5, "reconnect_initial_s": 30}
+    rtsp = {"type": "rtsp", "url": f"{rtsp_url}/cam", "timeout_s": 5, "reconnect_initial_s": 2,
+            "reconnect_max_s": 5}
     config = {
         "site_id": "e2e-site", "log_level": "DEBUG",
         "ingest": {"target": ingest_addr, "backoff_initial_s": 0.5, "backoff_max_s": 2},
@@ -123,10 +124,13 @@ async def test_rtsp_stills_survive_an_ingest_outage_and_reach_search(
         gw.wait_for(lambda: gw.value("sightline_gateway_spool_bytes") > 0, 30, "stills spooled while offline")
         await asyncio.sleep(max(0.0, OUTAGE_S - (time.monotonic() - outage_started)))
         stack.start_service("ingest", SIGHTLINE_MAX_FRAME_BYTES=str(2 * 1024 * 1024))
-        # The video plays once (about 9 s); then the camera goes away for good.
+        # The video plays (about 9 s, again on each reconnect); once it has ended, the camera goes away for good.
         gw.wait_for(lambda: gw.value("sightline_gateway_source_reconnects_total", camera_id=tcp) >= 1
                     or gw.value("sightline_gateway_source_errors_total", camera_id=tcp) >= 1, 120, "stream end")
         rtsp_proc.kill()
+        for camera_id in (tcp, udp):  # gone for good: the pass cut short is flushed, nothing more comes
+            gw.wait_for(lambda c=camera_id: gw.value("sightline_gateway_source_errors_total", camera_id=c,
+                                                     kind="open") >= 1, 60, f"{camera_id} gone")
         for camera_id in (tcp, udp, ids["ftp"]):
             gw.wait_for(lambda c=camera_id: drained(gw, c), 300, f"{camera_id} spool drained")
 
