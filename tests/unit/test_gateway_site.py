@@ -196,3 +196,17 @@ def test_folder_watch_waits_for_complete_files(tmp_path: Path) -> None:
     assert watch.waiting == 1
     os.utime(done, ns=(time.time_ns(), time.time_ns() + 10**9))  # touched again: must settle again
     assert watch.scan(2.0) == []
+
+
+def test_check_command_validates_and_refuses(secret: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from services.cli.__main__ import main
+
+    good = tmp_path / "good.yaml"
+    good.write_text(f"site_id: s1\nspool: {{path: {tmp_path}/spool.db}}\ncameras:\n"
+                    f"  - {{camera_id: c1, secret_file: {secret}, source: {{type: folder, path: {tmp_path}}}}}\n")
+    assert main(["gateway", "--config", str(good), "--check"]) == 0
+    assert "1 camera(s): valid" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(good.read_text().replace("site_id: s1", "site_id: s1\nadmin_password: hunter2"))
+    assert main(["gateway", "--config", str(bad), "--check"]) == 2
+    assert "admin_password" in capsys.readouterr().err
