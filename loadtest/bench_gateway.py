@@ -23,6 +23,8 @@ import threading
 import time
 from pathlib import Path
 
+import cv2
+
 from services.gateway.config import FileSource, PickConfig
 from services.gateway.domain.picking import StillPicker
 from services.gateway.sources import decode_video
@@ -73,9 +75,6 @@ def decode_cost(path: Path, *, keyframes_only: bool, pick: bool) -> tuple[float,
 
 def opencv_cost(path: Path) -> tuple[float, int, float]:
     """The same file through OpenCV's FFmpeg backend (cv2.VideoCapture: every frame, always converted to BGR)."""
-    import cv2
-
-    cv2.setNumThreads(1)
     capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
     frames, started = 0, time.process_time()
     while capture.read()[0]:
@@ -141,7 +140,7 @@ async def bench_latency() -> None:
     from services.gateway.gateway import Gateway
     from services.ingest.adapters.camera_auth import register_camera
 
-    stack = start_stack(["audit", "identity", "ingest"], triton=True)
+    stack = await asyncio.to_thread(start_stack, ["audit", "identity", "ingest"], triton=True)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
@@ -205,6 +204,7 @@ def main() -> None:
     parser.add_argument("--still-kb", type=int, default=250, help="size of a spooled still (1080p JPEG q90)")
     parser.add_argument("--latency", action="store_true", help="also measure trigger -> ack on a local stack")
     args = parser.parse_args()
+    cv2.setNumThreads(1)  # one core's work: OpenCV's own pool would spread (and spin) over the others
     bench_decode(args.seconds)
     bench_spool(args.spool_frames, args.still_kb)
     if args.latency:

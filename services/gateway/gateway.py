@@ -334,6 +334,7 @@ class Gateway:
         return Starlette(routes=[Route("/healthz", healthz), Route("/metrics", prometheus)])
 
     async def run(self, stop: asyncio.Event) -> None:
+        cv2.setNumThreads(1)  # each camera has its own thread; OpenCV's pool would only contend with them
         loop = asyncio.get_running_loop()
         server = uvicorn.Server(uvicorn.Config(self._app(), host=self.config.http_host, port=self.config.http_port,
                                                log_config=None, access_log=False, lifespan="off"))

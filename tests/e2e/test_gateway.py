@@ -228,3 +228,21 @@ async def test_spool_over_its_cap_drops_the_oldest_counts_it_and_stays_healthy(t
         assert any(line["message"] == "spool full: oldest unsent stills dropped" for line in gw.log())
     finally:
         gw.stop()
+
+
+async def test_the_simulator_sends_through_the_shared_link(ingest_addr, tokens, mongo_db, tmp_path) -> None:
+    """The gateway simulator's frames go through the same IngestLink as the gateway's."""
+    from services.simulator.gateway import Gateway
+    from services.simulator.settings import SimulatorSettings
+    from services.simulator.sources import make_cameras
+
+    settings = SimulatorSettings(target=ingest_addr, agency_id="pd-alpha", camera_prefix=f"sim-{uuid.uuid4().hex[:6]}",
+                                 fps=0, frames=3, window=2, run_id="link", admin_token=await tokens("admin"),
+                                 credentials_file=tmp_path / "credentials.json", progress=False)
+    cameras = make_cameras(settings)
+    async with grpc.aio.insecure_channel(ingest_addr) as channel:
+        gateway = Gateway(channel, settings)
+        await gateway.register(cameras)
+        stats = await gateway.run(cameras, "link", asyncio.Event())
+    assert (stats.stored, stats.sent, sum(stats.rejected.values())) == (3, 3, 0)
+    assert mongo_db["frames"].count_documents({"_id": {"$regex": f"^{cameras[0].camera_id}/link-"}}) == 3
