@@ -205,7 +205,11 @@ class CameraConfig(_Strict):
     longitude: float | None = Field(default=None, ge=-180, le=180, description="camera position")
     heading_degrees: float | None = Field(default=None, ge=0, lt=360, description="bearing of the view")
 
-    _secret = field_validator("secret_file")(_existing_file)
+    @field_validator("secret_file")
+    @classmethod
+    def _secret(cls, path: Path) -> Path:
+        read_secret(path)  # readable and not empty, or the gateway does not start
+        return path
 
     @model_validator(mode="after")
     def _position(self) -> CameraConfig:

@@ -58,7 +58,7 @@ cameras:
         ({"source": {"type": "rtsp", "url": "rtsp://u:pw@10.0.0.5/s"}}, "password"),
         ({"source": {"type": "rtsp", "url": "http://10.0.0.5/s"}}, "rtsp://"),
         ({"source": {"type": "carrier-pigeon", "url": "x"}}, "type"),
-        ({"secret_file": str(tmp_path / "missing")}, "not a readable file"),
+        ({"secret_file": str(tmp_path / "missing")}, "cannot read secret file"),
         ({"latitude": 40.0}, "longitude"),
         ({"fps": 30}, "Extra inputs"),
     ]
