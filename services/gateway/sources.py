@@ -1,9 +1,8 @@
 """Camera sources: what opens and reads each kind (blocking; run on the camera's own thread).
 
 Video (RTSP, HTTP MJPEG, files) is demuxed and decoded by FFmpeg through PyAV; no RTSP or RTP is written
-here. A frame's capture time comes from the stream: the wall-clock time of the first decoded frame plus the
-frame's presentation time since it (so gaps and bursts in delivery do not move it), never later than the
-wall clock. JPEG snapshots and
+here. A frame's capture time comes from the stream's presentation times (`StreamClock`), so delays and
+bursts in delivery do not move it. JPEG snapshots and
 dropped files carry no stream time: a snapshot's is the time of its response, a dropped file's its
 modification time.
 """
@@ -72,6 +71,37 @@ def _with_credentials(url: str, username: str | None, password_file: Path | None
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+class StreamClock:
+    """Capture times from a stream's presentation times (pure; the arrival time passed in).
+
+    The first timestamped frame anchors the stream's time to the wall clock. A live source's frames cannot
+    have been captured after they arrived: when one arrives earlier than its stream time says (the burst of
+    buffered frames a server sends on connect, or times moved by the first RTCP report), the anchor moves back
+    so that it fits, and every later frame keeps the stream's own spacing. A stream time that jumps back by
+    more than `max_jump_s` (the stream restarted) anchors afresh. A frame without a timestamp (some MJPEG)
+    gets its arrival time. A file's frames keep the time of the replay's start plus their stream time.
+    """
+
+    def __init__(self, live: bool, max_jump_s: float = 10.0) -> None:
+        self._live = live
+        self._max_jump = max_jump_s
+        self._anchor: tuple[float, datetime] | None = None  # stream seconds, wall time
+        self.elapsed = 0.0  # stream seconds since the anchor, of the last timestamped frame
+
+    def capture_time(self, seconds: float | None, arrived: datetime) -> datetime:
+        if seconds is None:
+            return arrived
+        if self._anchor is None or seconds - self._anchor[0] < -self._max_jump:
+            self._anchor = (seconds, arrived)
+        start, wall = self._anchor
+        self.elapsed = seconds - start
+        elapsed = timedelta(seconds=self.elapsed)
+        if self._live and wall + elapsed > arrived:
+            wall = arrived - elapsed
+            self._anchor = (start, wall)
+        return wall + elapsed
+
+
 def open_video(source: VideoSource) -> av.container.InputContainer:
     """Open the source's container; SourceError('open') when FFmpeg cannot."""
     try:
@@ -101,8 +131,10 @@ def decode_video(source: VideoSource, stop: threading.Event, *, threads: int = 0
         stream.thread_type = "AUTO"
     if getattr(source, "keyframes_only", False):
         stream.codec_context.skip_frame = "NONKEY"
-    realtime = isinstance(source, FileSource) and source.realtime
-    anchor: tuple[float, datetime, float] | None = None  # first frame: stream time, wall time, monotonic
+    is_file = isinstance(source, FileSource)
+    realtime = is_file and source.realtime
+    clock = StreamClock(live=not is_file)
+    started = time.monotonic()
     try:
         for packet in container.demux(stream):
             if stop.is_set():
@@ -112,17 +144,9 @@ def decode_video(source: VideoSource, stop: threading.Event, *, threads: int = 0
             except av.error.InvalidDataError as exc:
                 raise SourceError("decode", f"corrupt data in the stream: {exc}") from exc
             for frame in frames:
-                seconds = frame.time
-                if seconds is None:  # no timestamps (some MJPEG): the time it arrived
-                    seconds = time.monotonic() if anchor is None else anchor[0] + time.monotonic() - anchor[2]
-                if anchor is None:
-                    anchor = (seconds, datetime.now(UTC), time.monotonic())
-                elapsed = seconds - anchor[0]
-                if realtime and (ahead := anchor[2] + elapsed - time.monotonic()) > 0 and stop.wait(ahead):
+                captured_at = clock.capture_time(frame.time, datetime.now(UTC))
+                if realtime and (ahead := started + clock.elapsed - time.monotonic()) > 0 and stop.wait(ahead):
                     return
-                # Never ahead of the clock: FFmpeg may move an RTSP stream's times when the first RTCP report
-                # arrives, and ingest refuses a capture time in the future.
-                captured_at = min(anchor[1] + timedelta(seconds=elapsed), datetime.now(UTC))
                 yield _decoded(frame, captured_at)
     except av.error.FFmpegError as exc:
         raise SourceError("read", f"the stream failed: {exc}") from exc

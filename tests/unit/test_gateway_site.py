@@ -210,3 +210,21 @@ def test_check_command_validates_and_refuses(secret: Path, tmp_path: Path, capsy
     bad.write_text(good.read_text().replace("site_id: s1", "site_id: s1\nadmin_password: hunter2"))
     assert main(["gateway", "--config", str(bad), "--check"]) == 2
     assert "admin_password" in capsys.readouterr().err
+
+
+def test_stream_clock_keeps_the_streams_spacing_and_never_runs_ahead() -> None:
+    from services.gateway.sources import StreamClock
+
+    t0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    live = StreamClock(live=True)
+    assert live.capture_time(None, t0) == t0  # no timestamp yet: its arrival
+    # A burst on connect: 2 s of buffered frames arrive within 0.2 s; then frames come in real time.
+    burst = [live.capture_time(i / 10, t0 + timedelta(seconds=i / 100)) for i in range(21)]
+    assert burst[-1] == t0 + timedelta(seconds=0.2)  # never after its arrival
+    later = live.capture_time(3.0, t0 + timedelta(seconds=1.2))
+    assert later - burst[-1] == timedelta(seconds=1.0)  # the stream's spacing
+    assert burst == sorted(burst)
+    assert live.capture_time(0.0, t0 + timedelta(seconds=60)) == t0 + timedelta(seconds=60)  # restarted: anew
+    replay = StreamClock(live=False)  # a file decoded faster than real time keeps its own times
+    assert replay.capture_time(0.0, t0) == t0 and replay.capture_time(5.0, t0 + timedelta(seconds=1)) == \
+        t0 + timedelta(seconds=5)
