@@ -87,12 +87,14 @@ class StreamClock:
         self._max_jump = max_jump_s
         self._anchor: tuple[float, datetime] | None = None  # stream seconds, wall time
         self.elapsed = 0.0  # stream seconds since the anchor, of the last timestamped frame
+        self._last = 0.0
 
     def capture_time(self, seconds: float | None, arrived: datetime) -> datetime:
         if seconds is None:
             return arrived
-        if self._anchor is None or seconds - self._anchor[0] < -self._max_jump:
+        if self._anchor is None or seconds < self._last - self._max_jump:
             self._anchor = (seconds, arrived)
+        self._last = seconds
         start, wall = self._anchor
         self.elapsed = seconds - start
         elapsed = timedelta(seconds=self.elapsed)

@@ -224,6 +224,7 @@ def test_stream_clock_keeps_the_streams_spacing_and_never_runs_ahead() -> None:
     later = live.capture_time(3.0, t0 + timedelta(seconds=1.2))
     assert later - burst[-1] == timedelta(seconds=1.0)  # the stream's spacing
     assert burst == sorted(burst)
+    live.capture_time(30.0, t0 + timedelta(seconds=31))
     assert live.capture_time(0.0, t0 + timedelta(seconds=60)) == t0 + timedelta(seconds=60)  # restarted: anew
     replay = StreamClock(live=False)  # a file decoded faster than real time keeps its own times
     assert replay.capture_time(0.0, t0) == t0 and replay.capture_time(5.0, t0 + timedelta(seconds=1)) == \
