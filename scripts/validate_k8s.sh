@@ -42,6 +42,7 @@ declare -A profiles=(
   [gpu]="-f ${chart}/values-gpu.yaml"
   [gpu+keda]="-f ${chart}/values-gpu.yaml ${keda_on[*]}"
   [dev]="-f ${chart}/values-dev.yaml"
+  [edge]="-f ${chart}/values-edge.yaml"
 )
 
 failures=0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from services.cli import audit, hotlist, identity, ops, recognize, storage
+from services.gateway import command as gateway
 from services.retention import command as retention
 from services.simulator import command as simulate
 
@@ -18,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     hotlist.add_parser(subparsers)
     identity.add_parser(subparsers)
     simulate.add_parser(subparsers)
+    gateway.add_parser(subparsers)
     retention.add_parser(subparsers)
     storage.add_parser(subparsers)
     args = parser.parse_args(argv)

@@ -20,12 +20,12 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from services.common.logging import setup_logging
+from services.gateway.window import AckOutcome
 from sightline.ingest.v1 import ingest_pb2
 
 from .gateway import Gateway
 from .settings import SimulatorSettings
 from .sources import OutgoingFrame, jpeg_files, make_cameras
-from .window import AckOutcome
 
 HELP = "stream frames from simulated camera gateways to the ingest service"
 

@@ -3,20 +3,19 @@
 Registration uses an agency admin's token; each camera's gateway secret (issued once by the registry) is kept
 in `credentials_file`, and the frame stream presents every camera's credential.
 
-One bidirectional `IngestService/StreamFrames` call carries every camera's frames. At most `window`
-frames are unacknowledged at a time (the sources wait when it is full). When the stream fails, or a
-frame is rejected with a retryable code, the frames not acknowledged are sent again with exponential
-backoff (see `window.FrameWindow`); frames rejected for good are logged and counted.
+One bidirectional `IngestService/StreamFrames` call carries every camera's frames (the camera gateway's
+`IngestLink`). At most `window` frames are unacknowledged at a time (the sources wait when it is full). When
+the stream fails, or a frame is rejected with a retryable code, the frames not acknowledged are sent again
+with exponential backoff (see `services.gateway.window.FrameWindow`); frames rejected for good are logged and
+counted.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,17 +24,15 @@ import grpc
 
 from services.common.auth import auth_metadata
 from services.common.plates import normalize_plate
+from services.gateway.link import IngestLink
+from services.gateway.window import AckOutcome, backoff_delay
 from services.ingest.adapters.camera_auth import camera_metadata
 from sightline.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 
 from .settings import SimulatorSettings
 from .sources import OutgoingFrame, SimCamera, camera_frames
-from .window import AckOutcome, FrameWindow, backoff_delay
 
 log = logging.getLogger(__name__)
-
-FrameKey = tuple[str, str]  # camera id, frame id
-
 
 @dataclass
 class GatewayStats:
@@ -76,22 +73,6 @@ def _code_name(value: int) -> str:
     return next((code.name for code in grpc.StatusCode if code.value[0] == value), str(value))
 
 
-class _Pacer:
-    """Spaces calls at least 1/rate seconds apart (no limit when rate is 0)."""
-
-    def __init__(self, rate: float) -> None:
-        self._interval = 1.0 / rate if rate > 0 else 0.0
-        self._next = 0.0
-
-    async def wait(self) -> None:
-        if not self._interval:
-            return
-        now = time.monotonic()
-        if self._next > now:
-            await asyncio.sleep(self._next - now)
-        self._next = max(now, self._next) + self._interval
-
-
 class Gateway:
     def __init__(
         self,
@@ -100,15 +81,13 @@ class Gateway:
         on_ack: Callable[[ingest_pb2.FrameAck, OutgoingFrame | None, AckOutcome], None] | None = None,
     ) -> None:
         self._settings = settings
-        self._ingest = ingest_pb2_grpc.IngestServiceStub(channel)
         self._registry = ingest_pb2_grpc.CameraRegistryServiceStub(channel)
         self._rng = random.Random(settings.seed)
-        self._window: FrameWindow[FrameKey, OutgoingFrame] = FrameWindow(
-            settings.window, settings.backoff_initial_s, settings.backoff_max_s, self._rng
+        self._link: IngestLink[OutgoingFrame] = IngestLink(
+            channel, lambda: camera_metadata(self.secrets.items()), lambda outgoing: outgoing.frame, self._handle,
+            window=settings.window, backoff_initial_s=settings.backoff_initial_s,
+            backoff_max_s=settings.backoff_max_s, rng=self._rng, max_rate=settings.max_rate,
         )
-        self._changed = asyncio.Condition()
-        self._sources_done = False
-        self._pacer = _Pacer(settings.max_rate)
         self._on_ack = on_ack
         self.stats = GatewayStats()
         self.secrets: dict[str, str] = {}
@@ -149,86 +128,22 @@ class Gateway:
         async with asyncio.TaskGroup() as group:
             feeds = [group.create_task(self._feed(camera, run_id, stop)) for camera in cameras]
             group.create_task(self._close_sources(feeds))
-            group.create_task(self._deliver())
+            group.create_task(self._link.run())
+        s, link = self.stats, self._link
+        s.sent, s.resent, s.stream_failures = link.sent, link.resent, link.stream_failures
         return self.stats
 
     async def _feed(self, camera: SimCamera, run_id: str, stop: asyncio.Event) -> None:
         async for outgoing in camera_frames(camera, self._settings, run_id, stop):
-            async with self._changed:
-                await self._changed.wait_for(lambda: not self._window.full)
-                self._window.admit(outgoing.key, outgoing)
-                self._changed.notify_all()
+            await self._link.admit(outgoing.key, outgoing)
 
     async def _close_sources(self, feeds: list[asyncio.Task[None]]) -> None:
         await asyncio.gather(*feeds, return_exceptions=True)
-        async with self._changed:
-            self._sources_done = True
-            self._changed.notify_all()
+        await self._link.close()
 
-    async def _deliver(self) -> None:
-        failures = 0
-        while not self._finished:
-            acked_before = self.stats.acknowledged
-            try:
-                await self._stream_once()
-            except grpc.aio.AioRpcError as exc:
-                self.stats.stream_failures += 1
-                log.warning("frame stream failed", extra={"code": exc.code().name, "details": exc.details()})
-            async with self._changed:
-                lost = self._window.stream_lost()
-                self._changed.notify_all()
-            if self._finished:
-                break
-            failures = 0 if self.stats.acknowledged > acked_before else failures + 1
-            delay = backoff_delay(
-                max(failures, 1), self._settings.backoff_initial_s, self._settings.backoff_max_s, self._rng
-            )
-            log.info("reconnecting", extra={"unacknowledged": len(lost), "delay_s": round(delay, 3)})
-            await asyncio.sleep(delay)
-
-    @property
-    def _finished(self) -> bool:
-        return self._sources_done and len(self._window) == 0
-
-    async def _stream_once(self) -> None:
-        call = self._ingest.StreamFrames(metadata=camera_metadata(self.secrets.items()), wait_for_ready=True)
-        writer = asyncio.create_task(self._write(call))
-        try:
-            while (ack := await call.read()) is not grpc.aio.EOF:
-                await self._handle(ack)
-        finally:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError, grpc.aio.UsageError):
-                await writer
-            call.cancel()
-
-    async def _write(self, call: grpc.aio.StreamStreamCall) -> None:
-        while True:
-            async with self._changed:
-                while True:
-                    if self._finished:
-                        await call.done_writing()
-                        return
-                    now = time.monotonic()
-                    ready = self._window.next_ready(now)
-                    if ready is not None:
-                        break
-                    wake = self._window.next_ready_at()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._changed.wait(), None if wake is None else max(wake - now, 0.001))
-            _, outgoing, attempt = ready
-            await self._pacer.wait()
-            await call.write(outgoing.frame)
-            self.stats.sent += 1
-            self.stats.resent += attempt > 1
-
-    async def _handle(self, ack: ingest_pb2.FrameAck) -> None:
-        async with self._changed:
-            outcome, outgoing = self._window.acknowledge(
-                (ack.camera_id, ack.frame_id), ack.status, ack.error_code, time.monotonic()
-            )
-            self._changed.notify_all()
+    def _handle(self, ack: ingest_pb2.FrameAck, outgoing: OutgoingFrame | None, outcome: AckOutcome) -> None:
         s = self.stats
+        s.sent, s.resent, s.stream_failures = self._link.sent, self._link.resent, self._link.stream_failures
         if outcome is AckOutcome.STORED:
             s.stored += 1
         elif outcome is AckOutcome.DUPLICATE:

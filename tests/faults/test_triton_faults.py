@@ -34,10 +34,10 @@ from fault_harness import (
 from services.devstack.servers import wait_for
 from services.devstack.stack import LocalStack
 from services.devstack.tokens import dev_token
+from services.gateway.window import AckOutcome
 from services.simulator.gateway import Gateway
 from services.simulator.settings import SimulatorSettings
 from services.simulator.sources import make_cameras
-from services.simulator.window import AckOutcome
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 

@@ -326,3 +326,37 @@ def test_unknown_connection_fails_to_render() -> None:
     with pytest.raises(subprocess.CalledProcessError) as failed:
         render("--set", "services.search.connectsTo={mongodb,nowhere}")
     assert '"nowhere", which is neither mongodb, redis nor an enabled component' in failed.value.stderr
+
+
+def test_edge_profile_runs_the_gateway_alone_with_a_spool_volume() -> None:
+    manifests = render("-f", str(CHART / "values-edge.yaml"))
+    deployments = of_kind(manifests, "Deployment")
+    assert {component(d) for d in deployments.values()} == {"gateway"}
+    dep = next(iter(deployments.values()))
+    pod = dep["spec"]["template"]["spec"]
+    assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "Recreate"
+    c = pod["containers"][0]
+    assert c["command"][-2:] == ["--config", "/etc/sightline/gateway/site.yaml"]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True and pod["securityContext"]["runAsNonRoot"]
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    claim = of_kind(manifests, "PersistentVolumeClaim")[f"{dep['metadata']['name']}-spool"]
+    assert {"name": "spool", "persistentVolumeClaim": {"claimName": claim["metadata"]["name"]}} in pod["volumes"]
+    assert {"name": "spool", "mountPath": "/var/lib/sightline-gateway"} in c["volumeMounts"]
+    site = yaml.safe_load(of_kind(manifests, "ConfigMap")[dep["metadata"]["name"]]["data"]["site.yaml"])
+    assert site["spool"]["path"] == "/var/lib/sightline-gateway/spool.db"
+    assert site["ingest"]["target"] == "ingest.sightline.example.org:50051"
+    from services.gateway.config import SiteConfig
+
+    site["cameras"][0]["secret_file"] = __file__  # the mounted Secret, here any readable file
+    SiteConfig.model_validate(site)  # what the chart renders is a valid site configuration
+    assert dep["metadata"]["name"] in of_kind(manifests, "NetworkPolicy")
+
+
+def test_gateway_in_a_full_release_targets_its_ingest() -> None:
+    camera = ["--set", "gateway.enabled=true", "--set", "gateway.siteId=s1",
+              "--set", "gateway.cameras[0].camera_id=c1", "--set", "gateway.cameras[0].secret_file=/x",
+              "--set", "gateway.cameras[0].source.type=folder", "--set", "gateway.cameras[0].source.path=/drop"]
+    manifests = render(*camera)
+    site = yaml.safe_load(next(m for m in of_kind(manifests, "ConfigMap").values()
+                               if component(m) == "gateway")["data"]["site.yaml"])
+    assert site["ingest"]["target"] == "sl-sightline-ingest:50051"

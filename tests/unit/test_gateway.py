@@ -8,10 +8,10 @@ import random
 import grpc
 import pytest
 
+from services.gateway.window import AckOutcome, FrameWindow, WindowFull, backoff_delay
 from services.simulator.command import add_arguments, settings_from_args
 from services.simulator.settings import SimulatorSettings
 from services.simulator.sources import make_cameras
-from services.simulator.window import AckOutcome, FrameWindow, WindowFull, backoff_delay
 from sightline.ingest.v1 import ingest_pb2
 
 pytestmark = pytest.mark.unit
