@@ -82,6 +82,7 @@ MONGO_PRIVILEGES: dict[str, dict[tuple[str, str], tuple[str, ...]]] = {
         (MAIN_DB, "holds"): (FIND,),
         (MAIN_DB, "retention_reports"): (FIND,),
         (AUDIT_DB, "audit_entries"): (FIND,),
+        (AUDIT_DB, "audit_checkpoints"): (FIND,),  # the latest signed checkpoint, published as a witness
     },
 }
 
