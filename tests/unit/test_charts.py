@@ -193,13 +193,13 @@ def test_address_variables_follow_connections(manifests: list[Manifest]) -> None
     assert env_of(manifests, "hotlist")["SIGHTLINE_MATCHER_GROUP"]["value"] == "hotlist-matcher"
 
 
-KEY_FILES = {
-    "SIGHTLINE_TOKEN_SIGNING_KEY_FILE": "/etc/sightline/keys/token/token.pem",
-    "SIGHTLINE_TOKEN_PUBLIC_KEY_FILE": "/etc/sightline/keys/token/token.pub.pem",
-    "SIGHTLINE_AUDIT_SIGNING_KEY_FILE": "/etc/sightline/keys/audit/audit.pem",
-    "SIGHTLINE_AUDIT_PUBLIC_KEY_FILE": "/etc/sightline/keys/audit/audit.pub.pem",
-    "SIGHTLINE_DATA_MASTER_KEY_FILE": "/etc/sightline/keys/data/master.key",
-}
+KEYS = "/etc/sightline/keys"
+TOKEN_PUBLIC = {"SIGHTLINE_TOKEN_PUBLIC_KEY_FILE": f"{KEYS}/token/token.pub.pem"}
+WRITERS = ("ingest", "search", "hotlist", "retention", "identity")  # sign their calls to audit (service keys)
+
+
+def service_key(name: str) -> dict[str, str]:
+    return {"SIGHTLINE_SERVICE_KEY_FILE": f"{KEYS}/services/service_{name}_ed25519.pem"}
 
 
 def mounted_files(pod: Manifest, c: Manifest) -> set[str]:
@@ -215,24 +215,40 @@ def mounted_files(pod: Manifest, c: Manifest) -> set[str]:
 
 
 def test_key_files_reach_only_their_services(manifests: list[Manifest]) -> None:
+    data_master = {"SIGHTLINE_DATA_MASTER_KEY_FILE": f"{KEYS}/data/master.key"}
     expected = {
-        "identity": {"SIGHTLINE_TOKEN_SIGNING_KEY_FILE", "SIGHTLINE_TOKEN_PUBLIC_KEY_FILE"},
-        "audit": {"SIGHTLINE_TOKEN_PUBLIC_KEY_FILE", "SIGHTLINE_AUDIT_SIGNING_KEY_FILE",
-                  "SIGHTLINE_AUDIT_PUBLIC_KEY_FILE"},
-        **{name: {"SIGHTLINE_TOKEN_PUBLIC_KEY_FILE", "SIGHTLINE_DATA_MASTER_KEY_FILE"}
-           for name in ("ingest", "search", "retention")},
+        "identity": {"SIGHTLINE_TOKEN_SIGNING_KEY_FILE": f"{KEYS}/token/token.pem", **TOKEN_PUBLIC,
+                     **service_key("identity")},
+        "audit": {**TOKEN_PUBLIC, "SIGHTLINE_AUDIT_SIGNING_KEY_FILE": f"{KEYS}/audit/audit.pem",
+                  "SIGHTLINE_AUDIT_PUBLIC_KEY_FILE": f"{KEYS}/audit/audit.pub.pem",
+                  "SIGHTLINE_SERVICE_PUBLIC_KEYS_DIR": f"{KEYS}/services"},
+        "hotlist": {**TOKEN_PUBLIC, **service_key("hotlist")},
+        **{name: {**TOKEN_PUBLIC, **data_master, **service_key(name)} for name in ("ingest", "search", "retention")},
     }
+    writers_public = {f"{KEYS}/services/service_{name}_ed25519.pub.pem" for name in WRITERS}
     for name, pod, c in containers(manifests):
-        if name == "triton":
+        if name in ("triton", "gateway"):
             assert mounted_files(pod, c) == set()
             continue
-        env = {e["name"]: e.get("value") for e in c["env"] if e["name"] in KEY_FILES}
-        assert set(env) == expected.get(name, {"SIGHTLINE_TOKEN_PUBLIC_KEY_FILE"}), name
-        assert all(env[var] == KEY_FILES[var] for var in env), name
+        env = {e["name"]: e.get("value") for e in c["env"] if e["name"].endswith(("_KEY_FILE", "_KEYS_DIR"))}
+        assert env == expected.get(name, TOKEN_PUBLIC), name
         # the pod can read exactly the files its variables name: no signing key where it is not used
-        assert mounted_files(pod, c) == set(env.values()), name
+        files = {path for var, path in env.items() if not var.endswith("_DIR")}
+        assert mounted_files(pod, c) == files | (writers_public if name == "audit" else set()), name
     settings = next(m for m in manifests if m["kind"] == "ConfigMap")["data"]
     assert settings["SIGHTLINE_DEV_KEYS"] == "false"
+
+
+def test_the_audit_trail_has_one_writer_pod(manifests: list[Manifest]) -> None:
+    """The audit service refuses to sign a chain it did not write: a second pod, even for a rollout, would be
+    reported as tampering (finding 3 of the outside attack)."""
+    audit = next(d for d in of_kind(manifests, "Deployment").values() if component(d) == "audit")
+    assert audit["spec"]["replicas"] == 1 and audit["spec"]["strategy"] == {"type": "Recreate"}
+    assert not [m for m in manifests if m["kind"] in ("HorizontalPodAutoscaler", "ScaledObject")
+                and m["spec"]["scaleTargetRef"]["name"] == audit["metadata"]["name"]]
+    with pytest.raises(subprocess.CalledProcessError) as failed:
+        render("--set", "services.audit.replicas=2")
+    assert "only writer" in failed.value.stderr
 
 
 def test_unknown_key_fails_to_render() -> None:
@@ -254,9 +270,10 @@ def test_disruption_budgets_and_autoscalers() -> None:
     manifests = render()
     deployments = {component(d) for d in of_kind(manifests, "Deployment").values()}
     assert {component(p) for p in of_kind(manifests, "PodDisruptionBudget").values()} == deployments
-    # retention runs a single sweeper, tracker a single consumer; everything else autoscales on CPU without KEDA
+    # retention runs a single sweeper, tracker a single consumer, audit a single writer; everything else
+    # autoscales on CPU without KEDA
     hpas = {component(h) for h in of_kind(manifests, "HorizontalPodAutoscaler").values()}
-    assert hpas == deployments - {"retention", "tracker"}
+    assert hpas == deployments - {"retention", "tracker", "audit"}
 
 
 def test_keda_scales_hotlist_on_stream_lag_and_triton_on_queue_time() -> None:

@@ -80,6 +80,8 @@ token-public: {secret: token, item: publicKey, env: SIGHTLINE_TOKEN_PUBLIC_KEY_F
 audit-signing: {secret: audit, item: privateKey, env: SIGHTLINE_AUDIT_SIGNING_KEY_FILE}
 audit-public: {secret: audit, item: publicKey, env: SIGHTLINE_AUDIT_PUBLIC_KEY_FILE}
 data-master: {secret: data, item: masterKey, env: SIGHTLINE_DATA_MASTER_KEY_FILE}
+service-signing: {secret: services, env: SIGHTLINE_SERVICE_KEY_FILE}
+service-public: {secret: services, env: SIGHTLINE_SERVICE_PUBLIC_KEYS_DIR}
 {{- end -}}
 
 {{/* One service's key files as a list of {secret, item (file name), env, path}. Args: dict root, name, keys. */}}
@@ -91,9 +93,21 @@ data-master: {secret: data, item: masterKey, env: SIGHTLINE_DATA_MASTER_KEY_FILE
 {{- fail (printf "services.%s.keys names %q; known: %s" $.name $key (keys $catalog | sortAlpha | join ", ")) -}}
 {{- end -}}
 {{- $k := index $catalog $key -}}
+{{- $dir := printf "%s/%s" $.root.Values.keys.mountPath $k.secret -}}
+{{- if eq $key "service-signing" -}}
+{{- /* The service's own key for its calls to audit (services/common/service_tokens.py). */ -}}
+{{- $item := printf "service_%s_ed25519.pem" $.name -}}
+{{- $out = append $out (dict "secret" $k.secret "item" $item "env" $k.env "path" (printf "%s/%s" $dir $item)) -}}
+{{- else if eq $key "service-public" -}}
+{{- /* A folder of the writers' public keys (the audit service); the variable names the folder. */ -}}
+{{- range $writer := $.root.Values.keys.services.writers -}}
+{{- $out = append $out (dict "secret" $k.secret "item" (printf "service_%s_ed25519.pub.pem" $writer) "env" "" "path" "") -}}
+{{- end -}}
+{{- $out = append $out (dict "secret" $k.secret "item" "" "env" $k.env "path" $dir) -}}
+{{- else -}}
 {{- $item := index (index $.root.Values.keys $k.secret) $k.item -}}
-{{- $path := printf "%s/%s/%s" $.root.Values.keys.mountPath $k.secret $item -}}
-{{- $out = append $out (dict "secret" $k.secret "item" $item "env" $k.env "path" $path) -}}
+{{- $out = append $out (dict "secret" $k.secret "item" $item "env" $k.env "path" (printf "%s/%s" $dir $item)) -}}
+{{- end -}}
 {{- end -}}
 {{- toYaml $out -}}
 {{- end -}}

@@ -13,7 +13,9 @@ Args: dict root, name.
 {{- $keyFiles := include "sightline.keyFiles" (dict "root" $root "name" $name "keys" $svc.keys) | fromYamlArray -}}
 {{- $keyVolumes := dict -}}
 {{- range $keyFiles -}}
+{{- if .item -}}
 {{- $_ := set $keyVolumes .secret (append (default list (get $keyVolumes .secret)) .item) -}}
+{{- end -}}
 {{- end -}}
 {{- $triggers := list -}}
 {{- if $root.Values.keda.enabled -}}
@@ -35,6 +37,16 @@ metadata:
   labels:
     {{- include "sightline.labels" $ctx | nindent 4 }}
 spec:
+  {{- if $svc.singleWriter }}
+  {{- /* The only writer of its store (the audit trail): never two pods, not even during a rollout. */}}
+  {{- if or $svc.autoscaling.enabled (ne (int $svc.replicas) 1) }}
+  {{- fail (printf "services.%s is its store's only writer: replicas 1, autoscaling off" $name) }}
+  {{- end }}
+  replicas: 1
+  revisionHistoryLimit: 5
+  strategy:
+    type: Recreate
+  {{- else }}
   {{- if not $svc.autoscaling.enabled }}
   replicas: {{ $svc.replicas }}
   {{- end }}
@@ -44,6 +56,7 @@ spec:
     rollingUpdate:
       maxSurge: 1
       maxUnavailable: 0
+  {{- end }}
   selector:
     matchLabels:
       {{- include "sightline.selectorLabels" $ctx | nindent 6 }}
@@ -111,8 +124,10 @@ spec:
               value: "service.namespace=sightline,deployment.environment={{ $root.Values.global.environment }},k8s.namespace.name=$(POD_NAMESPACE),k8s.pod.name=$(POD_NAME)"
             {{- include "sightline.connectionEnv" (dict "root" $root "svc" $svc "name" $name) | nindent 12 }}
             {{- range $file := $keyFiles }}
+            {{- if $file.env }}
             - name: {{ $file.env }}
               value: {{ $file.path }}
+            {{- end }}
             {{- end }}
             {{- with $svc.autoscaling.redisStreamLag }}
             # The consumer group the service reads the stream with; the KEDA trigger watches the same one.
