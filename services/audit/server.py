@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from datetime import UTC, datetime, timedelta
@@ -82,14 +83,17 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
             return await check_call(context, self._verifier, permission)
         except AuthError as exc:
             if exc.principal is not None:  # a known caller refused: recorded like every other refusal
-                event = audit_pb2.AuditEvent(action="audit.review", outcome=audit_pb2.OUTCOME_DENIED,
-                                             reason=exc.message)
-                try:
-                    await self._record(event, exc.principal, SERVICE_SUBJECT_PREFIX + "audit")
-                except Exception:
-                    log.exception("refusal not audited")
+                await self._record_refusal("audit.review", exc.principal, exc.message)
             await context.abort(exc.code, exc.message)
             raise  # unreachable: abort raises
+
+    async def _record_refusal(self, action: str, person: Principal, reason: str) -> None:
+        """A person's refused call, recorded by the audit service itself (best effort: the refusal stands)."""
+        event = audit_pb2.AuditEvent(action=action, outcome=audit_pb2.OUTCOME_DENIED, reason=reason)
+        try:
+            await self._record(event, person, SERVICE_SUBJECT_PREFIX + "audit")
+        except Exception:
+            log.exception("refusal not audited")
 
     async def _record(self, event: audit_pb2.AuditEvent, actor: Principal | None, recorded_by: str) -> dict[str, Any]:
         """Append `event` as recorded by the service `recorded_by`; with an `actor` (a person's verified token)
@@ -117,6 +121,10 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
                 raise AuthError(grpc.StatusCode.UNAUTHENTICATED, "a service token is required")
             return self._services.verify(token)
         except AuthError as exc:
+            # A person's own valid token, trying to write the trail directly: refused, and recorded as theirs
+            # (a fixed refusal, none of what they sent). A token that is no one's is only counted.
+            with contextlib.suppress(AuthError):
+                await self._record_refusal("audit.append", self._verifier.verify(token or ""), exc.message)
             await self._refuse(context, exc.code, "caller", exc.message)
             raise  # unreachable: abort raises
 

@@ -47,7 +47,8 @@ class PrivateAudit:
         self.stack.env.update({"SIGHTLINE_MONGO_URI": mongo_uri, "SIGHTLINE_DATA_DIR": stack.env["SIGHTLINE_DATA_DIR"],
                                "SIGHTLINE_AUDIT_MONGO_DB": self.name, "SIGHTLINE_DRAIN_SECONDS": "0",
                                "SIGHTLINE_CHECKPOINT_INTERVAL_S": INTERVAL_S, **env})
-        self.stack.start_service("audit")
+        # Its own audit database, which the audit service's user has no rights on: the administrator's connection.
+        self.stack.start_service("audit", SIGHTLINE_MONGO_URI=mongo_uri)
         self.mongo = MongoClient(mongo_uri, tz_aware=True)
         self.db = self.mongo[self.name]
         self.keys = KeySettings(data_dir=Path(stack.env["SIGHTLINE_DATA_DIR"]))
@@ -189,7 +190,7 @@ async def test_a_truncated_tail_is_reported_and_its_sequence_numbers_are_not_reu
     assert broken.returncode == 1 and "BROKEN at entry 11 (deleted)" in broken.stdout, broken.stdout
 
 
-async def test_a_persons_token_cannot_append(audit_addr: str, tokens, mongo_db, channel_factory) -> None:
+async def test_a_persons_token_cannot_append(audit_addr: str, tokens, accounts, mongo_db, channel_factory) -> None:
     """Finding 4: an officer appended `search ALLOWED plates=[ABC123] data_agency_ids=[A]` (a fake partner
     search in agency A's review and portal), and 200 events of 60 KB in 2.2 s. Append is now for services
     only: the officer is refused, and so is every one of the 200 events."""
@@ -208,7 +209,12 @@ async def test_a_persons_token_cannot_append(audit_addr: str, tokens, mongo_db, 
             await stub.Append(audit_pb2.AppendRequest(event=big), metadata=md)
         codes.add(err.value.code())
     assert codes == {grpc.StatusCode.PERMISSION_DENIED}
-    assert mongo_db.client["sightline_audit"][ENTRIES].count_documents({"event.case_number": marker}) == 0
+    trail = mongo_db.client["sightline_audit"][ENTRIES]
+    assert trail.count_documents({"event.case_number": marker}) == 0
+    # Each attempt is on the record as the officer's refused audit.append, holding nothing the officer sent.
+    attempts = {"event.action": "audit.append", "event.user_id": accounts["officer"].user_id,
+                "event.outcome": "OUTCOME_DENIED", "event.recorded_by": "service:audit"}
+    assert trail.count_documents(attempts) >= 201
 
 
 async def test_a_service_is_held_to_the_size_and_rate_limits(private_audit, tokens, accounts) -> None:

@@ -45,7 +45,8 @@ async def hot(hotlist_addr: str, channel_factory):
 async def a_reads(mongo_uri: str, data_key_settings) -> dict[str, str]:
     """Reads of agency A with the attack's plates and wildcard targets: plate -> read id."""
     plates = (*ATTACK_PLATES, "XAB123", "QRS456")
-    return {p: (await store_read(mongo_uri, data_key_settings, p, agency=A)).read_id for p in plates}
+    # Captured this hour: the retention tests shred older day keys of the same agency.
+    return {p: (await store_read(mongo_uri, data_key_settings, p, agency=A, days_ago=0.05)).read_id for p in plates}
 
 
 @pytest.fixture
