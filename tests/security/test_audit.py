@@ -48,6 +48,7 @@ class PrivateAudit:
                                "SIGHTLINE_AUDIT_MONGO_DB": self.name, "SIGHTLINE_DRAIN_SECONDS": "0",
                                "SIGHTLINE_CHECKPOINT_INTERVAL_S": INTERVAL_S, **env})
         # Its own audit database, which the audit service's user has no rights on: the administrator's connection.
+        self.admin_uri = mongo_uri
         self.stack.start_service("audit", SIGHTLINE_MONGO_URI=mongo_uri)
         self.mongo = MongoClient(mongo_uri, tz_aware=True)
         self.db = self.mongo[self.name]
@@ -138,7 +139,8 @@ async def test_deleted_checkpoints_and_a_rewritten_entry_are_reported(private_au
         await audit.append(10)
         await audit.signed(audit.db[CHAIN].find_one({"_id": HEAD})["seq"])
     assert audit.db[CHECKPOINTS].count_documents({}) >= 3
-    audit.stack.start_web("portal", SIGHTLINE_CACHE_SECONDS="0")
+    # The portal publishing this private trail's witness reads it over the administrator's connection too.
+    audit.stack.start_web("portal", SIGHTLINE_CACHE_SECONDS="0", SIGHTLINE_MONGO_URI=audit.admin_uri)
     published = await asyncio.to_thread(get_json, f"{audit.stack.url('portal')}/api/audit/checkpoint.json")
     assert published["seq"] == 30
     witness = tmp_path / "witness.json"
