@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -44,7 +45,7 @@ class ServiceSpec:
     register: Callable[[grpc.aio.Server], None]
     dependencies: Sequence[Dependency] = ()
     # Run once after the server started (background consumers, sweepers); cancelled at shutdown.
-    background: Sequence[Callable[[], Awaitable[None]]] = ()
+    background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()
     # Awaited at shutdown after the server stopped (close clients).
     close: Sequence[Callable[[], Awaitable[object]]] = field(default_factory=list)
 

@@ -32,7 +32,7 @@ PROHIBITED = {
     S.PURPOSE_TRAFFIC_ENFORCEMENT: "traffic enforcement based solely on a plate read is a prohibited purpose",
     S.PURPOSE_NON_LAW_ENFORCEMENT: "use outside law enforcement is prohibited",
 }
-_CASE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9/_.:-]{2,39}$")
+_CASE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9/_.:-]{2,39}")
 
 
 class Refusal(Exception):
@@ -68,7 +68,7 @@ def check_access(principal: Principal, purpose: int, case_number: str, include_p
         raise Refusal(grpc.StatusCode.INVALID_ARGUMENT,
                       "a purpose from the standard list of offense types is required", "no purpose")
     case_number = case_number.strip()
-    if case_number and not _CASE_RE.match(case_number):
+    if case_number and not _CASE_RE.fullmatch(case_number):
         raise Refusal(grpc.StatusCode.INVALID_ARGUMENT,
                       "case_number: 3-40 letters, digits or / _ . : -", "malformed case number")
     if principal.case_number_required and not case_number:

@@ -55,7 +55,7 @@ FRAME_INDEXES = [
 ]
 
 
-async def ensure_indexes(db: AsyncDatabase) -> None:
+async def ensure_indexes(db: AsyncDatabase[dict[str, Any]]) -> None:
     await db[READS].create_indexes(READ_INDEXES)
     await db[IMAGES].create_indexes(IMAGE_INDEXES)
     await db[FRAMES].create_indexes(FRAME_INDEXES)

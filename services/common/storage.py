@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis.asyncio as aioredis
 from pymongo import AsyncMongoClient, WriteConcern
 from pymongo.asynchronous.database import AsyncDatabase
@@ -10,8 +12,10 @@ from pymongo.read_concern import ReadConcern
 from services.common.grpc_server import Dependency
 from services.common.settings import MongoSettings, RedisSettings
 
+Document = dict[str, Any]  # a MongoDB document as the clients return it
 
-def mongo_client(settings: MongoSettings) -> AsyncMongoClient:
+
+def mongo_client(settings: MongoSettings) -> AsyncMongoClient[Document]:
     # Acknowledged writes are on a majority of the replica set and in its journal: a restart loses nothing.
     return AsyncMongoClient(
         settings.mongo_uri,
@@ -24,7 +28,7 @@ def mongo_client(settings: MongoSettings) -> AsyncMongoClient:
     )
 
 
-def mongo_database(client: AsyncMongoClient, settings: MongoSettings) -> AsyncDatabase:
+def mongo_database(client: AsyncMongoClient[Document], settings: MongoSettings) -> AsyncDatabase[Document]:
     return client.get_database(
         settings.mongo_db,
         write_concern=WriteConcern(w="majority", j=True),
@@ -32,7 +36,7 @@ def mongo_database(client: AsyncMongoClient, settings: MongoSettings) -> AsyncDa
     )
 
 
-def mongo_dependency(client: AsyncMongoClient) -> Dependency:
+def mongo_dependency(client: AsyncMongoClient[Document]) -> Dependency:
     async def check() -> None:
         await client.admin.command("ping")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import AsyncIterator, Iterable
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
@@ -25,6 +26,11 @@ def consumer_name(configured: str = "") -> str:
 def trace_carrier(fields: dict[bytes, bytes]) -> dict[str, str]:
     """The W3C trace context a producer put in the entry, for opentelemetry.propagate.extract."""
     return {"traceparent": fields[b"traceparent"].decode()} if b"traceparent" in fields else {}
+
+
+def _entries(reply: Any) -> list[Entry]:
+    """The entries of an XREADGROUP reply ([[stream, [entry, ...]], ...], or None when nothing came)."""
+    return [entry for _, batch in reply or () for entry in batch]
 
 
 class ConsumerGroup:
@@ -45,10 +51,10 @@ class ConsumerGroup:
 
     async def own_pending(self) -> AsyncIterator[list[Entry]]:
         """Batches of the entries this consumer took but has not acknowledged (a restart, or an error)."""
-        start = "0"
+        start: bytes | str = "0"
         while True:
             reply = await self._r.xreadgroup(self.group, self.consumer, {self.stream: start}, count=self._batch)
-            entries = [e for _, batch in reply or () for e in batch]
+            entries = _entries(reply)
             if not entries:
                 return
             yield entries
@@ -68,7 +74,7 @@ class ConsumerGroup:
         """The next batch of entries never delivered to the group, waiting up to block_ms for one."""
         reply = await self._r.xreadgroup(self.group, self.consumer, {self.stream: ">"}, count=self._batch,
                                          block=block_ms)
-        return [e for _, batch in reply or () for e in batch]
+        return _entries(reply)
 
     async def ack(self, entry_ids: Iterable[bytes]) -> None:
         if ids := list(entry_ids):

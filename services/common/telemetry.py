@@ -39,8 +39,8 @@ def setup_telemetry(service: str, metrics_port: int = 0) -> TracerProvider:
     if exporter is not None:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
-    GrpcAioInstrumentorServer(filter_=_HEALTH_FILTER).instrument()
-    GrpcAioInstrumentorClient(filter_=_HEALTH_FILTER).instrument()
+    GrpcAioInstrumentorServer(filter_=_HEALTH_FILTER).instrument()  # type: ignore[no-untyped-call]
+    GrpcAioInstrumentorClient(filter_=_HEALTH_FILTER).instrument()  # type: ignore[no-untyped-call]
     if metrics_port:
         start_http_server(metrics_port)
     return provider

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -43,6 +42,7 @@ from services.common.auth import (
     token_verifier,
 )
 from services.common.grpc_server import ServiceSpec, retry_until_done
+from services.common.ids import valid_id
 from services.common.logging import redact_plate
 from services.common.metrics import watch_stream_backlog
 from services.common.purpose import Refusal, check_access, purpose_name
@@ -77,7 +77,6 @@ from sightline.hotlist.v1 import hotlist_pb2, hotlist_pb2_grpc
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 MAX_REJECTIONS_LISTED = 1000
 # Entries one BackSearch may name (each is listed in its audit event).
 MAX_BACKSEARCH_ENTRIES = 100
@@ -165,7 +164,7 @@ class HotlistServicer(hotlist_pb2_grpc.HotlistServiceServicer):
                   "max_edits": hl.max_edits}
         event = _list_event("hotlist.upsert", hl.list_id, **fields)
         principal = await self._gate.admit(context, Permission.HOTLIST_MANAGE, event=event)
-        if not _ID_RE.match(hl.list_id):
+        if not valid_id(hl.list_id):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "list_id must be 1-128 of A-Z a-z 0-9 . _ : -")
         if hl.max_edits not in (0, 1):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "max_edits must be 0 or 1")
@@ -246,7 +245,7 @@ class HotlistServicer(hotlist_pb2_grpc.HotlistServiceServicer):
         except Rejected as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         if request.entry.entry_id:
-            if not _ID_RE.match(request.entry.entry_id):
+            if not valid_id(request.entry.entry_id):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "entry_id must be 1-128 of A-Z a-z 0-9 . _ : -")
             entry = replace(entry, entry_id=request.entry.entry_id)
         elif not entry.record_id:

@@ -78,7 +78,7 @@ def entry_hash(seq: int, at: datetime, event: Mapping[str, Any], prev_hash: str)
     return hashlib.sha256(canonical({"seq": seq, "at": _iso(at), "event": event, "prev": prev_hash})).hexdigest()
 
 
-def new_entry(seq: int, at: datetime, event: Mapping[str, Any], prev_hash: str, expire_at: datetime) -> dict:
+def new_entry(seq: int, at: datetime, event: Mapping[str, Any], prev_hash: str, expire_at: datetime) -> dict[str, Any]:
     """The document stored for entry `seq` (`expire_at` drives the audit TTL and is not hashed)."""
     return {"_id": seq, "seq": seq, "at": at, "event": dict(event), "prev_hash": prev_hash,
             "hash": entry_hash(seq, at, event, prev_hash), "expire_at": expire_at}
@@ -97,7 +97,7 @@ def checkpoint_digest(cp: Mapping[str, Any]) -> str:
     return hashlib.sha256(_checkpoint_payload(cp)).hexdigest()
 
 
-def sign_checkpoint(key: Ed25519PrivateKey, seq: int, hash_: str, at: datetime, prev: str) -> dict:
+def sign_checkpoint(key: Ed25519PrivateKey, seq: int, hash_: str, at: datetime, prev: str) -> dict[str, Any]:
     """Checkpoint of entry `seq` (hash `hash_`, recorded `at`), following the checkpoint of digest `prev`."""
     cp: dict[str, Any] = {"_id": seq, "seq": seq, "hash": hash_, "at": truncate_ms(at), "prev": prev}
     cp["signature"] = key.sign(_checkpoint_payload(cp)).hex()
@@ -109,7 +109,7 @@ def checkpoint_valid(key: Ed25519PublicKey, cp: Mapping[str, Any]) -> bool:
         key.verify(bytes.fromhex(cp["signature"]), _checkpoint_payload(cp))
     except (InvalidSignature, ValueError, KeyError, TypeError, AttributeError):
         return False
-    return cp.get("_id", cp["seq"]) == cp["seq"]
+    return bool(cp.get("_id", cp["seq"]) == cp["seq"])
 
 
 def checkpoint_link_problem(checkpoints: Sequence[Mapping[str, Any]]) -> Problem | None:
@@ -228,9 +228,9 @@ def verify_chain(entries: Iterable[Mapping[str, Any]], checkpoints: Sequence[Map
                             f"(entry {seq} does not link to it)")
             if doc["at"] < prev["at"]:
                 return fail(seq, "reordered", f"entry {seq} was recorded before entry {prev['_id']}")
-        cp = cp_by_seq.get(seq)
-        if cp is not None:
-            if cp["hash"] != doc["hash"]:
+        signed = cp_by_seq.get(seq)
+        if signed is not None:
+            if signed["hash"] != doc["hash"]:
                 return fail(last_good_cp + 1, "edited",
                             f"entry {seq} differs from its signed checkpoint: an entry in {last_good_cp + 1}..{seq}"
                             " was changed and the chain after it recomputed")

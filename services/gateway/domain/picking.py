@@ -174,7 +174,8 @@ class RateCap:
 
     def __init__(self, rate: float, burst: int) -> None:
         self._rate, self._burst = rate, float(burst)
-        self._tokens, self._last = float(burst), None
+        self._tokens = float(burst)
+        self._last: float | None = None
 
     def allow(self, now: float) -> bool:
         if self._last is not None:

@@ -25,8 +25,8 @@ ROLE_BY_PROTO = {
     identity_pb2.ROLE_PARTNER_AGENCY_USER: Role.PARTNER_AGENCY_USER,
 }
 PROTO_BY_ROLE = {role: value for value, role in ROLE_BY_PROTO.items()}
-_USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
-_AGENCY_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+_USERNAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{1,63}")
+_AGENCY_RE = re.compile(r"[a-z0-9][a-z0-9._-]{1,63}")
 
 
 class AccountError(ValueError):
@@ -43,13 +43,13 @@ def roles_from_proto(values: list[int]) -> list[str]:
 
 def normalize_username(username: str) -> str:
     name = username.strip().lower()
-    if not _USERNAME_RE.match(name):
+    if not _USERNAME_RE.fullmatch(name):
         raise AccountError("username: 2-64 of a-z, 0-9, '.', '_', '-'")
     return name
 
 
 def check_agency_id(agency_id: str) -> str:
-    if not _AGENCY_RE.match(agency_id):
+    if not _AGENCY_RE.fullmatch(agency_id):
         raise AccountError(f"not an agency id: {agency_id!r}")
     return agency_id
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -12,12 +11,12 @@ from typing import Any
 import grpc
 from PIL import Image, UnidentifiedImageError
 
+from services.common.ids import valid_id
 from services.common.plates import MAX_PLATE_LEN, normalize_plate
 from services.common.reads import VEHICLE_TYPES, VEHICLE_VIEWS, set_box
 from sightline.common.v1 import read_pb2
 from sightline.ingest.v1 import ingest_pb2
 
-_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")  # fullmatch: "$" would let a trailing newline in
 MAX_READS_PER_FRAME = 32
 _READ_NAMESPACE = uuid.UUID("5b1c6a53-6d0e-4f0e-9d8a-1b7e3c2f9a10")
 
@@ -53,7 +52,7 @@ def read_id(camera_id: str, frame_id: str, index: int) -> str:
 
 
 def validate_camera_id(camera_id: str) -> None:
-    if not _ID_RE.fullmatch(camera_id):
+    if not valid_id(camera_id):
         raise FrameRejected(grpc.StatusCode.INVALID_ARGUMENT,
                             "camera_id must be 1-128 characters of A-Z a-z 0-9 . _ : -")
 
@@ -61,7 +60,7 @@ def validate_camera_id(camera_id: str) -> None:
 def _validate_header(frame: ingest_pb2.Frame | ingest_pb2.FrameReads, limits: FrameLimits, now: datetime) -> None:
     invalid = grpc.StatusCode.INVALID_ARGUMENT
     validate_camera_id(frame.camera_id)
-    if not _ID_RE.fullmatch(frame.frame_id):
+    if not valid_id(frame.frame_id):
         raise FrameRejected(invalid, "frame_id must be 1-128 characters of A-Z a-z 0-9 . _ : -")
     if not frame.HasField("captured_at"):
         raise FrameRejected(invalid, "captured_at is required")

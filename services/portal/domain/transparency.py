@@ -38,7 +38,7 @@ DEFAULT_POLICY = (
 
 def purpose_label(purpose: int) -> str:
     """PURPOSE_HIT_AND_RUN -> 'Hit and run'."""
-    return search_pb2.Purpose.Name(purpose).removeprefix("PURPOSE_").replace("_", " ").capitalize()
+    return str(search_pb2.Purpose.Name(purpose)).removeprefix("PURPOSE_").replace("_", " ").capitalize()
 
 
 ACCEPTABLE_USES = tuple(purpose_label(p) for p in sorted(CRIMINAL | NON_CRIMINAL))

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from services.common.plates import plate_query
-from services.search.domain.query import InvalidQuery, scoped, time_range
+from services.common.plates import InvalidQuery, plate_query
+from services.search.domain.query import scoped, time_range
 from sightline.search.v1 import search_pb2
 
 MAX_PERIOD = timedelta(days=31)

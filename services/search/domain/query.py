@@ -25,7 +25,7 @@ from sightline.search.v1 import search_pb2
 MAX_CAMERAS = 200
 MAX_RADIUS_M = 100_000.0
 EARTH_RADIUS_M = 6_378_100.0
-_NAME_RE = re.compile(r"^[a-z][a-z -]{0,31}$")
+_NAME_RE = re.compile(r"[a-z][a-z -]{0,31}")
 def _vehicle_filter(v: search_pb2.VehicleFilter) -> dict[str, Any]:
     flt: dict[str, Any] = {}
     if v.type:
@@ -35,7 +35,7 @@ def _vehicle_filter(v: search_pb2.VehicleFilter) -> dict[str, Any]:
         flt["vehicle.type"] = name.removeprefix("VEHICLE_TYPE_").lower()
     for field in ("colour", "make"):
         if value := getattr(v, field).strip().lower():
-            if not _NAME_RE.match(value):
+            if not _NAME_RE.fullmatch(value):
                 raise InvalidQuery(f"vehicle.{field}: up to 32 letters, spaces or '-'")
             flt[f"vehicle.{field}"] = value if field == "colour" else re.compile(f"^{re.escape(value)}$", re.I)
     if v.no_plate:

@@ -218,10 +218,12 @@ class PassTracker:
             if sighting.read_id in track.read_ids():
                 return Observed(track, preview_due=False, duplicate=True)
         near = [t for t in tracks if abs(sighting.captured_at - t.last.captured_at) <= self.config.gap]
-        track = next((t for t in reversed(near) if _same_vehicle(t, sighting)), None)
-        if track is None:
+        found = next((t for t in reversed(near) if _same_vehicle(t, sighting)), None)
+        if found is None:
             track = Track(pass_id_for(sighting.camera_id, sighting.read_id), sighting.camera_id, opened_at=now)
             tracks.append(track)
+        else:
+            track = found
         track.sightings.append(sighting)
         track.sightings.sort(key=lambda s: s.captured_at)
         track.touched_at = now
@@ -235,7 +237,7 @@ class PassTracker:
         """Remove and return the passes not seen for `gap` (or open for `max_duration`)."""
         closed: list[Track] = []
         for camera, tracks in list(self._open.items()):
-            keep = []
+            keep: list[Track] = []
             for t in tracks:
                 idle = t.touched_at is not None and now - t.touched_at >= self.config.gap
                 too_long = t.opened_at is not None and now - t.opened_at >= self.config.max_duration
