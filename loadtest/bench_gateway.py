@@ -138,7 +138,7 @@ async def bench_latency() -> None:
     from services.gateway import metrics
     from services.gateway.config import SiteConfig
     from services.gateway.gateway import Gateway
-    from services.ingest.adapters.camera_auth import register_camera
+    from services.ingest.client import register_camera
 
     stack = await asyncio.to_thread(start_stack, ["audit", "identity", "ingest"], triton=True)
     try:

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from services.devstack.stack import LocalStack, Ports
 from services.devstack.tokens import dev_token
-from services.ingest.adapters.camera_auth import register_camera
+from services.ingest.client import register_camera
 from services.simulator.render import SceneOptions, render_scene
 from sightline.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 

@@ -26,14 +26,14 @@ from bson.binary import Binary
 from pymongo import MongoClient
 from tqdm import tqdm
 
+from services.common import sealing
+from services.common.data_keys import KeyStore, day_key_id
 from services.common.reads import IMAGES, READS, ensure_indexes
+from services.common.retention_policy import CapTable, capture_day
 from services.common.settings import MongoSettings, RedisSettings
 from services.common.storage import mongo_client, mongo_database, redis_client
 from services.devstack.stack import LocalStack, Ports
 from services.retention.adapters.store import RetentionStore
-from services.retention.domain import sealing
-from services.retention.domain.policy import CapTable, capture_day
-from services.retention.keys import KeyStore, day_key_id
 from services.retention.verify import Verifier
 
 AGENCY = "pd-bench"  # one agency per pass: pd-bench-full, pd-bench-ttl

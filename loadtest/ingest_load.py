@@ -32,7 +32,7 @@ from synthetic import Camera, Traffic, cameras
 from tqdm import tqdm
 
 from services.devstack.stack import LocalStack
-from services.ingest.adapters.camera_auth import register_camera
+from services.ingest.client import register_camera
 from sightline.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 
 GRPC_OPTIONS = [("grpc.max_send_message_length", 32 << 20), ("grpc.max_receive_message_length", 32 << 20)]

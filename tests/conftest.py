@@ -249,7 +249,7 @@ def retention_addr(stack: LocalStack, mongo_uri: str, redis_url: str, audit_addr
 @pytest.fixture(scope="session")
 def data_key_settings(stack: LocalStack):
     """The data-key settings of the stack's services (the same dev master key)."""
-    from services.retention.keys import DataKeySettings
+    from services.common.data_keys import DataKeySettings
 
     return DataKeySettings(data_dir=Path(stack.env["SIGHTLINE_DATA_DIR"]))
 

@@ -10,6 +10,9 @@ implying the other:
 
 from __future__ import annotations
 
-AGENCIES = "agencies"
+from services.common.collections import AGENCIES
+
+__all__ = ["AGENCIES", "SHARE_WITH", "HOTLIST_SHARE_WITH"]
+
 SHARE_WITH = "share_with"
 HOTLIST_SHARE_WITH = "hotlist_share_with"

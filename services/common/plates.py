@@ -73,3 +73,40 @@ def pattern_to_regex(pattern: str) -> str:
     if sum(ch.isalnum() for ch in cleaned) > MAX_PLATE_LEN:
         raise InvalidQuery(f"plate_pattern has more than {MAX_PLATE_LEN} characters")
     return "^" + cleaned.replace("?", ".").replace("*", ".*") + "$"
+
+
+def confusable(a: str, b: str) -> bool:
+    """Same character, or two characters OCR mistakes for one another."""
+    return a == b or a.translate(_SKELETON_TABLE) == b.translate(_SKELETON_TABLE)
+
+
+def explain_match(read: str, plate: str, fuzzy_confusions: bool, max_edits: int) -> str | None:
+    """How `read` matches `plate` allowing OCR confusions (when `fuzzy_confusions`) and up to `max_edits`
+    (0 or 1) substituted, missing or extra characters, or None. Parts read 'read→plate'."""
+    same = confusable if fuzzy_confusions else str.__eq__
+    if len(read) == len(plate):
+        parts, edits = [], 0
+        for r, p in zip(read, plate, strict=True):
+            if r == p:
+                continue
+            if same(r, p):
+                parts.append(f"{r}→{p}")
+            else:
+                edits += 1
+                parts.append(f"{r}→{p} substituted")
+        if edits > max_edits:
+            return None
+        return "exact" if not parts else "fuzzy: " + ", ".join(parts)
+    if max_edits < 1 or abs(len(read) - len(plate)) != 1:
+        return None
+    longer, shorter = (plate, read) if len(plate) > len(read) else (read, plate)
+    best: list[str] | None = None
+    for i in range(len(longer)):  # the gap that needs the fewest confusions explains it best
+        rest = longer[:i] + longer[i + 1:]
+        if all(same(a, b) for a, b in zip(rest, shorter, strict=True)):
+            pairs = zip(shorter, rest, strict=True) if shorter is read else zip(rest, shorter, strict=True)
+            parts = [f"{r}→{p}" for r, p in pairs if r != p]
+            parts.append(f"missing {longer[i]}" if longer is plate else f"extra {longer[i]}")
+            if best is None or len(parts) < len(best):
+                best = parts
+    return None if best is None else "fuzzy: " + ", ".join(best)

@@ -88,3 +88,8 @@ def check_access(principal: Principal, purpose: int, case_number: str, include_p
                           "no sharing agreement")
         agencies += tuple(a for a in principal.partner_agencies if a != principal.agency_id)
     return Access(name, case_number, agencies)
+
+
+def purpose_label(purpose: int) -> str:
+    """PURPOSE_HIT_AND_RUN -> 'Hit and run'."""
+    return str(search_pb2.Purpose.Name(purpose)).removeprefix("PURPOSE_").replace("_", " ").capitalize()

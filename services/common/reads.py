@@ -5,7 +5,7 @@ that instant. Retention is therefore decided when a read is written (capture tim
 can be changed per document (evidence holds unset it and list themselves in `held_by`).
 
 As stored by ingest, a read's raw `plate` and `candidates` are sealed into `sealed` (with `key_id`), and an
-image's `data` is sealed, under the agency's key for the capture day (services/retention/keys.py); open
+image's `data` is sealed, under the agency's key for the capture day (services/common/data_keys.py); open
 them with `KeyStore.open_reads` / `KeyStore.open_image` before `document_to_read`.
 """
 

@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common.retention_policy import CapTable
+
 
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SIGHTLINE_", extra="ignore", frozen=True)
@@ -45,3 +47,18 @@ class RedisSettings(BaseSettings):
     # Stream on which every stored read is published (consumed by the hotlist matcher).
     read_stream: str = "sightline:reads:v1"
     read_stream_maxlen: int = Field(default=1_000_000, ge=1000)
+
+
+class RetentionPolicySettings(BaseSettings):
+    """The state caps (ingest and the retention service must agree on them)."""
+
+    model_config = SettingsConfigDict(env_prefix="SIGHTLINE_", extra="ignore", frozen=True)
+
+    default_cap_days: int = Field(default=30, ge=1, le=3650,
+                                  description="Cap for states with no statute on file (docs/retention.md).")
+    state_caps: dict[str, int] = Field(
+        default_factory=dict,
+        description="Caps that override or extend the statutory table, as JSON: SIGHTLINE_STATE_CAPS='{\"CA\": 60}'.")
+
+    def cap_table(self) -> CapTable:
+        return CapTable(self.default_cap_days, {k.upper(): v for k, v in self.state_caps.items()})

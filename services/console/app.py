@@ -30,6 +30,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from services.common.auth import AuthError, Permission, Principal, auth_metadata, token_verifier
+from services.common.purpose import purpose_label
 from services.common.web import harden, health_route
 from services.console.adapters.backends import Backends
 from services.console.domain import forms
@@ -42,10 +43,18 @@ from sightline.identity.v1 import identity_pb2
 from sightline.retention.v1 import retention_pb2
 from sightline.search.v1 import search_pb2
 
+# A gRPC refusal shown as an HTTP page.
+HTTP_STATUS = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.FAILED_PRECONDITION: 409,
+    grpc.StatusCode.UNAUTHENTICATED: 401, grpc.StatusCode.PERMISSION_DENIED: 403, grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409, grpc.StatusCode.ABORTED: 409, grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+}
+
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
-templates.env.globals["purpose_label"] = forms.purpose_label
+templates.env.globals["purpose_label"] = purpose_label
 HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self'; script-src 'self'; style-src 'self'; "
                                "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
@@ -117,7 +126,7 @@ class Console:
     def error_page(self, request: Request, exc: grpc.aio.AioRpcError) -> Response:
         if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
             return self._to_login(request)
-        status = forms.HTTP_STATUS.get(exc.code(), 503)
+        status = HTTP_STATUS.get(exc.code(), 503)
         return self.render(request, "error.html", {"status": status, "message": exc.details() or exc.code().name},
                            status)
 
@@ -154,7 +163,7 @@ class Console:
                 totp_code=str(data.get("totp_code", "")).strip()), metadata=source, timeout=self.backends.timeout)
         except grpc.aio.AioRpcError as exc:
             return self.render(request, "login.html", {"error": exc.details(), "username": data.get("username", "")},
-                               forms.HTTP_STATUS.get(exc.code(), 503))
+                               HTTP_STATUS.get(exc.code(), 503))
         max_age = max(int((reply.expires_at.ToDatetime(tzinfo=UTC) - datetime.now(UTC)).total_seconds()), 1)
         response = RedirectResponse("/search", status_code=303)
         response.set_cookie(SESSION_COOKIE, reply.access_token, **cookie_options(_secure(request), max_age))
@@ -191,7 +200,7 @@ class Console:
             if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
                 return self._to_login(request)
             return self.render(request, "search.html", {**ctx, "error": exc.details()},
-                               forms.HTTP_STATUS.get(exc.code(), 503))
+                               HTTP_STATUS.get(exc.code(), 503))
         view = self._viewer(request, req.purpose, req.case_number, req.include_partner_agencies)
         return self.render(request, "search.html", {**ctx, "reads": reply.reads, "view": view, "searched": True})
 

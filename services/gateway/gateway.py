@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from services.ingest.adapters.camera_auth import camera_metadata
+from services.ingest.client import camera_metadata
 from sightline.ingest.v1 import ingest_pb2
 
 from . import metrics

@@ -15,8 +15,8 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.reads import READS
+from services.hotlist.domain.fuzzy_index import candidate_regex
 from services.hotlist.domain.matcher import ListIndex, Match
-from services.hotlist.domain.plates import candidate_regex
 
 # Up to this many entries, only the reads whose plate may match one of them are read (index-backed regexes);
 # a larger search reads every stored read of the agencies searched.

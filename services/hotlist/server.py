@@ -65,10 +65,10 @@ from services.hotlist.adapters.store import ConcurrentImport, HotlistStore
 from services.hotlist.alerting import AlertRaiser
 from services.hotlist.backsearch import BackSearch
 from services.hotlist.domain import alerts as wf
+from services.hotlist.domain.fuzzy_index import is_pattern
 from services.hotlist.domain.matcher import ListIndex, MatchIndex
 from services.hotlist.domain.model import entry_id_for
 from services.hotlist.domain.ncic import BadFile, Rejected, WildcardPolicy, build_entry, parse
-from services.hotlist.domain.plates import is_pattern
 from services.hotlist.index_sync import IndexSync
 from services.hotlist.settings import HotlistSettings
 from services.hotlist.stream_matcher import StreamMatcher

@@ -18,8 +18,11 @@ from pymongo.errors import DuplicateKeyError
 
 from services.audit.client import AuditClient, AuditUnavailable
 from services.common.auth import AuthError, Permission, Principal, check_call, token_verifier
+from services.common.counters import ReadCounters
+from services.common.data_keys import KeyShredded, KeyStore, load_master_key
 from services.common.grpc_server import ServiceSpec, retry_until_done
 from services.common.reads import ensure_indexes
+from services.common.retention_policy import capture_day, effective_days
 from services.common.service_tokens import service_signer
 from services.common.storage import (
     mongo_client,
@@ -29,7 +32,6 @@ from services.common.storage import (
     redis_dependency,
 )
 from services.ingest.adapters.camera_auth import authenticate_cameras, new_secret, secret_hash
-from services.ingest.adapters.counters import ReadCounters
 from services.ingest.adapters.store import FrameStore, ReadOnlyFrame, StoredFrame
 from services.ingest.adapters.stream import ReadPublisher
 from services.ingest.adapters.triton import TritonAlpr
@@ -44,8 +46,6 @@ from services.ingest.domain.frames import (
     validate_frame_reads,
 )
 from services.ingest.settings import IngestSettings
-from services.retention.domain.policy import capture_day, effective_days
-from services.retention.keys import KeyShredded, KeyStore, load_master_key
 from sightline.audit.v1 import audit_pb2
 from sightline.common.v1 import read_pb2
 from sightline.ingest.v1 import ingest_pb2, ingest_pb2_grpc

@@ -2,9 +2,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from services.common.settings import MongoSettings, RedisSettings, ServiceSettings
-from services.retention.keys import DataKeySettings
-from services.retention.settings import RetentionPolicySettings
+from services.common.data_keys import DataKeySettings
+from services.common.settings import MongoSettings, RedisSettings, RetentionPolicySettings, ServiceSettings
 
 
 class IngestSettings(ServiceSettings, MongoSettings, RedisSettings, DataKeySettings, RetentionPolicySettings):

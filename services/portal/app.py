@@ -26,6 +26,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
+from services.common.retention_policy import effective_days
 from services.common.storage import mongo_client, mongo_dependency, redis_client, redis_dependency
 from services.common.web import harden, health_route
 from services.portal.adapters.records import Records, day_start
@@ -39,7 +40,6 @@ from services.portal.domain.transparency import (
     window_days,
 )
 from services.portal.settings import PortalSettings
-from services.retention.domain.policy import effective_days
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 SECURITY_HEADERS = {

@@ -2,9 +2,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from services.common.settings import MongoSettings, RedisSettings, ServiceSettings
+from services.common.settings import MongoSettings, RedisSettings, RetentionPolicySettings, ServiceSettings
 from services.common.web import HttpSettings
-from services.retention.settings import RetentionPolicySettings
 
 
 class PortalSettings(ServiceSettings, HttpSettings, MongoSettings, RedisSettings, RetentionPolicySettings):

@@ -13,9 +13,9 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from services.common.data_keys import KeyStore, load_master_key
 from services.common.storage import mongo_client, mongo_database, redis_client
 from services.retention.adapters.store import RetentionStore
-from services.retention.keys import KeyStore, load_master_key
 from services.retention.settings import RetentionSettings
 from services.retention.verify import Verifier
 

@@ -20,11 +20,11 @@ from typing import Any
 from pymongo import DeleteOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 
+from services.common import sealing
+from services.common.data_keys import KeyStore, day_key_id, hold_key_id
 from services.common.reads import IMAGES, READS
+from services.common.retention_policy import capture_day
 from services.retention.adapters.store import RetentionStore
-from services.retention.domain import sealing
-from services.retention.domain.policy import capture_day
-from services.retention.keys import KeyStore, day_key_id, hold_key_id
 
 Reseal = Callable[[dict[str, Any], bytes, bytes], bytes]
 # Per collection: the field that holds the sealed value and how to re-seal it.

@@ -19,15 +19,15 @@ from prometheus_client import Counter
 
 from services.audit.client import AuditClient, AuditUnavailable
 from services.common.auth import AuthError, Permission, Principal, check_call, token_verifier
+from services.common.data_keys import KeyStore, load_master_key
 from services.common.grpc_server import ServiceSpec, retry_until_done
 from services.common.reads import READS, ensure_indexes, to_datetime, to_timestamp
+from services.common.retention_policy import PolicyError, check_setting, effective_days
 from services.common.service_tokens import service_signer
 from services.common.storage import mongo_client, mongo_database, mongo_dependency, redis_client, redis_dependency
 from services.retention.adapters.store import RetentionStore
 from services.retention.domain.holds import InvalidHold, Scope, check_request, reads_filter
-from services.retention.domain.policy import PolicyError, check_setting, effective_days
 from services.retention.holds import HoldManager
-from services.retention.keys import KeyStore, load_master_key
 from services.retention.settings import RetentionSettings
 from services.retention.verify import Verifier
 from sightline.audit.v1 import audit_pb2

@@ -1,25 +1,9 @@
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.common.settings import MongoSettings, RedisSettings, ServiceSettings
-from services.retention.domain.policy import CapTable
-from services.retention.keys import DataKeySettings
-
-
-class RetentionPolicySettings(BaseSettings):
-    """The state caps (ingest and the retention service must agree on them)."""
-
-    model_config = SettingsConfigDict(env_prefix="SIGHTLINE_", extra="ignore", frozen=True)
-
-    # Cap for states with no statute on file (docs/retention.md).
-    default_cap_days: int = Field(default=30, ge=1, le=3650)
-    # Caps that override or extend the statutory table, as JSON: SIGHTLINE_STATE_CAPS='{"CA": 60}'.
-    state_caps: dict[str, int] = Field(default_factory=dict)
-
-    def cap_table(self) -> CapTable:
-        return CapTable(self.default_cap_days, {k.upper(): v for k, v in self.state_caps.items()})
+from services.common.data_keys import DataKeySettings
+from services.common.settings import MongoSettings, RedisSettings, RetentionPolicySettings, ServiceSettings
 
 
 class RetentionSettings(ServiceSettings, MongoSettings, RedisSettings, DataKeySettings, RetentionPolicySettings):

@@ -15,11 +15,11 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from services.common.counters import reads_key, vehicles_key
+from services.common.data_keys import DATA_KEYS, KeyStore, day_key_id
 from services.common.reads import IMAGES, READS
-from services.ingest.adapters.counters import reads_key, vehicles_key
+from services.common.retention_policy import CapTable, day_bounds, day_retention_ends, effective_days
 from services.retention.adapters.store import RetentionStore
-from services.retention.domain.policy import CapTable, day_bounds, day_retention_ends, effective_days
-from services.retention.keys import DATA_KEYS, KeyStore, day_key_id
 
 UNHELD = {"held_by": {"$exists": False}}
 

@@ -21,6 +21,7 @@ from pymongo.errors import ExecutionTimeout, PyMongoError
 
 from services.audit.client import AuditClient, AuditUnavailable
 from services.common.auth import AuthError, Permission, Principal, check_call, token_verifier
+from services.common.data_keys import DataKeySettings, KeyShredded, KeyStore, load_master_key
 from services.common.grpc_server import ServiceSpec, retry_until_done
 from services.common.logging import redact_plate
 from services.common.plates import fold_plate_input, normalize_plate
@@ -28,7 +29,6 @@ from services.common.purpose import Access, Refusal, check_access, purpose_name
 from services.common.reads import IMAGES, READS, document_to_read
 from services.common.service_tokens import service_signer
 from services.common.storage import mongo_client, mongo_database, mongo_dependency, redis_client, redis_dependency
-from services.retention.keys import DataKeySettings, KeyShredded, KeyStore, load_master_key
 from services.search.adapters.indexes import ensure_search_indexes
 from services.search.domain.convoy import MAX_SIGHTINGS, build_convoy_query, companions_pipeline
 from services.search.domain.query import InvalidQuery, PageToken, build_query, scoped

@@ -26,7 +26,7 @@ from services.common.auth import auth_metadata
 from services.common.plates import normalize_plate
 from services.gateway.link import IngestLink
 from services.gateway.window import AckOutcome, backoff_delay
-from services.ingest.adapters.camera_auth import camera_metadata
+from services.ingest.client import camera_metadata
 from sightline.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 
 from .settings import SimulatorSettings

@@ -15,9 +15,9 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from services.common.auth import auth_metadata
+from services.common.counters import reads_key, vehicles_key
 from services.common.reads import CAMERAS, IMAGES, READS, read_to_document
 from services.devstack.tokens import dev_token
-from services.ingest.adapters.counters import reads_key, vehicles_key
 from services.simulator.render import SceneOptions, render_scene
 from sightline.common.v1 import read_pb2
 from sightline.hotlist.v1 import hotlist_pb2, hotlist_pb2_grpc
@@ -230,7 +230,7 @@ async def test_portal_figures_equal_the_records(browser, portal_url, mongo_db, r
 
     today = datetime.now(UTC).date()
     days = [(today - timedelta(days=29 - i)).isoformat() for i in range(30)]
-    with redis.Redis.from_url(redis_url) as r:  # what ingest counts (services/ingest/adapters/counters.py)
+    with redis.Redis.from_url(redis_url) as r:  # what ingest counts (services/common/counters.py)
         for i, day in enumerate(days[-12:]):
             r.set(reads_key(AGENCY, day), 40 + 7 * i)
             r.pfadd(vehicles_key(AGENCY, day), *(f"P{i}X{n}" for n in range(20 + 3 * i)))

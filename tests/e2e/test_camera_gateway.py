@@ -19,7 +19,7 @@ import pytest
 from gateway_process import GatewayProcess, free_port
 
 from services.common.auth import auth_metadata
-from services.ingest.adapters.camera_auth import register_camera
+from services.ingest.client import register_camera
 from services.simulator.render import SceneOptions, render_scene
 from services.simulator.video import VideoPass, render_pass_video
 from sightline.ingest.v1 import ingest_pb2

@@ -7,7 +7,7 @@ import grpc
 import pytest
 
 from services.common.auth import auth_metadata
-from services.ingest.adapters.camera_auth import register_camera
+from services.ingest.client import register_camera
 from services.simulator.render import SceneOptions, render_scene
 from sightline.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from sightline.search.v1 import search_pb2, search_pb2_grpc

@@ -33,7 +33,7 @@ from services.common.auth import auth_metadata
 from services.devstack.servers import free_port
 from services.devstack.stack import LocalStack, Ports
 from services.devstack.tokens import dev_token
-from services.ingest.adapters.camera_auth import register_camera
+from services.ingest.client import register_camera
 from services.simulator.render import SceneOptions, render_scene
 from sightline.hotlist.v1 import hotlist_pb2, hotlist_pb2_grpc
 from sightline.ingest.v1 import ingest_pb2, ingest_pb2_grpc

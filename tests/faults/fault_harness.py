@@ -28,7 +28,7 @@ from services.devstack.servers import wait_for
 from services.devstack.stack import LocalStack, Ports
 from services.devstack.tokens import dev_token
 from services.gateway.window import RETRYABLE_CODES, backoff_delay
-from services.ingest.adapters.camera_auth import register_camera
+from services.ingest.client import register_camera
 from sightline.common.v1 import read_pb2
 from sightline.hotlist.v1 import hotlist_pb2, hotlist_pb2_grpc
 from sightline.ingest.v1 import ingest_pb2, ingest_pb2_grpc

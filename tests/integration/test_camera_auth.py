@@ -10,7 +10,8 @@ import pytest
 import redis
 
 from services.common.auth import auth_metadata
-from services.ingest.adapters.camera_auth import camera_metadata, register_camera, secret_hash
+from services.ingest.adapters.camera_auth import secret_hash
+from services.ingest.client import camera_metadata, register_camera
 from services.ingest.domain.frames import read_id
 from sightline.common.v1 import read_pb2
 from sightline.ingest.v1 import ingest_pb2, ingest_pb2_grpc

@@ -16,6 +16,7 @@ import redis as redis_sync
 
 from services.cli.hotlist import run_import
 from services.common.auth import auth_metadata
+from services.common.data_keys import KeyStore, load_master_key
 from services.common.settings import MongoSettings, RedisSettings
 from services.common.storage import mongo_client, mongo_database, redis_client
 from services.devstack.servers import wait_for
@@ -24,7 +25,6 @@ from services.hotlist.adapters.active_lists import ActiveLists
 from services.hotlist.settings import HotlistSettings
 from services.ingest.adapters.store import FrameStore
 from services.ingest.domain.frames import build_reads
-from services.retention.keys import KeyStore, load_master_key
 from services.tracker.adapters.codec import single_read_pass
 from services.tracker.adapters.stream import PassPublisher
 from sightline.common.v1 import pass_pb2, read_pb2

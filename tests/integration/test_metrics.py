@@ -18,7 +18,7 @@ from services.common.settings import RedisSettings
 from services.common.storage import redis_client
 from services.devstack.servers import free_port
 from services.devstack.stack import LocalStack
-from services.ingest.adapters.camera_auth import register_camera
+from services.ingest.client import register_camera
 from services.simulator.render import SceneOptions, render_scene
 from sightline.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 

@@ -13,6 +13,7 @@ import redis as redis_sync
 from pymongo.errors import OperationFailure
 
 from services.common.auth import auth_metadata
+from services.common.data_keys import KeyStore, load_master_key
 from services.common.reads import READS, ensure_indexes
 from services.common.settings import MongoSettings
 from services.common.storage import mongo_client, mongo_database, redis_client
@@ -20,7 +21,6 @@ from services.devstack.servers import TRANSACTION_LIFETIME_S
 from services.ingest.adapters.store import FRAMES, FrameStore, ReadOnlyFrame
 from services.ingest.adapters.stream import ReadPublisher
 from services.ingest.domain.frames import build_reads
-from services.retention.keys import KeyStore, load_master_key
 from sightline.common.v1 import read_pb2
 from sightline.ingest.v1 import ingest_pb2
 from sightline.search.v1 import search_pb2, search_pb2_grpc

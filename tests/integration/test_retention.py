@@ -15,15 +15,15 @@ import pytest
 import redis.asyncio as aioredis
 
 from services.common.auth import auth_metadata
+from services.common.counters import ReadCounters, reads_key, vehicles_key
+from services.common.data_keys import DATA_KEYS, KeyShredded, KeyStore, day_key_id, load_master_key
 from services.common.reads import IMAGES, READS, ensure_indexes
+from services.common.retention_policy import CapTable, capture_day
 from services.common.settings import MongoSettings
 from services.common.storage import mongo_client, mongo_database
-from services.ingest.adapters.counters import ReadCounters, reads_key, vehicles_key
 from services.ingest.adapters.store import FrameStore
 from services.ingest.domain.frames import build_reads
 from services.retention.adapters.store import RetentionStore
-from services.retention.domain.policy import CapTable, capture_day
-from services.retention.keys import DATA_KEYS, KeyShredded, KeyStore, day_key_id, load_master_key
 from services.retention.verify import Verifier
 from sightline.ingest.v1 import ingest_pb2
 from sightline.retention.v1 import retention_pb2, retention_pb2_grpc

@@ -16,8 +16,8 @@ from pymongo import AsyncMongoClient
 from services.common.auth import auth_metadata
 from services.common.reads import READS, read_to_document
 from services.console.domain.forms import SESSION_COOKIE
-from services.ingest.adapters.camera_auth import register_camera
 from services.ingest.adapters.store import FrameStore
+from services.ingest.client import register_camera
 from sightline.common.v1 import read_pb2
 from sightline.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from sightline.search.v1 import search_pb2, search_pb2_grpc

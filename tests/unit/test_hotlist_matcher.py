@@ -4,9 +4,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.common.plates import skeleton
+from services.hotlist.domain.fuzzy_index import candidate_regex
 from services.hotlist.domain.matcher import ListIndex, MatchIndex, explain
 from services.hotlist.domain.model import Entry, HotlistSharing, ListConfig
-from services.hotlist.domain.plates import candidate_regex, skeleton
 
 pytestmark = pytest.mark.unit
 NOW = datetime(2025, 6, 1, tzinfo=UTC)

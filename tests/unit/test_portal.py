@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from services.common.purpose import CRIMINAL, NON_CRIMINAL, PROHIBITED
+from services.common.purpose import CRIMINAL, NON_CRIMINAL, PROHIBITED, purpose_label
 from services.portal.domain.transparency import (
     ACCEPTABLE_USES,
     PROHIBITED_USES,
@@ -14,7 +14,6 @@ from services.portal.domain.transparency import (
     Transparency,
     bar_chart_svg,
     deletion_summary,
-    purpose_label,
     window_days,
 )
 from sightline.search.v1 import search_pb2

@@ -4,8 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.retention.domain.holds import InvalidHold, Scope, check_request, reads_filter
-from services.retention.domain.policy import (
+from services.common.retention_policy import (
     CapTable,
     PolicyError,
     capture_day,
@@ -13,6 +12,7 @@ from services.retention.domain.policy import (
     day_retention_ends,
     effective_days,
 )
+from services.retention.domain.holds import InvalidHold, Scope, check_request, reads_filter
 
 pytestmark = pytest.mark.unit
 TABLE = CapTable(30, {"CA": 60})

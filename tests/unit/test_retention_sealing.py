@@ -2,7 +2,7 @@
 
 import pytest
 
-from services.retention.domain import sealing
+from services.common import sealing
 
 pytestmark = pytest.mark.unit
 

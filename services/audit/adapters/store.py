@@ -39,11 +39,12 @@ from services.audit.domain.chain import (
     truncate_ms,
 )
 from services.audit.domain.review import ALLOWED, SEARCH_ACTIONS, agency_scope
+from services.common.collections import AUDIT_CHECKPOINTS, AUDIT_ENTRIES
 
 log = logging.getLogger(__name__)
 
-ENTRIES = "audit_entries"
-CHECKPOINTS = "audit_checkpoints"
+ENTRIES = AUDIT_ENTRIES
+CHECKPOINTS = AUDIT_CHECKPOINTS
 CHAIN = "audit_chain"
 HEAD = "head"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

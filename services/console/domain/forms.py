@@ -14,10 +14,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, urlencode
 
-import grpc
-
-from services.common.purpose import CRIMINAL, NON_CRIMINAL
-from services.portal.domain.transparency import purpose_label
+from services.common.purpose import CRIMINAL, NON_CRIMINAL, purpose_label
 from sightline.hotlist.v1 import hotlist_pb2
 from sightline.retention.v1 import retention_pb2
 from sightline.search.v1 import search_pb2
@@ -26,13 +23,6 @@ SESSION_COOKIE = "sightline_session"
 CSRF_COOKIE = "sightline_csrf"
 PURPOSES = [(p, purpose_label(p)) for p in sorted(CRIMINAL | NON_CRIMINAL)]
 PLATE_KINDS = ("plate_exact", "plate_pattern", "plate_fuzzy")
-# A gRPC refusal shown as an HTTP page.
-HTTP_STATUS = {
-    grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.FAILED_PRECONDITION: 409,
-    grpc.StatusCode.UNAUTHENTICATED: 401, grpc.StatusCode.PERMISSION_DENIED: 403, grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.ALREADY_EXISTS: 409, grpc.StatusCode.ABORTED: 409, grpc.StatusCode.DEADLINE_EXCEEDED: 504,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-}
 # The purpose an alert's image is viewed under, from the hot-list entry's NCIC record type.
 _ALERT_PURPOSES = {
     "V": search_pb2.PURPOSE_VEHICLE_THEFT, "P": search_pb2.PURPOSE_THEFT, "A": search_pb2.PURPOSE_KIDNAPPING,

@@ -16,13 +16,13 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 from pymongo.read_concern import ReadConcern
 
+from services.common.collections import ALERTS
 from services.hotlist.adapters.codec import entry_to_doc
 from services.hotlist.domain.alerts import Status
 from services.hotlist.domain.model import SHARED_SOURCES, Entry
 
 LISTS = "hotlists"
 ENTRIES = "hotlist_entries"
-ALERTS = "alerts"
 _INSERT_BATCH = 10_000
 
 

@@ -22,8 +22,9 @@ from typing import Literal
 
 import numpy as np
 
+from services.common.plates import explain_match, skeleton
+from services.hotlist.domain.fuzzy_index import compile_pattern, delete_keys, is_pattern
 from services.hotlist.domain.model import Entry, ListConfig
-from services.hotlist.domain.plates import compile_pattern, confusable, delete_keys, is_pattern, skeleton
 
 MatchKind = Literal["exact", "fuzzy", "wildcard"]
 
@@ -41,34 +42,8 @@ class Match:
 
 
 def explain(read: str, plate: str, config: ListConfig) -> str | None:
-    """How `read` matches `plate` under the list's tolerance, or None. Parts read 'read→entry'."""
-    same = confusable if config.fuzzy_confusions else str.__eq__
-    if len(read) == len(plate):
-        parts, edits = [], 0
-        for r, p in zip(read, plate, strict=True):
-            if r == p:
-                continue
-            if same(r, p):
-                parts.append(f"{r}→{p}")
-            else:
-                edits += 1
-                parts.append(f"{r}→{p} substituted")
-        if edits > config.max_edits:
-            return None
-        return "exact" if not parts else "fuzzy: " + ", ".join(parts)
-    if config.max_edits < 1 or abs(len(read) - len(plate)) != 1:
-        return None
-    longer, shorter = (plate, read) if len(plate) > len(read) else (read, plate)
-    best: list[str] | None = None
-    for i in range(len(longer)):  # the gap that needs the fewest confusions explains it best
-        rest = longer[:i] + longer[i + 1:]
-        if all(same(a, b) for a, b in zip(rest, shorter, strict=True)):
-            pairs = zip(shorter, rest, strict=True) if shorter is read else zip(rest, shorter, strict=True)
-            parts = [f"{r}→{p}" for r, p in pairs if r != p]
-            parts.append(f"missing {longer[i]}" if longer is plate else f"extra {longer[i]}")
-            if best is None or len(parts) < len(best):
-                best = parts
-    return None if best is None else "fuzzy: " + ", ".join(best)
+    """How `read` matches `plate` under the list's tolerance, or None."""
+    return explain_match(read, plate, config.fuzzy_confusions, config.max_edits)
 
 
 def _state_ok(entry: Entry, state: str) -> bool:

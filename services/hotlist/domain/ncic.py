@@ -19,8 +19,9 @@ from datetime import UTC, datetime
 from itertools import chain
 from typing import Literal
 
+from services.common.plates import MAX_PLATE_LEN, InvalidQuery
+from services.hotlist.domain.fuzzy_index import WILDCARDS, compile_pattern, is_pattern
 from services.hotlist.domain.model import Entry, VehicleDescription, entry_id_for
-from services.hotlist.domain.plates import MAX_PLATE_LEN, WILDCARDS, InvalidQuery, compile_pattern, is_pattern
 
 RECORD_TYPES = {
     "V": "stolen vehicle",

@@ -18,8 +18,7 @@ from typing import Any
 
 import grpc
 
-from services.common.auth import AuthError, auth_metadata
-from sightline.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from services.common.auth import AuthError
 
 SCHEME = "camera "
 SECRET_BYTES = 32
@@ -33,11 +32,6 @@ def new_secret() -> str:
 
 def secret_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def camera_metadata(credentials: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
-    """gRPC metadata presenting (camera_id, secret) pairs."""
-    return tuple(("authorization", f"Camera {camera_id}:{secret}") for camera_id, secret in credentials)
 
 
 def presented(metadata: Iterable[tuple[str, Any]]) -> list[tuple[str, str]]:
@@ -66,15 +60,3 @@ async def authenticate_cameras(context: grpc.aio.ServicerContext, lookup: Camera
             raise AuthError(grpc.StatusCode.UNAUTHENTICATED,
                             f"camera {camera_id[:128]!r}: unknown or inactive camera, or wrong secret")
     return frozenset(camera_id for camera_id, _ in pairs)
-
-
-async def register_camera(channel: grpc.aio.Channel, camera: ingest_pb2.Camera,
-                          admin_token: str) -> tuple[tuple[str, str], ...]:
-    """Client side (tests, benchmarks): upsert `camera` as an agency admin and return the
-    call metadata presenting its secret: the one issued on creation, or a rotated one when it existed."""
-    registry = ingest_pb2_grpc.CameraRegistryServiceStub(channel)
-    admin = auth_metadata(admin_token)
-    reply = await registry.UpsertCamera(ingest_pb2.UpsertCameraRequest(camera=camera), metadata=admin, timeout=30)
-    secret = reply.secret or (await registry.RotateCameraSecret(
-        ingest_pb2.RotateCameraSecretRequest(camera_id=camera.camera_id), metadata=admin, timeout=30)).secret
-    return camera_metadata([(camera.camera_id, secret)])

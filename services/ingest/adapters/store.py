@@ -14,10 +14,11 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from services.common import sealing
+from services.common.collections import AGENCIES
+from services.common.data_keys import KeyStore
 from services.common.reads import CAMERAS, FRAMES, IMAGES, READS, document_to_read, read_to_document
-from services.retention.domain import sealing
-from services.retention.domain.policy import capture_day
-from services.retention.keys import KeyStore
+from services.common.retention_policy import capture_day
 from sightline.common.v1 import read_pb2
 from sightline.ingest.v1 import ingest_pb2
 
@@ -46,8 +47,6 @@ def _frame_doc(key: str, reads: list[read_pb2.Read], image_ref: str, captured_at
     return {"_id": key, "read_ids": [r.read_id for r in reads], "image_ref": image_ref, "captured_at": captured_at,
             "stored_at": stored_at, "expire_at": expire_at, "published": False}
 
-
-AGENCIES = "agencies"
 
 
 class FrameStore:

@@ -8,18 +8,17 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 
 import redis.asyncio as aioredis
+from pymongo import DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.audit.adapters.store import CHECKPOINTS as AUDIT_CHECKPOINTS
-from services.audit.adapters.store import ENTRIES as AUDIT_ENTRIES
-from services.audit.domain.review import ALLOWED
+from services.common.collections import AGENCIES, ALERTS, AUDIT_CHECKPOINTS, AUDIT_ENTRIES, HOLDS, RETENTION_REPORTS
+from services.common.counters import reads_key, vehicles_key
 from services.common.reads import CAMERAS
 from services.common.service_tokens import SERVICE_SUBJECT_PREFIX
-from services.hotlist.adapters.store import ALERTS
-from services.identity.adapters.store import AGENCIES
-from services.ingest.adapters.counters import reads_key, vehicles_key
 from services.portal.domain.transparency import Camera
-from services.retention.adapters.store import RetentionStore
+from sightline.audit.v1 import audit_pb2
+
+ALLOWED = audit_pb2.Outcome.Name(audit_pb2.OUTCOME_ALLOWED)  # as the audit trail stores it
 
 # Searches of reads (SearchReads, FindConvoy, the back-search of a hot list), counted only as the service that
 # runs each recorded it (the audit service sets `recorded_by` from the caller's service key), never from events
@@ -43,7 +42,6 @@ class Records:
         self._db = db
         self._audit = audit_db
         self._redis = redis
-        self._retention = RetentionStore(db)
 
     async def agencies(self) -> list[dict[str, Any]]:
         return await self._db[AGENCIES].find({}, {"name": 1}).sort("_id", 1).to_list(None)
@@ -113,8 +111,7 @@ class Records:
 
     async def latest_deletion_report(self, agency_id: str) -> dict[str, Any] | None:
         """The verification report of the agency's most recent capture day past its retention."""
-        reports = await self._retention.reports(agency_id, 1)
-        return reports[0] if reports else None
+        return await self._db[RETENTION_REPORTS].find_one({"agency_id": agency_id}, sort=[("day", DESCENDING)])
 
     async def active_holds(self, agency_id: str) -> int:
-        return len(await self._retention.holds(agency_id, include_released=False))
+        return await self._db[HOLDS].count_documents({"agency_id": agency_id, "status": "active"})

@@ -12,8 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from html import escape
 from typing import Any
 
-from services.common.purpose import CRIMINAL, NON_CRIMINAL, PROHIBITED
-from sightline.search.v1 import search_pb2
+from services.common.purpose import CRIMINAL, NON_CRIMINAL, PROHIBITED, purpose_label
 
 CAPTURED = (
     "Still images of passing vehicles taken by fixed cameras, with faces and people blurred before storage",
@@ -34,11 +33,6 @@ DEFAULT_POLICY = (
     "acting. Reads are shared only with the agencies listed on this page, and only for criminal "
     "investigations."
 )
-
-
-def purpose_label(purpose: int) -> str:
-    """PURPOSE_HIT_AND_RUN -> 'Hit and run'."""
-    return str(search_pb2.Purpose.Name(purpose)).removeprefix("PURPOSE_").replace("_", " ").capitalize()
 
 
 ACCEPTABLE_USES = tuple(purpose_label(p) for p in sorted(CRIMINAL | NON_CRIMINAL))

@@ -7,12 +7,11 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services.common.collections import AGENCIES, HOLDS, RETENTION_REPORTS
+from services.common.data_keys import DATA_KEYS
 from services.common.reads import IMAGES, READS
-from services.retention.keys import DATA_KEYS
 
-AGENCIES = "agencies"
-HOLDS = "holds"
-REPORTS = "retention_reports"
+REPORTS = RETENTION_REPORTS
 
 
 class RetentionStore:

@@ -16,13 +16,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from services.hotlist.domain.matcher import explain
-from services.hotlist.domain.model import ListConfig
+from services.common.plates import explain_match
 
 Box = tuple[int, int, int, int]  # x, y, width, height
 
 _PASS_NAMESPACE = uuid.UUID("5b0f3c1e-7d52-4a8e-9c61-2f4d8a9b7e10")
-_ONE_EDIT_UNDER_CONFUSIONS = ListConfig(fuzzy_confusions=True, max_edits=1)
 
 
 class Direction(StrEnum):
@@ -91,7 +89,7 @@ def pass_id_for(camera_id: str, first_read_id: str) -> str:
 
 def similar_plates(a: str, b: str) -> bool:
     """Equal, or one substituted, missing or extra character, counting OCR confusions (0/O, 8/B...) as equal."""
-    return explain(a, b, _ONE_EDIT_UNDER_CONFUSIONS) is not None
+    return explain_match(a, b, fuzzy_confusions=True, max_edits=1) is not None
 
 
 def iou(a: Box, b: Box) -> float:

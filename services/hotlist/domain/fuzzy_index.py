@@ -1,4 +1,4 @@
-"""Plate text for matching: normalisation, OCR confusion classes, and the keys of the fuzzy index.
+"""The hot-list index over plates: partial-plate patterns, the fuzzy index's keys, back-search regexes.
 
 OCR confuses characters within a class (O/0/D/Q, I/1/L/T, B/8, S/5, Z/2, G/6). Mapping every character to
 its class representative gives a plate's *skeleton*: two plates that differ only by confusions share one.
@@ -10,27 +10,9 @@ from __future__ import annotations
 
 import re
 
-# Re-exported: one definition of the normalised form and of safe partial-plate patterns for all services.
-from services.common.plates import (
-    CONFUSION_CLASSES,
-    MAX_PLATE_LEN,
-    InvalidQuery,
-    normalize_plate,
-    pattern_to_regex,
-    skeleton,
-)
+from services.common.plates import CONFUSION_CLASSES, pattern_to_regex
 
-_REPRESENTATIVE = {ch: group[0] for group in CONFUSION_CLASSES for ch in group}
 WILDCARDS = "?*"
-
-__all__ = ["MAX_PLATE_LEN", "InvalidQuery", "normalize_plate", "pattern_to_regex", "skeleton", "confusable",
-           "delete_keys", "is_pattern", "WILDCARDS", "compile_pattern", "candidate_regex", "CONFUSION_CLASSES"]
-
-
-
-def confusable(a: str, b: str) -> bool:
-    """Same character, or two characters OCR mistakes for one another."""
-    return a == b or _REPRESENTATIVE.get(a, a) == _REPRESENTATIVE.get(b, b)
 
 
 def delete_keys(key: str, max_edits: int) -> list[str]:

@@ -26,8 +26,8 @@ from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from services.common import sealing
 from services.common.auth import KeySettings
-from services.retention.domain import sealing
 
 DATA_KEYS = "data_keys"
 DEV_MASTER_KEY = "data_master.key"
@@ -79,7 +79,7 @@ def _ensure_dev_master_key(data_dir: Path) -> Path:
 
 
 class KeyStore:
-    def __init__(self, db: AsyncDatabase, master: bytes, cache_s: float = 60.0):
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], master: bytes, cache_s: float = 60.0):
         self._db = db
         self._master = master
         self._cache_s = cache_s

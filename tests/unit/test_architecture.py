@@ -1,0 +1,73 @@
+"""The house rules the layout promises: a service imports only `services.common`, its own package and other
+services' published clients (`services.<name>.client`); domain layers stay pure (no gRPC, no I/O clients).
+
+`cli`, `devstack` and `simulator` are tools, not services: they may assemble any part.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+SERVICES = Path(__file__).resolve().parents[2] / "services"
+TOOLS = {"cli", "devstack", "simulator"}
+SHARED = "common"
+# What a domain module may not import: transports and storage clients belong in adapters and servers.
+IMPURE = ("grpc", "pymongo", "redis", "tritonclient")
+# Domain modules that still import gRPC, and why (issue 18: one `Rejected(code, message, reason)` type).
+STILL_IMPURE = {
+    "services/ingest/domain/frames.py": "FrameRejected carries a grpc.StatusCode",
+}
+
+
+def imports(path: Path) -> list[str]:
+    modules: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            modules.append(node.module)
+        elif isinstance(node, ast.Import):
+            modules.extend(alias.name for alias in node.names)
+    return modules
+
+
+def where(path: Path) -> str:
+    return str(path.relative_to(SERVICES.parent))
+
+
+def service_files() -> list[tuple[str, Path]]:
+    """(service, file) for every module inside a service's package."""
+    files = []
+    for path in sorted(SERVICES.rglob("*.py")):
+        parts = path.relative_to(SERVICES).parts
+        if len(parts) > 1 and parts[0] not in TOOLS | {SHARED}:
+            files.append((parts[0], path))
+    return files
+
+
+def test_services_import_only_common_themselves_and_published_clients() -> None:
+    crossings = []
+    for service, path in service_files():
+        for module in imports(path):
+            parts = module.split(".")
+            if parts[0] != "services" or len(parts) < 2 or parts[1] in (SHARED, service):
+                continue
+            if parts[2:3] != ["client"]:
+                crossings.append(f"{where(path)} imports {module}")
+    assert not crossings, "\n".join(crossings)
+
+
+def test_the_common_library_imports_no_service() -> None:
+    found = [f"{where(path)} imports {module}" for path in sorted((SERVICES / SHARED).rglob("*.py"))
+             for module in imports(path) if module.startswith("services.") and not module.startswith("services.common")]
+    assert not found, "\n".join(found)
+
+
+def test_domain_layers_stay_pure() -> None:
+    found = {where(path) for path in sorted(SERVICES.glob("*/domain/**/*.py"))
+             if any(module.split(".")[0] in IMPURE for module in imports(path))}
+    # A ratchet: nothing new, and a module cleaned up leaves this list.
+    assert found == set(STILL_IMPURE), found ^ set(STILL_IMPURE)
