@@ -64,7 +64,14 @@ from services.hotlist.adapters.sharing import SharingDirectory
 from services.hotlist.adapters.store import ConcurrentImport, HotlistStore
 from services.hotlist.alerting import AlertRaiser
 from services.hotlist.backsearch import BackSearch
-from services.hotlist.domain import alerts as wf
+from services.hotlist.domain.alerts import (
+    OutOfOrder,
+    Status,
+    WorkflowState,
+    check_disposition,
+    check_reconfirmation,
+    check_verification,
+)
 from services.hotlist.domain.fuzzy_index import is_pattern
 from services.hotlist.domain.matcher import ListIndex, MatchIndex
 from services.hotlist.domain.model import entry_id_for
@@ -419,14 +426,14 @@ class AlertServicer(hotlist_pb2_grpc.AlertServiceServicer):
                               "list_version": doc["list_version"], "entry_id": doc["entry"]["entry_id"]})
         return principal, event, doc
 
-    async def _advance(self, doc, check, new: wf.Status, step: str, record: dict[str, Any],
+    async def _advance(self, doc, check, new: Status, step: str, record: dict[str, Any],
                        principal: Principal, event: audit_pb2.AuditEvent, context):
-        state = wf.WorkflowState(wf.Status(doc["status"]),
+        state = WorkflowState(Status(doc["status"]),
                                  (doc.get("verification") or {}).get("matched"),
                                  (doc.get("reconfirmation") or {}).get("record_active"))
         try:
             check(state)
-        except wf.OutOfOrder as exc:
+        except OutOfOrder as exc:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         record = {"officer_id": principal.user_id, **record}
         event.details.update({step: record})
@@ -443,13 +450,13 @@ class AlertServicer(hotlist_pb2_grpc.AlertServiceServicer):
         principal, event, doc = await self._responder(request, "alert.verify", context)
         record = {"plate_matches": request.plate_matches, "state_matches": request.state_matches,
                   "note": request.note, "matched": request.plate_matches and request.state_matches}
-        return await self._advance(doc, wf.check_verification, wf.Status.VERIFIED, "verification", record,
+        return await self._advance(doc, check_verification, Status.VERIFIED, "verification", record,
                                    principal, event, context)
 
     async def RecordReconfirmation(self, request, context):  # noqa: N802
         principal, event, doc = await self._responder(request, "alert.reconfirm", context)
         record = {"record_active": request.record_active, "note": request.note}
-        return await self._advance(doc, wf.check_reconfirmation, wf.Status.RECONFIRMED, "reconfirmation", record,
+        return await self._advance(doc, check_reconfirmation, Status.RECONFIRMED, "reconfirmation", record,
                                    principal, event, context)
 
     async def RecordDisposition(self, request, context):  # noqa: N802
@@ -458,7 +465,7 @@ class AlertServicer(hotlist_pb2_grpc.AlertServiceServicer):
         if disposition is None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "disposition is required")
         record = {"disposition": disposition.value, "note": request.note}
-        return await self._advance(doc, lambda s: wf.check_disposition(s, disposition), wf.Status.DISPOSED,
+        return await self._advance(doc, lambda s: check_disposition(s, disposition), Status.DISPOSED,
                                    "disposition", record, principal, event, context)
 
 
