@@ -4,6 +4,7 @@ from pydantic import Field
 
 from services.common.auth import KeySettings
 from services.common.settings import MongoSettings, RedisSettings, ServiceSettings
+from services.common.streams import ConsumerConfig
 
 
 class HotlistSettings(ServiceSettings, MongoSettings, RedisSettings, KeySettings):
@@ -55,3 +56,9 @@ class HotlistSettings(ServiceSettings, MongoSettings, RedisSettings, KeySettings
     # The audit service: list changes and alert workflow steps are recorded there before they take effect.
     audit_address: str = "127.0.0.1:50054"
     audit_timeout_s: float = Field(default=3.0, gt=0, le=30)
+
+    def matcher_consumer_config(self) -> ConsumerConfig:
+        return ConsumerConfig(stream=self.pass_stream, group=self.matcher_group, consumer=self.matcher_consumer,
+                              start_id=self.matcher_start_id, batch=self.matcher_batch,
+                              block_ms=self.matcher_block_ms, claim_idle_ms=self.matcher_claim_idle_ms,
+                              claim_interval_s=self.matcher_claim_interval_s)

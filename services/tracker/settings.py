@@ -5,6 +5,7 @@ from datetime import timedelta
 from pydantic import Field
 
 from services.common.settings import MongoSettings, RedisSettings, ServiceSettings
+from services.common.streams import ConsumerConfig
 from services.tracker.domain.passes import TrackerConfig
 
 
@@ -40,3 +41,9 @@ class TrackerSettings(ServiceSettings, MongoSettings, RedisSettings):
     def tracker_config(self) -> TrackerConfig:
         return TrackerConfig(gap=timedelta(seconds=self.pass_gap_s), max_duration=timedelta(seconds=self.pass_max_s),
                              preview_confidence=self.preview_confidence)
+
+    def tracker_consumer_config(self) -> ConsumerConfig:
+        return ConsumerConfig(stream=self.read_stream, group=self.tracker_group, consumer=self.tracker_consumer,
+                              start_id=self.tracker_start_id, batch=self.tracker_batch,
+                              block_ms=self.tracker_block_ms, claim_idle_ms=self.tracker_claim_idle_ms,
+                              claim_interval_s=self.tracker_claim_interval_s)
