@@ -35,12 +35,15 @@ async def test_claims_a_dead_consumers_entries_then_reads_new_ones_and_retries_a
         done: list[int] = []
         failures = [RuntimeError("storage down")]
         rounds = 0
+        all_done = asyncio.Event()
 
         async def process(entries: list[Entry]) -> None:
             if entries and failures:
                 raise failures.pop()
             done.extend(int(fields[b"n"]) for _, fields in entries)
             await live.ack(eid for eid, _ in entries)
+            if len(done) >= 3:
+                all_done.set()
 
         async def each_round() -> None:
             nonlocal rounds
@@ -48,9 +51,7 @@ async def test_claims_a_dead_consumers_entries_then_reads_new_ones_and_retries_a
 
         task = asyncio.create_task(consume(live, process, each_round))
         try:
-            async with asyncio.timeout(20):
-                while sorted(done) != [0, 1, 2]:
-                    await asyncio.sleep(0.05)
+            await asyncio.wait_for(all_done.wait(), 20)
         finally:
             task.cancel()
             with pytest.raises(asyncio.CancelledError):

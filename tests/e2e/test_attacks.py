@@ -35,7 +35,7 @@ from sightline.identity.v1 import identity_pb2, identity_pb2_grpc
 from sightline.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from sightline.search.v1 import search_pb2, search_pb2_grpc
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 
 CAMERA = "atk-cam"
 N_READS = 100_000

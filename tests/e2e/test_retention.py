@@ -28,7 +28,7 @@ from services.retention.verify import Verifier
 from sightline.ingest.v1 import ingest_pb2
 from sightline.retention.v1 import retention_pb2, retention_pb2_grpc
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 AGENCY = "pd-alpha"  # the agency of the supervisor and admin accounts
 
 

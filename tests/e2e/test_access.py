@@ -17,7 +17,7 @@ from sightline.common.v1 import read_pb2
 from sightline.identity.v1 import identity_pb2, identity_pb2_grpc
 from sightline.search.v1 import search_pb2, search_pb2_grpc
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 
 HOMICIDE = search_pb2.PURPOSE_HOMICIDE
 BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
