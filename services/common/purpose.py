@@ -14,9 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import grpc
-
 from services.common.auth import Permission, Principal
+from services.common.rejected import Code, Rejected
 from sightline.search.v1 import search_pb2
 
 CRIMINAL = frozenset(
@@ -48,14 +47,6 @@ PROHIBITED = {
 _CASE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9/_.:-]{2,39}")
 
 
-class Refusal(Exception):
-    """The search is not allowed; `reason` is what the audit trail records."""
-
-    def __init__(self, code: grpc.StatusCode, message: str, reason: str):
-        super().__init__(message)
-        self.code, self.message, self.reason = code, message, reason
-
-
 @dataclass(frozen=True)
 class Access:
     purpose: str  # the enum name, as audited
@@ -75,45 +66,45 @@ def purpose_name(purpose: int) -> str:
 def check_access(principal: Principal, purpose: int, case_number: str, include_partners: bool) -> Access:
     name = purpose_name(purpose)
     if purpose in PROHIBITED:
-        raise Refusal(
-            grpc.StatusCode.PERMISSION_DENIED,
+        raise Rejected(
+            Code.PERMISSION_DENIED,
             f"refused: {PROHIBITED[purpose]}; this request is audited",
             "prohibited purpose",
         )
     if purpose not in CRIMINAL and purpose not in NON_CRIMINAL:
-        raise Refusal(
-            grpc.StatusCode.INVALID_ARGUMENT,
+        raise Rejected(
+            Code.INVALID_ARGUMENT,
             "a purpose from the standard list of offense types is required",
             "no purpose",
         )
     case_number = case_number.strip()
     if case_number and not _CASE_RE.fullmatch(case_number):
-        raise Refusal(
-            grpc.StatusCode.INVALID_ARGUMENT, "case_number: 3-40 letters, digits or / _ . : -", "malformed case number"
+        raise Rejected(
+            Code.INVALID_ARGUMENT, "case_number: 3-40 letters, digits or / _ . : -", "malformed case number"
         )
     if principal.case_number_required and not case_number:
-        raise Refusal(
-            grpc.StatusCode.INVALID_ARGUMENT,
+        raise Rejected(
+            Code.INVALID_ARGUMENT,
             "your agency requires a case or incident number on every search",
             "no case number",
         )
     agencies: tuple[str, ...] = (principal.agency_id,)
     if include_partners:
         if not principal.can(Permission.PARTNER_SEARCH):
-            raise Refusal(
-                grpc.StatusCode.PERMISSION_DENIED,
+            raise Rejected(
+                Code.PERMISSION_DENIED,
                 "searching partner agencies needs the partner-agency role",
                 "not a partner-agency user",
             )
         if purpose not in CRIMINAL or not case_number:
-            raise Refusal(
-                grpc.StatusCode.PERMISSION_DENIED,
+            raise Rejected(
+                Code.PERMISSION_DENIED,
                 "partner-agency access needs an active criminal investigation: a criminal purpose and its case number",
                 "partner access without a criminal case",
             )
         if not principal.partner_agencies:
-            raise Refusal(
-                grpc.StatusCode.PERMISSION_DENIED, "no agency shares its reads with yours", "no sharing agreement"
+            raise Rejected(
+                Code.PERMISSION_DENIED, "no agency shares its reads with yours", "no sharing agreement"
             )
         agencies += tuple(a for a in principal.partner_agencies if a != principal.agency_id)
     return Access(name, case_number, agencies)

@@ -17,11 +17,12 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 from prometheus_client import Counter
 
-from services.audit.client import AuditClient, AuditUnavailable
-from services.common.auth import AuthError, Permission, Principal, check_call, token_verifier
+from services.audit.client import AccessGate, AuditClient
+from services.common.auth import Permission, token_verifier
 from services.common.data_keys import KeyStore, load_master_key
 from services.common.grpc_server import ServiceSpec, retry_until_done
 from services.common.reads import READS, ensure_indexes, to_datetime, to_timestamp
+from services.common.rejected import Code, Rejected
 from services.common.retention_policy import PolicyError, check_setting, effective_days
 from services.common.service_tokens import service_signer
 from services.common.storage import mongo_client, mongo_database, mongo_dependency, redis_client, redis_dependency
@@ -102,34 +103,10 @@ class RetentionServicer(retention_pb2_grpc.RetentionServiceServicer):
         self._settings = settings
         self._store = store
         self._holds = holds
-        self._verifier = verifier
-        self._audit = audit
+        self._gate = AccessGate(verifier, audit)
         self._caps = settings.cap_table()
         # Holds, releases and the verification job never run at the same time.
         self._lock = lock
-
-    async def _admit(
-        self, context, action: str, *allowed: Permission, event: audit_pb2.AuditEvent | None = None
-    ) -> Principal:
-        """The caller, allowed any of `allowed`; refusals of a known caller are audited when `event` is given."""
-        for i, permission in enumerate(allowed):
-            try:
-                return await check_call(context, self._verifier, permission)
-            except AuthError as exc:
-                if i == len(allowed) - 1 or exc.principal is None:
-                    if event is not None and exc.principal is not None:
-                        event.action, event.outcome, event.reason = action, audit_pb2.OUTCOME_DENIED, exc.message
-                        await self._record(context, exc.principal, event, fail=False)
-                    await context.abort(exc.code, exc.message)
-        raise AssertionError("unreachable")
-
-    async def _record(self, context, principal: Principal, event: audit_pb2.AuditEvent, fail: bool = True) -> None:
-        try:
-            await self._audit.record(event, principal.token)
-        except AuditUnavailable as exc:
-            log.error("audit trail unavailable", extra={"error": str(exc)[:200]})
-            if fail:
-                await context.abort(grpc.StatusCode.UNAVAILABLE, "audit trail unavailable: nothing was changed")
 
     def _retention(self, agency: dict[str, Any] | None, agency_id: str) -> retention_pb2.AgencyRetention:
         state = str((agency or {}).get("state") or "")
@@ -145,25 +122,22 @@ class RetentionServicer(retention_pb2_grpc.RetentionServiceServicer):
     # --- agency retention -----------------------------------------------------------------------------------
 
     async def GetAgencyRetention(self, request, context):  # noqa: N802 - gRPC method name
-        principal = await self._admit(
-            context, "agency.retention.view", Permission.MANAGE_AGENCY, Permission.MANAGE_HOLDS, Permission.AUDIT_REVIEW
+        principal = await self._gate.admit(
+            context, Permission.MANAGE_AGENCY, Permission.MANAGE_HOLDS, Permission.AUDIT_REVIEW
         )
         return self._retention(await self._store.agency(principal.agency_id), principal.agency_id)
 
     async def SetAgencyRetention(self, request, context):  # noqa: N802
         event = audit_pb2.AuditEvent(action="agency.retention")
         event.details.update({"request": MessageToDict(request, preserving_proto_field_name=True)})
-        principal = await self._admit(context, "agency.retention", Permission.MANAGE_AGENCY, event=event)
+        principal = await self._gate.admit(context, Permission.MANAGE_AGENCY, event=event)
         event.subject = event.agency_id = principal.agency_id
         state = request.state.upper()
         try:
             check_setting(self._caps, state, request.retention_days)
         except PolicyError as exc:
-            event.outcome, event.reason = audit_pb2.OUTCOME_DENIED, str(exc)
-            await self._record(context, principal, event, fail=False)
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
-        event.outcome = audit_pb2.OUTCOME_ALLOWED
-        await self._record(context, principal, event)
+            await self._gate.deny(context, principal, event, Rejected(Code.FAILED_PRECONDITION, str(exc)))
+        await self._gate.record(context, principal, event)
         agency = await self._store.set_retention(principal.agency_id, state, request.retention_days)
         if agency is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, "your agency is not registered")
@@ -177,7 +151,7 @@ class RetentionServicer(retention_pb2_grpc.RetentionServiceServicer):
             action="hold.place", subject=hold_id, case_number=request.case_number[:64], purpose="evidence hold"
         )
         event.details.update({"request": MessageToDict(request, preserving_proto_field_name=True)})
-        principal = await self._admit(context, "hold.place", Permission.MANAGE_HOLDS, event=event)
+        principal = await self._gate.admit(context, Permission.MANAGE_HOLDS, event=event)
         event.data_agency_ids.append(principal.agency_id)
         try:
             scope = check_request(
@@ -197,7 +171,7 @@ class RetentionServicer(retention_pb2_grpc.RetentionServiceServicer):
                     f"the window covers more than {self._settings.max_hold_reads} reads: narrow it",
                 )
             event.outcome, event.result_count = audit_pb2.OUTCOME_ALLOWED, count
-            await self._record(context, principal, event)
+            await self._gate.record(context, principal, event)
             doc = {
                 "_id": hold_id,
                 "agency_id": principal.agency_id,
@@ -220,7 +194,7 @@ class RetentionServicer(retention_pb2_grpc.RetentionServiceServicer):
     async def ReleaseHold(self, request, context):  # noqa: N802
         event = audit_pb2.AuditEvent(action="hold.release", subject=request.hold_id[:64], purpose="evidence hold")
         event.details.update({"request": MessageToDict(request, preserving_proto_field_name=True)})
-        principal = await self._admit(context, "hold.release", Permission.MANAGE_HOLDS, event=event)
+        principal = await self._gate.admit(context, Permission.MANAGE_HOLDS, event=event)
         event.data_agency_ids.append(principal.agency_id)
         if not request.reason.strip():
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "reason is required")
@@ -229,7 +203,7 @@ class RetentionServicer(retention_pb2_grpc.RetentionServiceServicer):
             if hold is None or hold["status"] != "active":
                 await context.abort(grpc.StatusCode.NOT_FOUND, "no such active hold in your agency")
             event.case_number, event.outcome = hold["case_number"], audit_pb2.OUTCOME_ALLOWED
-            await self._record(context, principal, event)
+            await self._gate.record(context, principal, event)
             now = datetime.now(UTC)
             days = effective_days(
                 self._caps, await self._store.agency(principal.agency_id), self._settings.read_retention_days
@@ -253,12 +227,12 @@ class RetentionServicer(retention_pb2_grpc.RetentionServiceServicer):
         return hold_to_proto(doc)
 
     async def ListHolds(self, request, context):  # noqa: N802
-        principal = await self._admit(context, "hold.list", Permission.MANAGE_HOLDS, Permission.AUDIT_REVIEW)
+        principal = await self._gate.admit(context, Permission.MANAGE_HOLDS, Permission.AUDIT_REVIEW)
         docs = await self._store.holds(principal.agency_id, request.include_released)
         return retention_pb2.ListHoldsResponse(holds=[hold_to_proto(d) for d in docs])
 
     async def ListReports(self, request, context):  # noqa: N802
-        principal = await self._admit(context, "retention.reports", Permission.AUDIT_REVIEW, Permission.MANAGE_AGENCY)
+        principal = await self._gate.admit(context, Permission.AUDIT_REVIEW, Permission.MANAGE_AGENCY)
         days = request.days or 30
         if not 1 <= days <= 366:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "days must be 1-366")

@@ -18,10 +18,6 @@ TOOLS = {"cli", "devstack", "simulator"}
 SHARED = "common"
 # What a domain module may not import: transports and storage clients belong in adapters and servers.
 IMPURE = ("grpc", "pymongo", "redis", "tritonclient")
-# Domain modules that still import gRPC, and why (issue 18: one `Rejected(code, message, reason)` type).
-STILL_IMPURE = {
-    "services/ingest/domain/frames.py": "FrameRejected carries a grpc.StatusCode",
-}
 
 
 def imports(path: Path) -> list[str]:
@@ -67,10 +63,19 @@ def test_the_common_library_imports_no_service() -> None:
 
 
 def test_domain_layers_stay_pure() -> None:
-    found = {where(path) for path in sorted(SERVICES.glob("*/domain/**/*.py"))
-             if any(module.split(".")[0] in IMPURE for module in imports(path))}
-    # A ratchet: nothing new, and a module cleaned up leaves this list.
-    assert found == set(STILL_IMPURE), found ^ set(STILL_IMPURE)
+    found = [f"{where(path)} imports {module}" for path in sorted(SERVICES.glob("*/domain/**/*.py"))
+             for module in imports(path) if module.split(".")[0] in IMPURE]
+    assert not found, "\n".join(found)
+
+
+def test_refusals_are_one_exception_type() -> None:
+    """Every refusal is services.common.rejected.Rejected; no module defines an exception carrying a status."""
+    found = [f"{where(path)}: {node.name}" for path in sorted(SERVICES.rglob("*.py"))
+             for node in ast.walk(ast.parse(path.read_text(), str(path)))
+             if isinstance(node, ast.ClassDef) and path.name != "rejected.py"
+             and any(isinstance(b, ast.Name) and b.id == "Exception" for b in node.bases)
+             and any(isinstance(n, ast.Attribute) and n.attr == "StatusCode" for n in ast.walk(node))]
+    assert not found, "\n".join(found)
 
 
 TESTS = SERVICES.parent / "tests"
