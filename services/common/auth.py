@@ -56,12 +56,16 @@ class KeySettings(BaseSettings):
         default=LOCAL_DATA_DIR,
         description="Local state of the dev stack (dev keys live under <data_dir>/keys). The default is the "
                     "folder `python -m services.devstack up` uses, whatever the working directory.")
-    # Generate a dev key pair under data_dir when no key file is set. Turn off in production.
-    dev_keys: bool = True
-    # PEM Ed25519 public key that verifies access tokens (every service).
-    token_public_key_file: Path | None = None
-    # Seconds of clock skew tolerated when checking token times.
-    token_leeway_s: int = Field(default=30, ge=0, le=300)
+    dev_keys: bool = Field(
+        default=True,
+        description="Use dev keys under <data_dir>/keys (generated on first use) for any key file that is not "
+                    "set; turn off in production, where an unset key file then stops the service at start-up.")
+    token_public_key_file: Path | None = Field(
+        default=None,
+        description="PEM Ed25519 public key that verifies access tokens (every service); unset with dev keys: "
+                    "<data_dir>/keys/token_ed25519.pub.pem.")
+    token_leeway_s: int = Field(
+        default=30, ge=0, le=300, description="Seconds of clock skew tolerated when checking a token's times.")
     service_key_file: Path | None = Field(default=None, description=(
         "PEM Ed25519 private key this service signs its service tokens with (services/common/service_tokens.py); "
         "unset with dev keys: <data_dir>/keys/service_<name>_ed25519.pem, generated once"))
