@@ -2,7 +2,7 @@
 
 Every hold and release, and every change of an agency's retention, is written to the audit trail before it
 takes effect; when the audit trail cannot be written the call fails with UNAVAILABLE and nothing changes.
-Refusals by a known caller are audited too. The verification job runs in the background (verify.py).
+Refusals by a known caller are audited too. The verification job runs in the background (service_layer/verify.py).
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from services.common.service_tokens import service_signer
 from services.common.storage import mongo_client, mongo_database, mongo_dependency, redis_client, redis_dependency
 from services.retention.adapters.store import RetentionStore
 from services.retention.domain.holds import InvalidHold, Scope, check_request, reads_filter
-from services.retention.holds import HoldManager
+from services.retention.service_layer.holds import HoldManager
+from services.retention.service_layer.verify import Verifier
 from services.retention.settings import RetentionSettings
-from services.retention.verify import Verifier
 from sightline.audit.v1 import audit_pb2
 from sightline.retention.v1 import retention_pb2, retention_pb2_grpc
 
