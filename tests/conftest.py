@@ -234,8 +234,8 @@ async def tokens(identity_addr: str, accounts: dict[str, Account], mongo_db):
 
 # The matcher reads the pass stream from its start, takes over a dead predecessor's passes within a second,
 # and re-reads the agencies' hot-list sharing every half second.
-HOTLIST_ENV = {"SIGHTLINE_MATCHER_START_ID": "0", "SIGHTLINE_MATCHER_CLAIM_IDLE_MS": "1000",
-               "SIGHTLINE_MATCHER_CLAIM_INTERVAL_S": "0.5", "SIGHTLINE_SHARING_REFRESH_S": "0.5",
+HOTLIST_ENV = {"SIGHTLINE_MATCHER__START_ID": "0", "SIGHTLINE_MATCHER__CLAIM_IDLE_MS": "1000",
+               "SIGHTLINE_MATCHER__CLAIM_INTERVAL_S": "0.5", "SIGHTLINE_SHARING_REFRESH_S": "0.5",
                "SIGHTLINE_DRAIN_SECONDS": "0"}
 
 
