@@ -18,6 +18,8 @@ class ConsoleSettings(ServiceSettings, HttpSettings, KeySettings):
     audit_address: str = "127.0.0.1:50054"
     # Empty: evidence holds are not offered.
     retention_address: str = "127.0.0.1:50056"
+    # The camera registry for the agency admin's camera pages. Empty: cameras are not offered.
+    ingest_address: str = "127.0.0.1:50051"
     # Deadline of one gRPC call made for a page.
     call_timeout_s: float = Field(default=10.0, gt=0, le=120)
     # Key of the CSRF tokens (HMAC). Set the same value on every replica; empty: a random key per process.

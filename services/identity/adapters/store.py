@@ -51,6 +51,9 @@ class IdentityStore:
     async def user(self, user_id: str) -> dict[str, Any] | None:
         return await self._db[USERS].find_one({"_id": user_id})
 
+    async def users(self, agency_id: str) -> list[dict[str, Any]]:
+        return await self._db[USERS].find({"agency_id": agency_id}).sort("username", ASCENDING).to_list(None)
+
     async def insert_user(self, doc: dict[str, Any]) -> None:
         await self._db[USERS].insert_one(doc)
 
