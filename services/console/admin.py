@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from services.common.auth import Permission
 from services.common.qr import qr_svg
 from services.console.domain import admin as forms
 from services.console.domain.forms import FormError
@@ -230,6 +232,8 @@ class AdminPages:
 
     async def hotlists_page(self, request: Request, message: str = "", error: str = "", rejected: Any = (),
                             status: int = 200) -> Response:
+        if not request.state.principal.can(Permission.HOTLIST_MANAGE):  # hotlist refuses (and audits) the rest
+            raise HTTPException(403, "hot-list sources are managed by agency admins and supervisors")
         reply = await self.c.backends.hotlists.ListLists(hotlist_pb2.ListListsRequest(), metadata=self._md(request),
                                                          timeout=self._t)
         principal = request.state.principal
