@@ -21,7 +21,7 @@ from starlette.responses import RedirectResponse, Response
 from services.common.auth import Permission
 from services.common.qr import qr_svg
 from services.console.domain import admin as forms
-from services.console.domain.forms import FormError
+from services.console.domain.forms import SESSION_COOKIE, FormError
 from sightline.hotlist.v1 import hotlist_pb2
 from sightline.identity.v1 import identity_pb2
 from sightline.retention.v1 import retention_pb2
@@ -287,10 +287,41 @@ class AdminPages:
             rejected=list(reply.rejected)[:20])
 
 
+class AccountPage:
+    """/account: a person changes their own password (a one-time one first), with a TOTP code not used before."""
+
+    def __init__(self, console: Console):
+        self.c = console
+
+    async def page(self, request: Request) -> Response:
+        return self.c.render(request, "account.html")
+
+    async def change_password(self, request: Request) -> Response:
+        data = await self.c.form(request)
+        new, again = str(data.get("new_password", "")), str(data.get("new_password_again", ""))
+        if new != again:
+            return self.c.render(request, "account.html", {"error": "the two new passwords differ"}, 400)
+        try:
+            await self.c.backends.identity.ChangePassword(identity_pb2.ChangePasswordRequest(
+                old_password=str(data.get("old_password", "")), new_password=new,
+                totp_code=str(data.get("totp_code", "")).strip()), metadata=self.c.metadata(request),
+                timeout=self.c.backends.timeout)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() not in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED):
+                raise
+            return self.c.render(request, "account.html", {"error": exc.details()}, 400)
+        # Identity revoked every session of this person, this one included: log in again.
+        response = self.c.render(request, "login.html", {"notice": "Password changed: log in with the new one.",
+                                                            "user": None})
+        response.delete_cookie(SESSION_COOKIE, path="/", secure=request.url.scheme == "https", httponly=True,
+                               samesite="strict")
+        return response
+
+
 def routes(console: Console) -> list[Any]:
     from starlette.routing import Route
 
-    pages, auth = AdminPages(console), console.login_required
+    pages, account, auth = AdminPages(console), AccountPage(console), console.login_required
 
     async def users_get(request: Request) -> Response:
         return await pages.users_page(request)
@@ -311,6 +342,8 @@ def routes(console: Console) -> list[Any]:
         return RedirectResponse("/admin", status_code=303)
 
     return [
+        Route("/account", auth(account.page), methods=["GET"]),
+        Route("/account", auth(account.change_password), methods=["POST"]),
         Route("/admin", auth(pages.home), methods=["GET"]),
         Route("/admin/", slash, methods=["GET"]),
         Route("/admin/users", auth(users_get), methods=["GET"]),

@@ -62,7 +62,19 @@ async def test_admin_creates_a_user_and_runs_the_account(browser, console_url, m
 
     # The new officer logs in with what was shown once.
     officer = account_of(username, password, secret)
-    await log_in(browser, console_url, mongo_db, officer)
+    own = await log_in(browser, console_url, mongo_db, officer)
+    # ... and replaces the one-time password on their account page (which ends their sessions).
+    await own.click("header a.who")
+    await expect(own).to_have_url(re.compile(r"/account$"))
+    chosen = "a password of my own choosing"
+    await own.fill("#old_password", password)
+    await own.fill("#new_password", chosen)
+    await own.fill("#new_password_again", chosen)
+    await own.fill("#totp_code", await officer.fresh_code(mongo_db))
+    await shot(own, "console-account")
+    await own.click("#password-form button[type=submit]")
+    await expect(own.locator(".ok")).to_contain_text("Password changed")
+    await log_in(browser, console_url, mongo_db, account_of(username, chosen, secret))
 
     # Roles, training, lock; the name is escaped, never markup.
     await admin.goto(f"/admin/users/{created['_id']}")
