@@ -35,6 +35,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common.rejected import Code, Rejected
+
 TOKEN_KEY = "token_ed25519"
 ISSUER = "sightline-identity"
 AUDIENCE = "sightline"
@@ -54,12 +56,16 @@ class KeySettings(BaseSettings):
         default=LOCAL_DATA_DIR,
         description="Local state of the dev stack (dev keys live under <data_dir>/keys). The default is the "
                     "folder `python -m services.devstack up` uses, whatever the working directory.")
-    # Generate a dev key pair under data_dir when no key file is set. Turn off in production.
-    dev_keys: bool = True
-    # PEM Ed25519 public key that verifies access tokens (every service).
-    token_public_key_file: Path | None = None
-    # Seconds of clock skew tolerated when checking token times.
-    token_leeway_s: int = Field(default=30, ge=0, le=300)
+    dev_keys: bool = Field(
+        default=True,
+        description="Use dev keys under <data_dir>/keys (generated on first use) for any key file that is not "
+                    "set; turn off in production, where an unset key file then stops the service at start-up.")
+    token_public_key_file: Path | None = Field(
+        default=None,
+        description="PEM Ed25519 public key that verifies access tokens (every service); unset with dev keys: "
+                    "<data_dir>/keys/token_ed25519.pub.pem.")
+    token_leeway_s: int = Field(
+        default=30, ge=0, le=300, description="Seconds of clock skew tolerated when checking a token's times.")
     service_key_file: Path | None = Field(default=None, description=(
         "PEM Ed25519 private key this service signs its service tokens with (services/common/service_tokens.py); "
         "unset with dev keys: <data_dir>/keys/service_<name>_ed25519.pem, generated once"))
@@ -125,17 +131,6 @@ def permissions(roles: Iterable[str]) -> frozenset[Permission]:
     return frozenset(out)
 
 
-class AuthError(Exception):
-    """A refused call: `code` is UNAUTHENTICATED or PERMISSION_DENIED (UNAVAILABLE when revocations cannot be
-    looked up); `principal` is set when known."""
-
-    def __init__(self, code: grpc.StatusCode, message: str, principal: Principal | None = None):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.principal = principal
-
-
 @dataclass(frozen=True)
 class Principal:
     """The verified caller."""
@@ -160,17 +155,16 @@ class Principal:
 
 
 def authorize(principal: Principal, permission: Permission, now: datetime) -> None:
-    """Raise AuthError unless the principal may use `permission` now."""
+    """Raise Rejected unless the principal may use `permission` now."""
     if not principal.second_factor:
-        raise AuthError(grpc.StatusCode.UNAUTHENTICATED,
-                        "two-factor authentication is required: log in with a TOTP code", principal)
+        raise Rejected(Code.UNAUTHENTICATED, "two-factor authentication is required: log in with a TOTP code",
+                       principal=principal)
     if principal.training_until is None or principal.training_until <= now:
-        raise AuthError(grpc.StatusCode.PERMISSION_DENIED,
-                        "your required training has expired: renew it to regain access", principal)
+        raise Rejected(Code.PERMISSION_DENIED, "your required training has expired: renew it to regain access",
+                       principal=principal)
     if not principal.can(permission):
         roles = ", ".join(sorted(principal.roles)) or "none"
-        raise AuthError(grpc.StatusCode.PERMISSION_DENIED,
-                        f"your roles ({roles}) do not allow {permission}", principal)
+        raise Rejected(Code.PERMISSION_DENIED, f"your roles ({roles}) do not allow {permission}", principal=principal)
 
 
 class Revocations:
@@ -192,7 +186,7 @@ class Revocations:
         try:
             value = await self._redis.get(REVOKED_KEY_PREFIX + user_id)
         except (aioredis.RedisError, OSError) as exc:
-            raise AuthError(grpc.StatusCode.UNAVAILABLE,
+            raise Rejected(Code.UNAVAILABLE,
                             "cannot check whether the access token was revoked; try again later") from exc
         cutoff = float(value) if value else 0.0
         if len(self._cache) >= self._max_cached:
@@ -228,7 +222,7 @@ class TokenVerifier:
         principal = self.verify(token)
         if self._revocations is not None \
                 and principal.issued_at <= await self._revocations.revoked_before(principal.user_id):
-            raise AuthError(grpc.StatusCode.UNAUTHENTICATED, "access token revoked: log in again")
+            raise Rejected(Code.UNAUTHENTICATED, "access token revoked: log in again")
         return principal
 
     def verify(self, token: str) -> Principal:
@@ -237,12 +231,12 @@ class TokenVerifier:
             claims = jwt.decode(token, self._key, algorithms=[ALGORITHM], audience=AUDIENCE, issuer=ISSUER,
                                 leeway=self._leeway, options={"require": ["exp", "iat", "sub", "agency"]})
         except jwt.ExpiredSignatureError as exc:
-            raise AuthError(grpc.StatusCode.UNAUTHENTICATED, "access token expired: log in again") from exc
+            raise Rejected(Code.UNAUTHENTICATED, "access token expired: log in again") from exc
         except jwt.InvalidTokenError as exc:
-            raise AuthError(grpc.StatusCode.UNAUTHENTICATED, f"invalid access token ({exc})") from exc
+            raise Rejected(Code.UNAUTHENTICATED, f"invalid access token ({exc})") from exc
         if str(claims["sub"]).startswith(SERVICE_SUBJECT_PREFIX):
             # A service is never a person: its own tokens go to the audit service only, never through here.
-            raise AuthError(grpc.StatusCode.UNAUTHENTICATED, "a service identity cannot act as a person")
+            raise Rejected(Code.UNAUTHENTICATED, "a service identity cannot act as a person")
         training = claims.get("training_until")
         return Principal(
             user_id=str(claims["sub"]),
@@ -291,11 +285,11 @@ def bearer_token(context: grpc.aio.ServicerContext) -> str | None:
 
 async def check_call(context: grpc.aio.ServicerContext, verifier: TokenVerifier, permission: Permission,
                      now: datetime | None = None) -> Principal:
-    """The verified caller of this RPC, or AuthError (no token, bad, expired or revoked token, no 2FA, training,
+    """The verified caller of this RPC, or Rejected (no token, bad, expired or revoked token, no 2FA, training,
     role)."""
     token = bearer_token(context)
     if not token:
-        raise AuthError(grpc.StatusCode.UNAUTHENTICATED,
+        raise Rejected(Code.UNAUTHENTICATED,
                         "an access token is required (metadata 'authorization: Bearer <token>')")
     principal = await verifier.authenticate(token)
     authorize(principal, permission, now or datetime.now(UTC))

@@ -12,13 +12,14 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from services.common.logging import setup_logging
+from services.common.rejected import Code, Rejected
 from services.common.settings import ServiceSettings
 from services.common.telemetry import setup_telemetry
 
@@ -90,6 +91,17 @@ class HealthReporter:
         self.shutting_down = True
         await self._servicer.enter_graceful_shutdown()
         self.serving = False
+
+
+def status_of(code: Code) -> grpc.StatusCode:
+    """The gRPC status of a refusal's code (the same name)."""
+    return grpc.StatusCode[code.name]
+
+
+async def abort(context: grpc.aio.ServicerContext, rejected: Rejected) -> NoReturn:
+    """Fails the call with the refusal's status and message."""
+    await context.abort(status_of(rejected.code), rejected.message)
+    raise AssertionError("unreachable: context.abort raises")
 
 
 async def retry_until_done(what: str, job: Callable[[], Awaitable[object]]) -> None:

@@ -32,20 +32,14 @@ import grpc
 from opentelemetry import trace
 from prometheus_client import Counter
 
-from services.audit.client import AuditClient, AuditUnavailable
-from services.common.auth import (
-    AuthError,
-    Permission,
-    Principal,
-    TokenVerifier,
-    check_call,
-    token_verifier,
-)
+from services.audit.client import AccessGate, AuditClient, AuditUnavailable
+from services.common.auth import Permission, Principal, token_verifier
 from services.common.grpc_server import ServiceSpec, retry_until_done
 from services.common.ids import valid_id
 from services.common.logging import redact_plate
 from services.common.metrics import watch_stream_backlog
-from services.common.purpose import Refusal, check_access, purpose_name
+from services.common.purpose import check_access, purpose_name
+from services.common.rejected import Code, Rejected
 from services.common.service_tokens import service_signer
 from services.common.storage import mongo_client, mongo_database, mongo_dependency, redis_client, redis_dependency
 from services.hotlist.adapters.active_lists import ActiveLists, StaleVersion
@@ -64,11 +58,18 @@ from services.hotlist.adapters.sharing import SharingDirectory
 from services.hotlist.adapters.store import ConcurrentImport, HotlistStore
 from services.hotlist.alerting import AlertRaiser
 from services.hotlist.backsearch import BackSearch
-from services.hotlist.domain import alerts as wf
+from services.hotlist.domain.alerts import (
+    OutOfOrder,
+    Status,
+    WorkflowState,
+    check_disposition,
+    check_reconfirmation,
+    check_verification,
+)
 from services.hotlist.domain.fuzzy_index import is_pattern
 from services.hotlist.domain.matcher import ListIndex, MatchIndex
 from services.hotlist.domain.model import entry_id_for
-from services.hotlist.domain.ncic import BadFile, Rejected, WildcardPolicy, build_entry, parse
+from services.hotlist.domain.ncic import BadFile, InvalidEntry, WildcardPolicy, build_entry, parse
 from services.hotlist.index_sync import IndexSync
 from services.hotlist.settings import HotlistSettings
 from services.hotlist.stream_matcher import StreamMatcher
@@ -85,45 +86,6 @@ ALERTS_DELIVERED = Counter("sightline_hotlist_alerts_delivered_total",
                            "Alerts sent on SubscribeAlerts streams, one per subscriber", ["mode"])
 
 
-class Gate:
-    """The caller of each RPC (token, permission) and the audit trail written before anything changes."""
-
-    def __init__(self, verifier: TokenVerifier, audit: AuditClient):
-        self._verifier = verifier
-        self._audit = audit
-
-    async def admit(self, context, *allowed: Permission, event: audit_pb2.AuditEvent | None = None) -> Principal:
-        """The caller, holding any of `allowed`; a refusal of a known caller is audited when `event` is given."""
-        refusal: AuthError | None = None
-        for permission in allowed:
-            try:
-                return await check_call(context, self._verifier, permission)
-            except AuthError as exc:
-                refusal = exc
-                if exc.principal is None:  # no token or a bad one: no other permission changes that
-                    break
-        assert refusal is not None
-        if event is not None and refusal.principal is not None:
-            await self.deny(context, refusal.principal, event, refusal.code, refusal.message)
-        await context.abort(refusal.code, refusal.message)
-        raise AssertionError("unreachable")
-
-    async def record(self, context, principal: Principal, event: audit_pb2.AuditEvent) -> None:
-        """Audits an allowed action; UNAVAILABLE (and the action is not taken) when that cannot be written."""
-        event.outcome = audit_pb2.OUTCOME_ALLOWED
-        try:
-            await self._audit.record(event, principal.token)
-        except AuditUnavailable as exc:
-            log.error("audit trail unavailable: refusing", extra={"action": event.action, "error": str(exc)[:200]})
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "audit trail unavailable: nothing was changed")
-
-    async def deny(self, context, principal: Principal, event: audit_pb2.AuditEvent, code: grpc.StatusCode,
-                   message: str) -> None:
-        """Audits the refusal (best effort) and fails the call with `code`."""
-        await self._audit.record_refusal(event, principal.token, message)
-        await context.abort(code, message)
-
-
 def _list_event(action: str, list_id: str, **details: Any) -> audit_pb2.AuditEvent:
     event = audit_pb2.AuditEvent(action=action, subject=list_id[:128])
     event.details.update({"list_id": list_id, **details})
@@ -132,7 +94,7 @@ def _list_event(action: str, list_id: str, **details: Any) -> audit_pb2.AuditEve
 
 class HotlistServicer(hotlist_pb2_grpc.HotlistServiceServicer):
     def __init__(self, settings: HotlistSettings, store: HotlistStore, active: ActiveLists, backsearch: BackSearch,
-                 raiser: AlertRaiser, sharing: SharingDirectory, gate: Gate):
+                 raiser: AlertRaiser, sharing: SharingDirectory, gate: AccessGate):
         self._settings = settings
         self._store = store
         self._active = active
@@ -155,8 +117,8 @@ class HotlistServicer(hotlist_pb2_grpc.HotlistServiceServicer):
                            context) -> None:
         event.data_agency_ids[:] = [doc.get("owner", "")]
         if doc.get("owner") != principal.agency_id:
-            await self._gate.deny(context, principal, event, grpc.StatusCode.PERMISSION_DENIED,
-                                  f"list {doc['_id']!r} belongs to another agency: only its owner may change it")
+            await self._gate.deny(context, principal, event, Rejected(Code.PERMISSION_DENIED,
+                                  f"list {doc['_id']!r} belongs to another agency: only its owner may change it"))
 
     async def UpsertList(self, request, context):  # noqa: N802 - gRPC method name
         hl = request.list
@@ -169,8 +131,8 @@ class HotlistServicer(hotlist_pb2_grpc.HotlistServiceServicer):
         if hl.max_edits not in (0, 1):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "max_edits must be 0 or 1")
         if hl.owner and hl.owner != principal.agency_id:
-            await self._gate.deny(context, principal, event, grpc.StatusCode.PERMISSION_DENIED,
-                                  "a list belongs to the agency that creates it: leave owner empty or set your own")
+            await self._gate.deny(context, principal, event, Rejected(Code.PERMISSION_DENIED,
+                                  "a list belongs to the agency that creates it: leave owner empty or set your own"))
         existing = await self._store.get_list(hl.list_id)
         if existing is not None:
             await self._check_owner(existing, principal, event, context)
@@ -242,7 +204,7 @@ class HotlistServicer(hotlist_pb2_grpc.HotlistServiceServicer):
                                 require_state=False)
             if is_pattern(entry.plate):
                 self._wildcards.check_count(await self._store.partial_plates(doc["_id"], doc["version"]))
-        except Rejected as exc:
+        except InvalidEntry as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         if request.entry.entry_id:
             if not valid_id(request.entry.entry_id):
@@ -284,16 +246,16 @@ class HotlistServicer(hotlist_pb2_grpc.HotlistServiceServicer):
         event.purpose, event.case_number = purpose_name(request.purpose), request.case_number[:64]
         principal = await self._gate.admit(context, Permission.HOTLIST_MANAGE, event=event)
         if not principal.can(Permission.SEARCH):
-            await self._gate.deny(context, principal, event, grpc.StatusCode.PERMISSION_DENIED,
-                                  f"a back-search is a search of reads: your roles do not allow {Permission.SEARCH}")
+            await self._gate.deny(context, principal, event, Rejected(Code.PERMISSION_DENIED,
+                                  f"a back-search is a search of reads: your roles do not allow {Permission.SEARCH}"))
         doc = await self._owned_list(request.list_id, principal, event, context)
         try:
             check_access(principal, request.purpose, request.case_number, include_partners=False)
-        except Refusal as exc:
-            await self._gate.deny(context, principal, event, exc.code, exc.message)
+        except Rejected as exc:
+            await self._gate.deny(context, principal, event, exc)
         if not request.case_number.strip():
-            await self._gate.deny(context, principal, event, grpc.StatusCode.INVALID_ARGUMENT,
-                                  "a back-search needs the case or incident number it is made for")
+            await self._gate.deny(context, principal, event, Rejected(Code.INVALID_ARGUMENT,
+                                  "a back-search needs the case or incident number it is made for"))
         if len(request.entry_ids) > MAX_BACKSEARCH_ENTRIES:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 f"at most {MAX_BACKSEARCH_ENTRIES} entry_ids; leave it empty to search the whole list")
@@ -348,7 +310,7 @@ def _accepts(req: hotlist_pb2.SubscribeAlertsRequest):
 
 
 class AlertServicer(hotlist_pb2_grpc.AlertServiceServicer):
-    def __init__(self, store: HotlistStore, bus: AlertBus, gate: Gate, replay_max: int):
+    def __init__(self, store: HotlistStore, bus: AlertBus, gate: AccessGate, replay_max: int):
         self._store = store
         self._bus = bus
         self._gate = gate
@@ -409,8 +371,8 @@ class AlertServicer(hotlist_pb2_grpc.AlertServiceServicer):
         event = audit_pb2.AuditEvent(action=action, subject=request.alert_id[:64])
         principal = await self._gate.admit(context, Permission.ALERTS_RESPOND, event=event)
         if request.officer_id and request.officer_id != principal.user_id:
-            await self._gate.deny(context, principal, event, grpc.StatusCode.PERMISSION_DENIED,
-                                  "officer_id must be empty or your own user id: steps are recorded as the caller")
+            await self._gate.deny(context, principal, event, Rejected(Code.PERMISSION_DENIED,
+                                  "officer_id must be empty or your own user id: steps are recorded as the caller"))
         doc = await self._agency_alert(request.alert_id, principal, context)
         event.data_agency_ids[:] = [doc["agency_id"]]
         if plate := doc["read"].get("plate_normalized"):
@@ -419,14 +381,14 @@ class AlertServicer(hotlist_pb2_grpc.AlertServiceServicer):
                               "list_version": doc["list_version"], "entry_id": doc["entry"]["entry_id"]})
         return principal, event, doc
 
-    async def _advance(self, doc, check, new: wf.Status, step: str, record: dict[str, Any],
+    async def _advance(self, doc, check, new: Status, step: str, record: dict[str, Any],
                        principal: Principal, event: audit_pb2.AuditEvent, context):
-        state = wf.WorkflowState(wf.Status(doc["status"]),
+        state = WorkflowState(Status(doc["status"]),
                                  (doc.get("verification") or {}).get("matched"),
                                  (doc.get("reconfirmation") or {}).get("record_active"))
         try:
             check(state)
-        except wf.OutOfOrder as exc:
+        except OutOfOrder as exc:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         record = {"officer_id": principal.user_id, **record}
         event.details.update({step: record})
@@ -443,13 +405,13 @@ class AlertServicer(hotlist_pb2_grpc.AlertServiceServicer):
         principal, event, doc = await self._responder(request, "alert.verify", context)
         record = {"plate_matches": request.plate_matches, "state_matches": request.state_matches,
                   "note": request.note, "matched": request.plate_matches and request.state_matches}
-        return await self._advance(doc, wf.check_verification, wf.Status.VERIFIED, "verification", record,
+        return await self._advance(doc, check_verification, Status.VERIFIED, "verification", record,
                                    principal, event, context)
 
     async def RecordReconfirmation(self, request, context):  # noqa: N802
         principal, event, doc = await self._responder(request, "alert.reconfirm", context)
         record = {"record_active": request.record_active, "note": request.note}
-        return await self._advance(doc, wf.check_reconfirmation, wf.Status.RECONFIRMED, "reconfirmation", record,
+        return await self._advance(doc, check_reconfirmation, Status.RECONFIRMED, "reconfirmation", record,
                                    principal, event, context)
 
     async def RecordDisposition(self, request, context):  # noqa: N802
@@ -458,7 +420,7 @@ class AlertServicer(hotlist_pb2_grpc.AlertServiceServicer):
         if disposition is None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "disposition is required")
         record = {"disposition": disposition.value, "note": request.note}
-        return await self._advance(doc, lambda s: wf.check_disposition(s, disposition), wf.Status.DISPOSED,
+        return await self._advance(doc, lambda s: check_disposition(s, disposition), Status.DISPOSED,
                                    "disposition", record, principal, event, context)
 
 
@@ -487,7 +449,7 @@ async def make_spec(settings: HotlistSettings) -> ServiceSpec:
     raiser = AlertRaiser(store, bus, audit)
     backsearch = BackSearch(db, settings.backsearch_max_alerts, settings.backsearch_timeout_ms)
     sharing = SharingDirectory(db, settings.sharing_refresh_s)
-    gate = Gate(token_verifier(settings, redis), audit)
+    gate = AccessGate(token_verifier(settings, redis), audit)
     hotlists = HotlistServicer(settings, store, active, backsearch, raiser, sharing, gate)
     alerts = AlertServicer(store, bus, gate, settings.replay_max)
 
