@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, Page, expect
-from test_browser import log_in, shot
+
+from tests.e2e.test_browser import log_in, shot
 
 pytestmark = pytest.mark.e2e
 

@@ -15,7 +15,7 @@ from services.devstack.stack import LocalStack, Ports
 from sightline.identity.v1 import identity_pb2, identity_pb2_grpc
 from sightline.search.v1 import search_pb2, search_pb2_grpc
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 
 
 def _training() -> identity_pb2.Training:
