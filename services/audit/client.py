@@ -19,7 +19,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.auth import Permission, Principal, TokenVerifier, auth_metadata, check_call
-from services.common.grpc_server import Dependency, abort
+from services.common.grpc_server import Dependency
 from services.common.rejected import Code, Rejected
 from services.common.service_tokens import ServiceSigner
 from sightline.audit.v1 import audit_pb2, audit_pb2_grpc
@@ -30,7 +30,7 @@ AUDIENCE = "audit"
 # Metadata key carrying the access token of the person whose action an event records.
 ACTOR_METADATA = "x-sightline-actor"
 # What a caller reads when its action was refused because the audit trail could not be written.
-UNAVAILABLE = Rejected(Code.UNAVAILABLE, "audit trail unavailable: nothing was done; try again later")
+UNAVAILABLE = "audit trail unavailable: nothing was done; try again later"
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,8 @@ class AuditClient:
 
 
 class AccessGate:
-    """Admits a call for a permission, records it, or denies it: the same for every service."""
+    """Admits a call for a permission, records it, or denies it: the same for every service. Each refusal is
+    raised as `Rejected`, which the gRPC bootstrap turns into the call's status (RejectionsAsStatus)."""
 
     def __init__(self, verifier: TokenVerifier, audit: AuditClient):
         self.verifier = verifier
@@ -100,25 +101,21 @@ class AccessGate:
                 if exc.principal is None:  # no token or a bad one: no other permission changes that
                     break
         assert refusal is not None, "admit needs at least one permission"
-        await self.deny(context, refusal.principal if event is not None else None,
-                        event or audit_pb2.AuditEvent(), refusal)
+        await self.deny(refusal.principal if event is not None else None, event or audit_pb2.AuditEvent(), refusal)
 
-    async def record(self, context: grpc.aio.ServicerContext, principal: Principal | None,
-                     event: audit_pb2.AuditEvent) -> None:
+    async def record(self, principal: Principal | None, event: audit_pb2.AuditEvent) -> None:
         """Audits an action of `principal` (None: the service's own) before it takes effect, as allowed unless the
-        event says otherwise; fails the call with UNAVAILABLE, nothing done, when the trail cannot be written."""
+        event says otherwise; Rejected (UNAVAILABLE), nothing done, when the trail cannot be written."""
         if event.outcome == audit_pb2.OUTCOME_UNSPECIFIED:
             event.outcome = audit_pb2.OUTCOME_ALLOWED
         try:
             await self.audit.record(event, principal.token if principal else "")
         except AuditUnavailable as exc:
             log.error("audit trail unavailable: refusing", extra={"action": event.action, "error": str(exc)[:200]})
-            await abort(context, UNAVAILABLE)
+            raise Rejected(Code.UNAVAILABLE, UNAVAILABLE) from exc
 
-    async def deny(self, context: grpc.aio.ServicerContext, principal: Principal | None,
-                   event: audit_pb2.AuditEvent, refusal: Rejected) -> NoReturn:
-        """Fails the call with the refusal's code and message; a known caller's refusal is audited first
-        (best effort: the refusal stands either way)."""
+    async def deny(self, principal: Principal | None, event: audit_pb2.AuditEvent, refusal: Rejected) -> NoReturn:
+        """Raises the refusal; a known caller's is audited first (best effort: the refusal stands either way)."""
         if principal is not None:
             await self.audit.record_refusal(event, principal.token, refusal.reason)
-        await abort(context, refusal)
+        raise refusal

@@ -8,9 +8,10 @@ close clients, flush telemetry.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -121,13 +122,58 @@ async def retry_until_done(what: str, job: Callable[[], Awaitable[object]]) -> N
             delay = min(delay * 2, 10)
 
 
+class RejectionsAsStatus(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc ships no type hints
+    """Every service's one translation of errors: a `Rejected` raised anywhere below a handler (service layer,
+    domain, access gate) ends the call with its status and message."""
+
+    async def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+                                details: grpc.HandlerCallDetails) -> Any:
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        kinds = (("unary_unary", grpc.unary_unary_rpc_method_handler, _answering),
+                 ("stream_unary", grpc.stream_unary_rpc_method_handler, _answering),
+                 ("unary_stream", grpc.unary_stream_rpc_method_handler, _streaming),
+                 ("stream_stream", grpc.stream_stream_rpc_method_handler, _streaming))
+        for kind, make, wrap in kinds:
+            if behaviour := getattr(handler, kind):
+                return make(wrap(behaviour), request_deserializer=handler.request_deserializer,
+                            response_serializer=handler.response_serializer)
+        return handler
+
+
+def _answering(behaviour: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    async def answer(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await behaviour(request, context)
+        except Rejected as exc:
+            await abort(context, exc)
+
+    return answer
+
+
+def _streaming(behaviour: Callable[..., Any]) -> Callable[..., AsyncIterator[Any]]:
+    async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        try:
+            replies = behaviour(request, context)
+            if inspect.isasyncgen(replies):
+                async for reply in replies:
+                    yield reply
+            else:
+                await replies
+        except Rejected as exc:
+            await abort(context, exc)
+
+    return stream
+
+
 def build_server(settings: ServiceSettings) -> grpc.aio.Server:
     opts = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
-    return grpc.aio.server(options=opts)
+    return grpc.aio.server(options=opts, interceptors=[RejectionsAsStatus()])
 
 
 async def serve(settings: ServiceSettings, make_spec: Callable[[], Awaitable[ServiceSpec]]) -> None:

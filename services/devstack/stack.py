@@ -15,7 +15,16 @@ from urllib.parse import urlsplit
 
 from services.cli.storage import MONGO_PRIVILEGES
 from services.devstack.credentials import StorageCredentials
-from services.devstack.servers import Proc, free_port, port_open, spawn, start_mongo, start_redis, start_service
+from services.devstack.servers import (
+    Proc,
+    free_port,
+    port_open,
+    spawn,
+    start_mongo,
+    start_redis,
+    start_service,
+    stop_all,
+)
 from services.inference.launcher import REPO_ROOT, wait_ready
 
 SERVICES = {"audit": "services.audit", "identity": "services.identity", "ingest": "services.ingest",
@@ -24,6 +33,10 @@ SERVICES = {"audit": "services.audit", "identity": "services.identity", "ingest"
 # The HTTP front ends: the public transparency portal and the staff console (which calls these services).
 WEB = {"portal": "services.portal", "console": "services.console"}
 CONSOLE_BACKENDS = ("identity", "search", "hotlist", "audit", "retention", "ingest")
+
+
+# What the services use: stopped after them, so that each can drain.
+SERVERS = frozenset({"mongod", "redis", "triton"})
 
 
 @dataclass
@@ -157,8 +170,9 @@ class LocalStack:
         return f"http://{self.address(name)}"
 
     def stop(self) -> None:
-        for proc in reversed(list(self.procs.values())):
-            proc.stop()
+        """The services and front ends together (each drains), then the servers they were using."""
+        stop_all(proc for name, proc in self.procs.items() if name not in SERVERS)
+        stop_all(proc for name, proc in self.procs.items() if name in SERVERS)
         self.procs.clear()
 
     def ports_in_use(self) -> list[int]:

@@ -206,7 +206,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             if found is not None:
                 event.user_id, event.agency_id = found["_id"], found["agency_id"]
             event.outcome, event.reason = audit_pb2.OUTCOME_DENIED, refused.reason
-            await self._gate.record(context, None, event)
+            await self._gate.record(None, event)
             await abort(context, refused)
         await self._throttle.succeeded(source, username)
         agency = await self._store.agency(user["agency_id"]) or {}
@@ -220,7 +220,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         token, expires = self._issuer.issue(principal, now, ["pwd", "otp"])
         event.user_id, event.agency_id, event.outcome = user["_id"], user["agency_id"], audit_pb2.OUTCOME_ALLOWED
         event.roles.extend(sorted(user["roles"]))
-        await self._gate.record(context, None, event)
+        await self._gate.record(None, event)
         LOGINS.labels("ok").inc()
         return identity_pb2.LoginResponse(access_token=token, expires_at=to_timestamp(expires),
                                           user=user_to_proto(user))
@@ -248,11 +248,11 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             elif not await self._store.claim_totp_step(user["_id"], step, {}):
                 reason = "TOTP code reused"
         if reason:
-            await self._gate.record(context, principal, audit_pb2.AuditEvent(
+            await self._gate.record(principal, audit_pb2.AuditEvent(
                 action="user.password", outcome=audit_pb2.OUTCOME_DENIED, subject=user["_id"], reason=reason))
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, "old password or code is wrong")
         await self._throttle.succeeded(source, user["username"])
-        await self._gate.record(context, principal, audit_pb2.AuditEvent(
+        await self._gate.record(principal, audit_pb2.AuditEvent(
             action="user.password", outcome=audit_pb2.OUTCOME_ALLOWED, subject=user["_id"]))
         await self._revoke(context, user["_id"])
         new_hash = await asyncio.to_thread(self._credentials.hash, request.new_password)
@@ -263,7 +263,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def Logout(self, request, context):  # noqa: N802
         principal = await self._caller(context, Permission.OWN_ACCOUNT, "logout")
         # Recorded with the caller's token while it is still valid, then revoked.
-        await self._gate.record(context, principal, audit_pb2.AuditEvent(
+        await self._gate.record(principal, audit_pb2.AuditEvent(
             action="logout", outcome=audit_pb2.OUTCOME_ALLOWED, subject=principal.user_id))
         await self._revoke(context, principal.user_id)
         return identity_pb2.LogoutResponse()
@@ -290,7 +290,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         password_hash = await asyncio.to_thread(self._credentials.hash, password)
         doc, secret = new_user_document(username, admin.agency_id, request.display_name, roles, password_hash,
                                         training_document(request.training), datetime.now(UTC))
-        await self._gate.record(context, admin, self._change_event(
+        await self._gate.record(admin, self._change_event(
             "user.create", doc["_id"], {"username": username, "roles": roles}))
         await self._store.insert_user(doc)
         return identity_pb2.CreateUserResponse(user=user_to_proto(doc), totp_secret=secret,
@@ -334,9 +334,9 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         audited as denied, with the answer a missing user gets (no telling which)."""
         user = await self._store.user(user_id)
         if user is None or user["agency_id"] != admin.agency_id:
-            await self._gate.deny(context, admin, audit_pb2.AuditEvent(action=action, subject=user_id[:128]),
+            await self._gate.deny(admin, audit_pb2.AuditEvent(action=action, subject=user_id[:128]),
                                   Rejected(Code.NOT_FOUND, _NO_SUCH_USER))
-        await self._gate.record(context, admin, self._change_event(action, user_id, details))
+        await self._gate.record(admin, self._change_event(action, user_id, details))
         doc = await self._store.update_user(user_id, admin.agency_id, changes)
         if doc is None:  # moved to another agency meanwhile
             await context.abort(grpc.StatusCode.NOT_FOUND, _NO_SUCH_USER)
@@ -382,7 +382,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             hotlist_share_with = sorted({check_agency_id(a) for a in request.hotlist_share_with} - {admin.agency_id})
         except AccountError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        await self._gate.record(context, admin, self._change_event(
+        await self._gate.record(admin, self._change_event(
             "agency.policy", admin.agency_id,
             {"share_with": share_with, "case_number_required": request.case_number_required,
              HOTLIST_SHARE_WITH: hotlist_share_with}))

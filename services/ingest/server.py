@@ -289,11 +289,11 @@ class CameraRegistryServicer(ingest_pb2_grpc.CameraRegistryServiceServicer):
         return await self._gate.admit(context, Permission.MANAGE_CAMERAS, event=_camera_event(action, subject))
 
     async def _deny(self, context, principal: Principal, action: str, subject: str, refusal: Rejected) -> NoReturn:
-        await self._gate.deny(context, principal, _camera_event(action, subject), refusal)
+        await self._gate.deny(principal, _camera_event(action, subject), refusal)
 
     async def _record(self, context, principal: Principal, action: str, subject: str) -> None:
         """Audit a change before it is made; UNAVAILABLE (nothing changed) when it cannot be written."""
-        await self._gate.record(context, principal, _camera_event(action, subject))
+        await self._gate.record(principal, _camera_event(action, subject))
 
     async def UpsertCamera(self, request, context):  # noqa: N802
         camera = request.camera

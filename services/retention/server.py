@@ -136,8 +136,8 @@ class RetentionServicer(retention_pb2_grpc.RetentionServiceServicer):
         try:
             check_setting(self._caps, state, request.retention_days)
         except PolicyError as exc:
-            await self._gate.deny(context, principal, event, Rejected(Code.FAILED_PRECONDITION, str(exc)))
-        await self._gate.record(context, principal, event)
+            await self._gate.deny(principal, event, Rejected(Code.FAILED_PRECONDITION, str(exc)))
+        await self._gate.record(principal, event)
         agency = await self._store.set_retention(principal.agency_id, state, request.retention_days)
         if agency is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, "your agency is not registered")
@@ -171,7 +171,7 @@ class RetentionServicer(retention_pb2_grpc.RetentionServiceServicer):
                     f"the window covers more than {self._settings.max_hold_reads} reads: narrow it",
                 )
             event.outcome, event.result_count = audit_pb2.OUTCOME_ALLOWED, count
-            await self._gate.record(context, principal, event)
+            await self._gate.record(principal, event)
             doc = {
                 "_id": hold_id,
                 "agency_id": principal.agency_id,
@@ -203,7 +203,7 @@ class RetentionServicer(retention_pb2_grpc.RetentionServiceServicer):
             if hold is None or hold["status"] != "active":
                 await context.abort(grpc.StatusCode.NOT_FOUND, "no such active hold in your agency")
             event.case_number, event.outcome = hold["case_number"], audit_pb2.OUTCOME_ALLOWED
-            await self._gate.record(context, principal, event)
+            await self._gate.record(principal, event)
             now = datetime.now(UTC)
             days = effective_days(
                 self._caps, await self._store.agency(principal.agency_id), self._settings.read_retention_days

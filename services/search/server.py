@@ -64,7 +64,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
 
     async def _record(self, context, principal: Principal, event: audit_pb2.AuditEvent) -> None:
         with AUDIT_SECONDS.time():
-            await self._gate.record(context, principal, event)
+            await self._gate.record(principal, event)
 
     async def _admit(self, context, permission: Permission, request: Any, action: str,
                      include_partners: bool) -> tuple[Principal, Access, audit_pb2.AuditEvent]:
@@ -75,7 +75,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         try:
             access = check_access(principal, request.purpose, request.case_number, include_partners)
         except Rejected as exc:
-            await self._gate.deny(context, principal, event, exc)
+            await self._gate.deny(principal, event, exc)
         event.data_agency_ids.extend(access.agencies)
         return principal, access, event
 

@@ -31,9 +31,9 @@ from services.audit.client import AuditUnavailable
 from services.common.reads import read_to_document
 from services.common.streams import ConsumerGroup, Entry, consume, trace_carrier
 from services.hotlist.adapters.sharing import SharingDirectory
-from services.hotlist.alerting import AlertRaiser
 from services.hotlist.domain.matcher import Match
-from services.hotlist.index_sync import IndexSync
+from services.hotlist.service_layer.alerting import AlertRaiser
+from services.hotlist.service_layer.index_sync import IndexSync
 from services.hotlist.settings import HotlistSettings
 from sightline.common.v1 import pass_pb2
 
