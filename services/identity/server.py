@@ -306,8 +306,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         admin = await self._admin(context, "user.view")
         user = await self._store.user(request.user_id) if request.user_id else None
         if user is None or user["agency_id"] != admin.agency_id:
-            await self._gate.deny(context, admin, audit_pb2.AuditEvent(action="user.view",
-                                                                   subject=request.user_id[:128]),
+            await self._gate.deny(admin, audit_pb2.AuditEvent(action="user.view", subject=request.user_id[:128]),
                                   Rejected(Code.NOT_FOUND, _NO_SUCH_USER))
         return user_to_proto(user)
 
