@@ -19,6 +19,7 @@ import grpc
 import pytest
 from pymongo import MongoClient
 
+from services.devstack.servers import free_port
 from services.devstack.stack import LocalStack, Ports
 
 
@@ -65,10 +66,26 @@ def triton_url(stack: LocalStack) -> str:
     return stack.env["SIGHTLINE_TRITON_URL"]
 
 
+# Ingest started for its camera registry only (no Triton): replaced by a full one when a test needs frames read.
+_REGISTRY_ONLY: set[str] = set()
+
+
 @pytest.fixture(scope="session")
 def ingest_addr(stack: LocalStack, mongo_uri: str, redis_url: str, triton_url: str) -> str:
+    if "ingest" in _REGISTRY_ONLY:
+        stack.procs.pop("ingest").stop()
+        _REGISTRY_ONLY.discard("ingest")
     if "ingest" not in stack.procs:
         stack.start_service("ingest", SIGHTLINE_MAX_FRAME_BYTES=str(2 * 1024 * 1024))
+    return stack.address("ingest")
+
+
+@pytest.fixture(scope="session")
+def camera_registry_addr(stack: LocalStack, mongo_uri: str, redis_url: str, audit_addr: str) -> str:
+    """Ingest's CameraRegistryService, without starting Triton when no test needs frames read."""
+    if "ingest" not in stack.procs:
+        stack.start_service("ingest", SIGHTLINE_TRITON_URL=f"127.0.0.1:{free_port()}")
+        _REGISTRY_ONLY.add("ingest")
     return stack.address("ingest")
 
 

@@ -32,7 +32,7 @@ SERVICES = {"audit": "services.audit", "identity": "services.identity", "ingest"
             "tracker": "services.tracker", "retention": "services.retention"}
 # The HTTP front ends: the public transparency portal and the staff console (which calls these services).
 WEB = {"portal": "services.portal", "console": "services.console"}
-CONSOLE_BACKENDS = ("identity", "search", "hotlist", "audit", "retention")
+CONSOLE_BACKENDS = ("identity", "search", "hotlist", "audit", "retention", "ingest")
 
 
 # What the services use: stopped after them, so that each can drain.

@@ -51,6 +51,11 @@ class IdentityStore:
     async def user(self, user_id: str) -> dict[str, Any] | None:
         return await self._db[USERS].find_one({"_id": user_id})
 
+    async def users(self, agency_id: str) -> list[dict[str, Any]]:
+        """The agency's users by username, without their password hashes and TOTP secrets."""
+        return await (self._db[USERS].find({"agency_id": agency_id}, {"password_hash": 0, "totp_secret": 0})
+                      .sort("username", ASCENDING).to_list(None))
+
     async def insert_user(self, doc: dict[str, Any]) -> None:
         await self._db[USERS].insert_one(doc)
 
