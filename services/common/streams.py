@@ -111,6 +111,12 @@ class ConsumerGroup:
             await self._r.xack(self.stream, self.group, *ids)
 
 
+def _cancelled() -> bool:
+    """This task was asked to stop, even if a client library swallowed the CancelledError."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 async def consume(group: ConsumerGroup, process: Callable[[list[Entry]], Awaitable[object]],
                   each_round: Callable[[], Awaitable[object]]) -> None:
     """Until cancelled: this consumer's own pending entries first, then rounds of `each_round`, claims of idle
@@ -125,15 +131,18 @@ async def consume(group: ConsumerGroup, process: Callable[[list[Entry]], Awaitab
             await group.ensure(config.start_id)
             async for entries in group.own_pending():
                 await process(entries)
-            while True:
+            while not _cancelled():
                 await each_round()
                 if loop.time() >= next_claim:
                     async for entries in group.claimed():
                         await process(entries)
                     next_claim = loop.time() + config.claim_interval_s
                 await process(await group.new(config.block_ms))
+            raise asyncio.CancelledError
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - unacknowledged entries are redelivered (own_pending, claimed)
+            if _cancelled():  # a client turned the cancellation into its own error
+                raise asyncio.CancelledError from exc
             log.warning("consumer error; retrying", extra={"stream": group.stream, "error": repr(exc)[:300]})
             await asyncio.sleep(1)

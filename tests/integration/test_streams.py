@@ -55,7 +55,7 @@ async def test_claims_a_dead_consumers_entries_then_reads_new_ones_and_retries_a
         finally:
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
-                await task
+                await asyncio.wait_for(task, 10)  # a cancelled consumer stops, whatever its client was doing
         assert sorted(done) == [0, 1, 2] and len(done) == 3  # the failed batch came back once, nothing twice
         assert rounds > 1
         assert (await redis.xpending(stream, "g"))["pending"] == 0
