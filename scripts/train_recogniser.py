@@ -1,14 +1,15 @@
 #!/usr/bin/env python
 """Fine-tune the whole PP-OCRv6 recogniser of ``plate_reader`` for plates: backbone, neck and classifiers.
 
-    pip install -e '.[train]'   # torch (CPU build from a local file here) and onnx2torch; no torchvision
+    pip install -e '.[train]' && pip install --no-deps onnx2torch==1.5.15   # never torchvision (see torch_model)
     python scripts/train_recogniser.py pack --work .gpu          # training lines and the starting model
     python scripts/train_recogniser.py train --work .gpu --run all --steps 3000 [--resume]
     python scripts/train_recogniser.py train --work .gpu --run fold0 --holdout-fold 0 ...   # to validate
 
 ``pack`` (needs the project: the renderer, the text detector, the data sets) writes ``lines.npz`` and
-``start.onnx`` under ``--work``; ``train`` needs only torch, onnx2torch, onnx, numpy and OpenCV, so that
-folder, this script and the onnx2torch wheel are all a GPU machine needs (model card: the GPU path). It
+``backbone.onnx`` (PP-OCR trimmed as the served model trims it) under ``--work``; ``train`` needs only
+torch, onnx2torch, onnx, numpy and OpenCV, so that the pack (``shrink`` makes a smaller one), this script
+and the onnx2torch wheel are all a GPU machine needs (model card: the GPU path). It
 checkpoints every ``--checkpoint-every`` steps (``<run>.ckpt``), resumes from one with ``--resume``, and
 writes ``<run>.onnx``: a drop-in ``plate_reader`` (input ``x`` ``[N, 3, 48, W]``, outputs ``text_probs``
 and ``plate_probs`` ``[N, W/8, 38]``).
@@ -93,31 +94,38 @@ def explicit_padding(model: onnx.ModelProto) -> int:
     return changed
 
 
-def start_model() -> onnx.ModelProto:
-    """PP-OCRv6 rec small with ``text_probs`` (its classifier cut to Latin text, folded) and ``plate_logits``
-    (a 38-way classifier from the rows ``head_rows`` picks), padding made explicit."""
+def source_parts() -> tuple[onnx.ModelProto, str, np.ndarray, np.ndarray]:
+    """(PP-OCR cut to ``x`` -> ``text_probs`` and its features, the features' name, the plate classifier's
+    starting weights and bias from the rows ``head_rows`` picks of PP-OCR's classifier)."""
     from scripts.train_plate_head import FEATURES, model_charset, source_model, trim_classifier
     from services.inference.vision import ocr
 
     model = onnx.load(str(source_model()))
-    charset = model_charset(model)
     nodes = list(model.graph.node)
     classifier = next(i for i, node in enumerate(nodes) if node.op_type == "MatMul" and FEATURES in node.input)
     weights = {init.name: onnx.numpy_helper.to_array(init) for init in model.graph.initializer}
-    rows = head_rows(charset, ocr.PLATE_CHARS)
+    rows = head_rows(model_charset(model), ocr.PLATE_CHARS)
     w = weights[nodes[classifier].input[1]][:, rows].copy()
     b = weights[nodes[classifier + 1].input[1]][rows].copy()
-    trim_classifier(model)
+    trim_classifier(model)  # outputs text_probs and the features
+    return model, FEATURES, w, b
+
+
+def start_model(backbone: onnx.ModelProto, features: str, w: np.ndarray, b: np.ndarray) -> onnx.ModelProto:
+    """``backbone`` (any model with PP-OCR's ``text_probs`` and features: the source trimmed by ``pack``, or
+    the served ``plate_reader`` before this fine-tune, which holds the same) cut to ``x`` -> ``text_probs``
+    and ``plate_logits`` (the 38-way classifier ``w``, ``b`` on the features), padding made explicit."""
+    model = onnx.utils.Extractor(backbone).extract_model(["x"], [TEXT_OUTPUT, features])
     graph = model.graph
     graph.initializer.extend([onnx.numpy_helper.from_array(w, "plate_w"), onnx.numpy_helper.from_array(b, "plate_b")])
     graph.node.extend(
         [
-            onnx.helper.make_node("MatMul", [FEATURES, "plate_w"], ["plate_mm"]),
+            onnx.helper.make_node("MatMul", [features, "plate_w"], ["plate_mm"]),
             onnx.helper.make_node("Add", ["plate_mm", "plate_b"], [PLATE_LOGITS]),
         ]
     )
     del graph.output[1:]  # keep text_probs, drop the features
-    graph.output.append(onnx.helper.make_tensor_value_info(PLATE_LOGITS, onnx.TensorProto.FLOAT, ["n", "t", len(rows)]))
+    graph.output.append(onnx.helper.make_tensor_value_info(PLATE_LOGITS, onnx.TensorProto.FLOAT, ["n", "t", len(b)]))
     explicit_padding(model)
     onnx.checker.check_model(model)
     return model
@@ -171,7 +179,8 @@ def pack(args: argparse.Namespace) -> None:
     from services.simulator import plate_variants
 
     args.work.mkdir(parents=True, exist_ok=True)
-    onnx.save(start_model(), str(args.work / "start.onnx"))
+    backbone, features, head_w, head_b = source_parts()
+    onnx.save(backbone, str(args.work / "backbone.onnx"))
     settings = VisionSettings()
     runner = OnnxRunner.from_settings(settings, intra_op_threads=1)
     reader = PlateReader(runner, settings.text_detector_side)
@@ -217,6 +226,9 @@ def pack(args: argparse.Namespace) -> None:
         folds=np.array(folds),
         whole=np.array(whole),
         alphabet=np.array(ocr.PLATE_CHARS),
+        features=np.array(features),
+        head_w=head_w,
+        head_b=head_b,
     )
     real = sum(s in TRAINABLE for s in sources)
     print(f"{len(lines)} lines ({real} real, {sum(t == '' for t in targets)} empty), {offsets[-1] / 2**20:.1f} MiB")
@@ -304,12 +316,13 @@ def greedy(probs: np.ndarray, alphabet: str) -> str:
 # --- the model (train) --------------------------------------------------------------------------------
 
 
-def torch_model(path: Path):  # type: ignore[no-untyped-def]
-    """``start.onnx`` as a torch module whose every weight trains: onnx2torch keeps MatMul and LayerNorm
+def torch_model(start: onnx.ModelProto):  # type: ignore[no-untyped-def]
+    """``start_model`` as a torch module whose every weight trains: onnx2torch keeps MatMul and LayerNorm
     weights as buffers (they would silently stay frozen), so each float buffer but the batch-norm
-    statistics becomes a parameter. onnx2torch imports torchvision for NMS and RoiAlign alone, which this
-    model has not: a stub stands in (the CPU environment must not have torchvision, whose CUDA build breaks
-    the import)."""
+    statistics and the scalar constants (GELU's sqrt(2), epsilons, the attention scale: trained, they turn
+    the loss to NaN within steps) becomes a parameter. onnx2torch imports torchvision for NMS and RoiAlign
+    alone, which this model has not: a stub stands in (the CPU environment must not have torchvision, whose
+    CUDA build breaks the import)."""
     import torch
 
     if "torchvision" not in sys.modules:
@@ -323,10 +336,10 @@ def torch_model(path: Path):  # type: ignore[no-untyped-def]
             sys.modules.update({"torchvision": stub, "torchvision.ops": ops})
     from onnx2torch import convert
 
-    model = convert(onnx.load(str(path)))
+    model = convert(start)
     for module in model.modules():
         for name, buffer in list(module._buffers.items()):
-            if buffer is not None and buffer.is_floating_point() and name not in BN_STATS:
+            if buffer is not None and buffer.is_floating_point() and buffer.numel() > 1 and name not in BN_STATS:
                 del module._buffers[name]
                 module.register_parameter(name, torch.nn.Parameter(buffer.clone()))
     return model
@@ -394,8 +407,11 @@ def train(args: argparse.Namespace) -> None:
     if args.device == "cpu":
         torch.set_num_threads(args.threads)
     device = args.device
-    lines = Lines(args.work / "lines.npz", args.holdout_fold)
-    model = torch_model(args.work / "start.onnx").to(device)
+    lines = Lines(args.lines or args.work / "lines.npz", args.holdout_fold)
+    pack_file = np.load(args.lines or args.work / "lines.npz")
+    backbone = onnx.load(str(args.backbone or args.work / "backbone.onnx"))
+    start = start_model(backbone, str(pack_file["features"]), pack_file["head_w"], pack_file["head_b"])
+    model = torch_model(start).to(device)
     teacher = copy.deepcopy(model).eval()
     for parameter in teacher.parameters():
         parameter.requires_grad_(False)
@@ -427,7 +443,7 @@ def train(args: argparse.Namespace) -> None:
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(progress, args.lr)
         images, texts = next(stream)
-        x = torch.from_numpy(images).to(device, non_blocking=True)
+        x = torch.as_tensor(images).to(device, non_blocking=True)  # the loader hands tensors over
         text_probs, logits = model(x)
         log_probs = logits.log_softmax(-1).transpose(0, 1)
         targets = torch.tensor([c for t in texts for c in lines.encode(t)], dtype=torch.long)
@@ -509,6 +525,33 @@ def export(model, out: Path) -> None:  # type: ignore[no-untyped-def]
     print(f"wrote {out}: onnxruntime matches torch to {gap:.1e} at width 232", flush=True)
 
 
+def shrink(args: argparse.Namespace) -> None:
+    """A smaller pack: ``--keep`` lines drawn at random from each kind (real, rendered, negative), re-encoded
+    at ``--quality``. A GPU machine here takes the checkout and what it carries in 64 MiB together."""
+    data = dict(np.load(args.lines))
+    rng = np.random.default_rng(args.seed)
+    sources = data["sources"]
+    kinds = {"real": np.isin(sources, TRAINABLE), "rendered": sources == "synthetic", "negative": sources == "negative"}
+    kept = np.sort(
+        np.concatenate(
+            [
+                rng.permutation(np.flatnonzero(mask))[:count]
+                for mask, count in zip(kinds.values(), args.keep, strict=True)
+            ]
+        )
+    )
+    jpeg, offsets = data["jpeg"], data["offsets"]
+    images = []
+    for i in kept:
+        image = cv2.imdecode(jpeg[offsets[i] : offsets[i + 1]], cv2.IMREAD_COLOR)
+        images.append(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, args.quality])[1].tobytes())
+    per_line = {k: v[kept] for k, v in data.items() if k in ("targets", "sources", "folds", "whole")}
+    fixed = {k: v for k, v in data.items() if k not in per_line and k not in ("jpeg", "offsets")}
+    new_offsets = np.concatenate([[0], np.cumsum([len(b) for b in images])])
+    np.savez(args.out, jpeg=np.frombuffer(b"".join(images), np.uint8), offsets=new_offsets, **per_line, **fixed)
+    print(f"{len(kept)} of {len(sources)} lines, {new_offsets[-1] / 2**20:.1f} MiB: {args.out}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -522,6 +565,10 @@ def main() -> int:
     training = commands.add_parser("train", help="fine-tune from --work's pack; writes <run>.ckpt and <run>.onnx")
     training.add_argument("--work", type=Path, required=True)
     training.add_argument("--run", default="all", help="name of the run's checkpoint and model")
+    training.add_argument("--lines", type=Path, default=None, help="the pack (default <work>/lines.npz)")
+    training.add_argument(
+        "--backbone", type=Path, default=None, help="PP-OCR with text_probs and its features (<work>/backbone.onnx)"
+    )
     training.add_argument("--holdout-fold", type=int, default=None, help="keep this fold of the tune parts out")
     training.add_argument("--steps", type=int, default=3000)
     training.add_argument("--max-seconds", type=float, default=float("inf"), help="stop (and export) after this")
@@ -537,11 +584,14 @@ def main() -> int:
     training.add_argument("--workers", type=int, default=0, help="processes making batches")
     training.add_argument("--seed", type=int, default=7)
     training.add_argument("--out", type=Path, default=None, help="the ONNX model (default <work>/<run>.onnx)")
+    shrinking = commands.add_parser("shrink", help="a smaller pack, to carry to a GPU machine")
+    shrinking.add_argument("lines", type=Path)
+    shrinking.add_argument("--out", type=Path, required=True)
+    shrinking.add_argument("--keep", type=int, nargs=3, default=[5000, 3800, 500], help="real, rendered, negative")
+    shrinking.add_argument("--quality", type=int, default=70)
+    shrinking.add_argument("--seed", type=int, default=3)
     args = parser.parse_args()
-    if args.command == "pack":
-        pack(args)
-    else:
-        train(args)
+    {"pack": pack, "train": train, "shrink": shrink}[args.command](args)
     return 0
 
 
