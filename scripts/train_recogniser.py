@@ -408,10 +408,7 @@ def train(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     device = args.device
     lines = Lines(args.lines or args.work / "lines.npz", args.holdout_fold)
-    pack_file = np.load(args.lines or args.work / "lines.npz")
-    backbone = onnx.load(str(args.backbone or args.work / "backbone.onnx"))
-    start = start_model(backbone, str(pack_file["features"]), pack_file["head_w"], pack_file["head_b"])
-    model = torch_model(start).to(device)
+    model = torch_model(starting_point(args)).to(device)
     teacher = copy.deepcopy(model).eval()
     for parameter in teacher.parameters():
         parameter.requires_grad_(False)
@@ -483,6 +480,23 @@ def train(args: argparse.Namespace) -> None:
     accuracy = validate(model, lines, device)
     print(f"{args.run}: {step} steps in {seconds:.0f} s; held-out greedy exact {accuracy}", flush=True)
     export(model.cpu(), args.out or args.work / f"{args.run}.onnx")
+
+
+def starting_point(args: argparse.Namespace) -> onnx.ModelProto:
+    pack_file = np.load(args.lines or args.work / "lines.npz")
+    backbone = onnx.load(str(args.backbone or args.work / "backbone.onnx"))
+    return start_model(backbone, str(pack_file["features"]), pack_file["head_w"], pack_file["head_b"])
+
+
+def export_weights(args: argparse.Namespace) -> None:
+    """Export trained weights: a checkpoint, or the state dict alone (what a GPU run sends back when its
+    torch cannot export: torch 2.11's legacy exporter fails in onnx2torch; 2.13's works)."""
+    import torch
+
+    model = torch_model(starting_point(args))
+    state = torch.load(args.weights, map_location="cpu")
+    model.load_state_dict(state.get("model", state))
+    export(model, args.out)
 
 
 def export(model, out: Path) -> None:  # type: ignore[no-untyped-def]
@@ -590,8 +604,14 @@ def main() -> int:
     shrinking.add_argument("--keep", type=int, nargs=3, default=[5000, 3800, 500], help="real, rendered, negative")
     shrinking.add_argument("--quality", type=int, default=70)
     shrinking.add_argument("--seed", type=int, default=3)
+    exporting = commands.add_parser("export", help="a checkpoint (or a state dict) to <out>, the served ONNX model")
+    exporting.add_argument("weights", type=Path)
+    exporting.add_argument("--work", type=Path, required=True)
+    exporting.add_argument("--lines", type=Path, default=None, help="the pack (default <work>/lines.npz)")
+    exporting.add_argument("--backbone", type=Path, default=None, help="as for train (<work>/backbone.onnx)")
+    exporting.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    {"pack": pack, "train": train, "shrink": shrink}[args.command](args)
+    {"pack": pack, "train": train, "shrink": shrink, "export": export_weights}[args.command](args)
     return 0
 
 
