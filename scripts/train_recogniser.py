@@ -2,9 +2,11 @@
 """Fine-tune the whole PP-OCRv6 recogniser of ``plate_reader`` for plates: backbone, neck and classifiers.
 
     pip install -e '.[train]' && pip install --no-deps onnx2torch==1.5.15   # never torchvision (see torch_model)
-    python scripts/train_recogniser.py pack --work .gpu          # training lines and the starting model
+    python scripts/train_recogniser.py pack --work .gpu          # training lines and PP-OCR trimmed
     python scripts/train_recogniser.py train --work .gpu --run all --steps 3000 [--resume]
     python scripts/train_recogniser.py train --work .gpu --run fold0 --holdout-fold 0 ...   # to validate
+    python scripts/train_recogniser.py shrink .gpu/lines.npz --out small.npz    # a pack for a GPU machine
+    python scripts/train_recogniser.py export all.ckpt --work .gpu --out model.onnx
 
 ``pack`` (needs the project: the renderer, the text detector, the data sets) writes ``lines.npz`` and
 ``backbone.onnx`` (PP-OCR trimmed as the served model trims it) under ``--work``; ``train`` needs only

@@ -95,3 +95,25 @@ def test_learning_rate_warms_up_then_decays() -> None:
     assert tr.learning_rate(0.05, 1e-3) == pytest.approx(1e-3)
     assert tr.learning_rate(0.5, 1e-3) < 1e-3
     assert tr.learning_rate(1.0, 1e-3) == pytest.approx(2e-5)
+
+
+def test_the_starting_model_reads_a_plate_as_pp_ocr_does() -> None:
+    """Before any training, the plate classifier (PP-OCR's rows for blank, A-Z, 0-9) reads a clean rendered
+    plate's serial line as PP-OCR's own reading does, through explicit padding."""
+    import cv2
+
+    from services.simulator import plate_variants
+
+    backbone, features, w, b = tr.source_parts()
+    start = tr.start_model(backbone, features, w, b)
+    assert [o.name for o in start.graph.output] == [tr.TEXT_OUTPUT, tr.PLATE_LOGITS]
+    session = ort.InferenceSession(start.SerializeToString(), providers=["CPUExecutionProvider"])
+    face = plate_variants.us_or_eu(np.random.default_rng(8), plate_variants.fonts()[0])
+    h, w_ = face.image.shape[:2]
+    serial_row = cv2.cvtColor(
+        face.image[int(0.25 * h) : int(0.78 * h), int(0.04 * w_) : int(0.96 * w_)], cv2.COLOR_RGB2BGR
+    )
+    text, logits = session.run(None, {"x": tr.to_input([serial_row])})
+    read = tr.greedy(logits[0], ocr.PLATE_CHARS)
+    assert read == ocr.ctc_decode(text[0]).text
+    assert read.replace("O", "0") == face.serial.replace("O", "0")  # this serial's O is as round as a zero
