@@ -44,8 +44,8 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from services.common.plates import normalize_plate  # noqa: E402
 from services.inference.vision.pipeline import AlprPipeline, PlateRead  # noqa: E402
-from services.inference.vision.plates import normalize_plate  # noqa: E402
 from services.inference.vision.runner import OnnxRunner  # noqa: E402
 from services.inference.vision.settings import VisionSettings  # noqa: E402
 

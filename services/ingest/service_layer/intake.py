@@ -53,7 +53,7 @@ class FrameIntake:
         self._caps = caps
         self._default_days = default_days
 
-    async def _admit(self, frame: ingest_pb2.Frame | ingest_pb2.FrameReads,
+    async def _accept(self, frame: ingest_pb2.Frame | ingest_pb2.FrameReads,
                      now: datetime) -> tuple[str, int, datetime, datetime]:
         """(agency, retention days, captured_at, expire_at) of a validated frame from an authenticated camera."""
         camera = await self._store.camera(frame.camera_id)
@@ -73,7 +73,7 @@ class FrameIntake:
         now = datetime.now(UTC)
         check_camera(frame, cameras)
         validate_frame(frame, self._limits, now)
-        agency_id, days, captured_at, expire_at = await self._admit(frame, now)
+        agency_id, days, captured_at, expire_at = await self._accept(frame, now)
         key = frame_key(frame.camera_id, frame.frame_id)
         ack = ingest_pb2.FrameAck(camera_id=frame.camera_id, frame_id=frame.frame_id)
         if (existing := await self._store.existing(frame.camera_id, frame.frame_id)) is not None:
@@ -126,7 +126,7 @@ class FrameIntake:
             try:
                 check_camera(frame, cameras)
                 validate_frame_reads(frame, self._limits, now)
-                agency_id, days, captured_at, expire_at = await self._admit(frame, now)
+                agency_id, days, captured_at, expire_at = await self._accept(frame, now)
             except Rejected as exc:
                 reject(ack, exc)
                 continue
