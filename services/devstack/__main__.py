@@ -33,7 +33,7 @@ from services.devstack.tokens import dev_token
 
 
 class Stopped(Exception):
-    """SIGTERM or SIGHUP: stop as for Ctrl-C."""
+    """SIGINT (Ctrl-C), SIGTERM or SIGHUP: stop every server."""
 
 
 def _stop_on(signum: int, frame: FrameType | None) -> None:
@@ -71,7 +71,9 @@ def main() -> int:
     if busy := stack.ports_in_use():
         say(f"ports already in use: {busy} — is another stack running?")
         return 1
-    for signum in (signal.SIGTERM, signal.SIGHUP):
+    # SIGINT too: a process started in the background by a shell without job control inherits SIGINT ignored,
+    # and Python then leaves it so (no KeyboardInterrupt): Ctrl-C must stop the stack however it was started.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _stop_on)
     steps = [("MongoDB", stack.start_mongo), ("Redis", stack.start_redis), ("Triton (loads models)",
              stack.start_triton)] + [(name, lambda n=name: stack.start_service(n)) for name in SERVICES]
