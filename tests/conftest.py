@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +19,21 @@ import grpc
 import pytest
 from pymongo import MongoClient
 
-from services.devstack.stack import LocalStack, Ports
+from services.common.tls import secure_channel
+from services.devstack.pki import DevPki
+from services.devstack.stack import TLS_SERVERS, LocalStack, Ports
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One development CA for the whole session, every stack's servers certified by it: every test's client
+    (in this process and in the tools it runs) trusts it and presents the dev-site camera gateway's
+    certificate, so every call goes over TLS, ingest's over mutual TLS."""
+    if "SIGHTLINE_DEV_PKI_DIR" in os.environ:
+        return
+    pki = DevPki(Path(tempfile.mkdtemp(prefix="sightline-pki-"))).ensure(TLS_SERVERS)
+    gateway = pki.gateway()
+    os.environ.update(SIGHTLINE_DEV_PKI_DIR=str(pki.folder), SIGHTLINE_TLS_CA_FILE=str(pki.ca),
+                      SIGHTLINE_TLS_CLIENT_CERT_FILE=str(gateway.cert), SIGHTLINE_TLS_CLIENT_KEY_FILE=str(gateway.key))
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +91,7 @@ async def channel_factory():
     channels: list[grpc.aio.Channel] = []
 
     def make(addr: str) -> grpc.aio.Channel:
-        ch = grpc.aio.insecure_channel(addr, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)])
+        ch = secure_channel(addr, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)])
         channels.append(ch)
         return ch
 
@@ -201,7 +216,7 @@ async def tokens(identity_addr: str, accounts: dict[str, Account], mongo_db):
     from sightline.identity.v1 import identity_pb2, identity_pb2_grpc
 
     cache: dict[str, identity_pb2.LoginResponse] = {}
-    channel = grpc.aio.insecure_channel(identity_addr)
+    channel = secure_channel(identity_addr)
     stub = identity_pb2_grpc.IdentityServiceStub(channel)
 
     async def get(name: str) -> str:

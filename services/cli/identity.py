@@ -56,7 +56,7 @@ async def bootstrap(settings: IdentitySettings, args: argparse.Namespace, passwo
     mongo = mongo_client(settings)
     # Recorded as the identity service (its service key), whose database this command writes.
     audit = AuditClient(settings.audit_address, settings.audit_timeout_s,
-                        service_signer(settings.service_name, settings))
+                        service_signer(settings.service_name, settings), settings)
     try:
         store = IdentityStore(mongo_database(mongo, settings))
         await store.ensure_indexes()

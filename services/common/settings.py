@@ -12,9 +12,12 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.retention_policy import CapTable
+from services.common.tls import TlsSettings
 
 
-class ServiceSettings(BaseSettings):
+class ServiceSettings(TlsSettings):
+    """Every gRPC server's settings, TLS included (services/common/tls.py)."""
+
     model_config = SettingsConfigDict(env_prefix="SIGHTLINE_", extra="ignore", frozen=True)
 
     service_name: str = "sightline"

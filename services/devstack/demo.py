@@ -20,11 +20,11 @@ import sys
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-import grpc
 import pyotp
 import qrcode
 
 from services.cli.identity import bootstrap
+from services.common.tls import secure_channel
 from services.identity.domain.accounts import AccountError
 from services.identity.settings import IdentitySettings
 from sightline.identity.v1 import identity_pb2, identity_pb2_grpc
@@ -74,7 +74,7 @@ async def create_demo_accounts(settings: IdentitySettings, identity_address: str
     except AccountError:
         return []
     created = [DemoAccount(admin, "agency_admin", admin_password, secret, uri)]
-    async with grpc.aio.insecure_channel(identity_address) as channel:
+    async with secure_channel(identity_address, settings) as channel:
         identity = identity_pb2_grpc.IdentityServiceStub(channel)
         login = await identity.Login(identity_pb2.LoginRequest(username=admin, password=admin_password,
                                                                totp_code=pyotp.TOTP(secret).now()), timeout=30)

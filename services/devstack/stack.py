@@ -9,12 +9,16 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from services.cli.storage import MONGO_PRIVILEGES
+from services.common.tls import TlsSettings, secure_channel
 from services.devstack.credentials import StorageCredentials
+from services.devstack.pki import DEV_SITE, DevPki
 from services.devstack.servers import Proc, free_port, port_open, spawn, start_mongo, start_redis, start_service
 from services.inference.launcher import REPO_ROOT, wait_ready
 
@@ -24,6 +28,8 @@ SERVICES = {"audit": "services.audit", "identity": "services.identity", "ingest"
 # The HTTP front ends: the public transparency portal and the staff console (which calls these services).
 WEB = {"portal": "services.portal", "console": "services.console"}
 CONSOLE_BACKENDS = ("identity", "search", "hotlist", "audit", "retention")
+# Every server of the stack gets its own certificate from the development CA.
+TLS_SERVERS = (*SERVICES, *WEB, "mongod", "redis")
 
 
 @dataclass
@@ -54,6 +60,8 @@ class LocalStack:
     ports: Ports = field(default_factory=Ports)
     procs: dict[str, Proc] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    # False: every hop in clear text (the TLS benchmark's baseline only).
+    tls: bool = True
 
     def __post_init__(self) -> None:
         # Every service of this stack shares its dev keys (signing and verifying tokens, data keys) and audits
@@ -70,6 +78,51 @@ class LocalStack:
     @property
     def data_dir(self) -> Path:
         return self.root / "data"
+
+    @property
+    def pki(self) -> DevPki:
+        """The development CA and certificates: `<data_dir>/tls`, or SIGHTLINE_DEV_PKI_DIR (the test session
+        shares one CA between its stacks); created once, renewed within 30 days of expiry, on each start."""
+        folder = self.env.get("SIGHTLINE_DEV_PKI_DIR") or os.environ.get("SIGHTLINE_DEV_PKI_DIR")
+        pki = DevPki(Path(folder) if folder else Path(self.env["SIGHTLINE_DATA_DIR"]) / "tls")
+        pki.ensure(TLS_SERVERS)
+        return pki
+
+    def tls_env(self, name: str) -> dict[str, str]:
+        """Server `name`'s TLS settings: its certificate and key, and the CA it trusts as a client."""
+        if not self.tls:
+            return {"SIGHTLINE_TLS_ENABLED": "false"}
+        pki = self.pki
+        pair = pki.server(name)
+        env = {"SIGHTLINE_TLS_ENABLED": "true", "SIGHTLINE_TLS_CA_FILE": str(pki.ca),
+               "SIGHTLINE_TLS_CERT_FILE": str(pair.cert), "SIGHTLINE_TLS_KEY_FILE": str(pair.key)}
+        if name == "ingest":  # camera gateways: mutual TLS, their certificates from the same CA
+            env.update(SIGHTLINE_TLS_REQUIRE_CLIENT_CERT="true", SIGHTLINE_TLS_CLIENT_CA_FILE=str(pki.ca))
+        return env
+
+    def client_tls(self, site: str | None = DEV_SITE) -> TlsSettings:
+        """A tool's or test's TLS settings: trust the stack's CA, present `site`'s gateway certificate."""
+        if not self.tls:
+            return TlsSettings(tls_enabled=False)
+        pki = self.pki
+        if site is None:
+            return TlsSettings(tls_ca_file=pki.ca)
+        gateway = pki.gateway(site) if site == DEV_SITE else pki.ensure((), (site,)).gateway(site)
+        return TlsSettings(tls_ca_file=pki.ca, tls_client_cert_file=gateway.cert, tls_client_key_file=gateway.key)
+
+    def client_env(self, site: str = DEV_SITE) -> dict[str, str]:
+        """The same as environment variables, for a tool run as a subprocess (simulator, CLI)."""
+        tls = self.client_tls(site)
+        if not tls.tls_enabled:
+            return {"SIGHTLINE_TLS_ENABLED": "false"}
+        return {"SIGHTLINE_TLS_CA_FILE": str(tls.tls_ca_file), "SIGHTLINE_TLS_CLIENT_CERT_FILE":
+                str(tls.tls_client_cert_file), "SIGHTLINE_TLS_CLIENT_KEY_FILE": str(tls.tls_client_key_file)}
+
+    def channel(self, name: str, options: Sequence[tuple[str, Any]] = (), site: str | None = DEV_SITE
+                ) -> Any:
+        """A TLS channel to service `name` (or to a host:port), trusting the stack's CA."""
+        target = name if ":" in name else self.address(name)
+        return secure_channel(target, self.client_tls(site), options)
 
     @property
     def credentials(self) -> StorageCredentials:
@@ -117,8 +170,8 @@ class LocalStack:
     def service_env(self, name: str, **extra_env: str) -> dict[str, str]:
         """The environment service `name` runs with (tools acting with its settings use it too)."""
         port = getattr(self.ports, name)
-        return {**self.storage_env(name), "SIGHTLINE_GRPC_PORT": str(port), "SIGHTLINE_GRPC_HOST": "127.0.0.1",
-                **extra_env}
+        return {**self.storage_env(name), **self.tls_env(name), "SIGHTLINE_GRPC_PORT": str(port),
+                "SIGHTLINE_GRPC_HOST": "127.0.0.1", **extra_env}
 
     def start_service(self, name: str, **extra_env: str) -> Proc:
         port = getattr(self.ports, name)
@@ -130,7 +183,7 @@ class LocalStack:
         """The portal or the console, waited for until its HTTP port accepts."""
         port = getattr(self.ports, name)
         backends = {f"SIGHTLINE_{svc.upper()}_ADDRESS": self.address(svc) for svc in CONSOLE_BACKENDS}
-        env = {**self.storage_env(name), **backends, "SIGHTLINE_HTTP_PORT": str(port),
+        env = {**self.storage_env(name), **self.tls_env(name), **backends, "SIGHTLINE_HTTP_PORT": str(port),
                "SIGHTLINE_HTTP_HOST": "127.0.0.1", **extra_env}
         proc = start_service(WEB[name], env, self.logs, port)
         self.procs[name] = proc

@@ -395,7 +395,7 @@ async def make_spec(settings: IdentitySettings) -> ServiceSpec:
     issuer = TokenIssuer(load_private_key(settings.token_signing_key_file, settings, TOKEN_KEY),
                          timedelta(minutes=settings.token_ttl_minutes))
     audit = AuditClient(settings.audit_address, settings.audit_timeout_s,
-                        service_signer(settings.service_name, settings))
+                        service_signer(settings.service_name, settings), settings)
     base = settings.login_backoff_base_s
     throttle = LoginThrottle(redis,
                              Backoff(settings.login_source_free_failures, base, settings.login_source_backoff_max_s),

@@ -31,7 +31,7 @@ from services.common.storage import (
     redis_client,
     redis_dependency,
 )
-from services.ingest.adapters.camera_auth import authenticate_cameras, new_secret, secret_hash
+from services.ingest.adapters.camera_auth import authenticate_cameras, check_site, new_secret, secret_hash
 from services.ingest.adapters.store import FrameStore, ReadOnlyFrame, StoredFrame
 from services.ingest.adapters.stream import ReadPublisher
 from services.ingest.adapters.triton import TritonAlpr
@@ -44,6 +44,7 @@ from services.ingest.domain.frames import (
     validate_camera_id,
     validate_frame,
     validate_frame_reads,
+    validate_site_id,
 )
 from services.ingest.settings import IngestSettings
 from sightline.audit.v1 import audit_pb2
@@ -200,8 +201,13 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         return ack
 
     async def _cameras(self, context) -> frozenset[str]:
+        """The cameras the call speaks for: each presented with its secret, and each owned by the site whose
+        client certificate the connection presented (mutual TLS; with TLS off, the secrets alone)."""
         try:
-            return await authenticate_cameras(context, self._store.camera)
+            cameras = await authenticate_cameras(context, self._store.camera)
+            if self._settings.tls_enabled:
+                await check_site(context, cameras, self._store.camera)
+            return cameras
         except AuthError as exc:
             await context.abort(exc.code, exc.message)
             raise
@@ -313,6 +319,7 @@ class CameraRegistryServicer(ingest_pb2_grpc.CameraRegistryServiceServicer):
         camera.agency_id = admin.agency_id
         try:
             validate_camera_id(camera.camera_id)
+            validate_site_id(camera.site_id)
         except FrameRejected as exc:
             await context.abort(exc.code, exc.message)
         if await self._store.camera_agency(camera.camera_id) not in (None, admin.agency_id):
@@ -347,7 +354,7 @@ class CameraRegistryServicer(ingest_pb2_grpc.CameraRegistryServiceServicer):
         cameras = []
         for doc in docs:
             cam = ingest_pb2.Camera(camera_id=doc["_id"], agency_id=doc["agency_id"], name=doc.get("name", ""),
-                                    active=doc.get("active", False))
+                                    active=doc.get("active", False), site_id=doc.get("site_id", ""))
             if loc := doc.get("location"):
                 cam.location.longitude, cam.location.latitude = loc["coordinates"]
             if "bearing_degrees" in doc:
@@ -366,7 +373,7 @@ async def make_spec(settings: IngestSettings) -> ServiceSpec:
     alpr = TritonAlpr(settings.triton_url, settings.triton_model, settings.triton_timeout_s)
     publisher = ReadPublisher(redis, settings.read_stream, settings.read_stream_maxlen)
     audit = AuditClient(settings.audit_address, settings.audit_timeout_s,
-                        service_signer(settings.service_name, settings))
+                        service_signer(settings.service_name, settings), settings)
     registry = CameraRegistryServicer(store, token_verifier(settings, redis), audit)
     ingest = IngestServicer(settings, store, alpr, publisher, ReadCounters(redis, settings.counter_ttl_days))
 

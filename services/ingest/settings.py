@@ -9,6 +9,8 @@ from services.common.settings import MongoSettings, RedisSettings, RetentionPoli
 class IngestSettings(ServiceSettings, MongoSettings, RedisSettings, DataKeySettings, RetentionPolicySettings):
     service_name: str = "ingest"
     grpc_port: int = Field(default=50051, ge=1, le=65535)
+    # Camera gateways connect with mutual TLS: their client certificate names their site (docs/security.md).
+    tls_require_client_cert: bool = True
     # Triton's gRPC endpoint (host:port) and the per-frame pipeline model.
     triton_url: str = "127.0.0.1:8001"
     triton_model: str = "alpr"

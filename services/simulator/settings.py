@@ -9,6 +9,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.auth import LOCAL_DATA_DIR
+from services.common.tls import TlsSettings
 
 
 class SimulatorSettings(BaseSettings):
@@ -17,6 +18,9 @@ class SimulatorSettings(BaseSettings):
     # The ingest service (it also serves the camera registry).
     target: str = "localhost:50051"
     agency_id: str = "demo-pd"
+    # The site the cameras are registered at: the site named by the client certificate the simulator presents
+    # (SIGHTLINE_TLS_CLIENT_CERT_FILE; the local stack's gateway-dev-site certificate by default).
+    site_id: str = Field(default="dev-site", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     cameras: int = Field(default=1, ge=1, le=10_000)
     camera_prefix: str = "sim-cam"
     # Frames per second per camera; 0 sends as fast as the window of unacknowledged frames allows.
@@ -51,3 +55,14 @@ class SimulatorSettings(BaseSettings):
     print_reads: bool = False
     progress: bool = True
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+def gateway_tls() -> TlsSettings:
+    """TLS to ingest as a camera gateway: SIGHTLINE_TLS_* settings; with dev keys and no client certificate
+    named, the local stack's CA and its dev-site gateway certificate (as tools find the stack's dev keys)."""
+    tls = TlsSettings()
+    if tls.tls_enabled and tls.tls_client_cert_file is None and tls.dev_keys:
+        folder = tls.data_dir / "tls"
+        return tls.model_copy(update={"tls_client_cert_file": folder / "gateway-dev-site.crt",
+                                      "tls_client_key_file": folder / "gateway-dev-site.key"})
+    return tls

@@ -275,7 +275,8 @@ async def test_rotating_another_agencys_camera_secret_is_denied_and_audited(stac
         beta_admin, _ = token_issuer.issue(Principal("sec-beta-admin", "beta.admin", "pd-beta",
                                                      frozenset({"agency_admin"}), True, now + timedelta(days=1)),
                                            now, ["pwd", "otp"])
-        await registry.UpsertCamera(ingest_pb2.UpsertCameraRequest(camera=ingest_pb2.Camera(camera_id=camera_id,
+        await registry.UpsertCamera(ingest_pb2.UpsertCameraRequest(camera=ingest_pb2.Camera(
+                site_id="dev-site", camera_id=camera_id,
                                                                                             name="beta cam")),
                                     metadata=auth_metadata(beta_admin), timeout=30)
         admin = auth_metadata(await tokens("admin"))

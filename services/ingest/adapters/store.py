@@ -165,7 +165,8 @@ class FrameStore:
     async def upsert_camera(self, camera: ingest_pb2.Camera, new_secret_hash: str) -> bool:
         """Create or update the camera of `camera.agency_id`; True when created (its secret hash set then).
         DuplicateKeyError when the id belongs to another agency's camera."""
-        doc: dict[str, Any] = {"agency_id": camera.agency_id, "name": camera.name, "active": camera.active}
+        doc: dict[str, Any] = {"agency_id": camera.agency_id, "name": camera.name, "active": camera.active,
+                               "site_id": camera.site_id}
         unset = {}
         if camera.HasField("location"):
             doc["location"] = {"type": "Point", "coordinates": [camera.location.longitude, camera.location.latitude]}
