@@ -106,7 +106,7 @@ class LocalStack:
             return TlsSettings(tls_enabled=False)
         pki = self.pki
         if site is None:
-            return TlsSettings(tls_ca_file=pki.ca)
+            return TlsSettings(tls_ca_file=pki.ca, tls_client_cert_file=None, tls_client_key_file=None)
         gateway = pki.gateway(site) if site == DEV_SITE else pki.ensure((), (site,)).gateway(site)
         return TlsSettings(tls_ca_file=pki.ca, tls_client_cert_file=gateway.cert, tls_client_key_file=gateway.key)
 
