@@ -20,6 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from services.common.auth import auth_metadata
 from services.common.tls import TlsSettings, secure_channel
 from services.devstack.pki import DevPki, Pair
+from services.devstack.servers import wait_for
 from services.devstack.stack import LocalStack, Ports
 from services.ingest.client import register_camera
 from sightline.common.v1 import read_pb2
@@ -52,9 +53,8 @@ async def refused(channel: grpc.aio.Channel) -> grpc.StatusCode:
 async def test_a_plain_text_client_is_refused_and_the_refusal_logged(stack: LocalStack, search_addr: str) -> None:
     assert await refused(grpc.aio.insecure_channel(search_addr)) == grpc.StatusCode.UNAVAILABLE
     log = stack.procs["search"].log_path
-    deadline = time.monotonic() + 10
-    while "WRONG_VERSION_NUMBER" not in log.read_text(errors="replace") and time.monotonic() < deadline:
-        await asyncio.sleep(0.2)
+    await wait_for("the refusal in search's log", lambda: "WRONG_VERSION_NUMBER" in log.read_text(errors="replace"),
+                   10)
     text = log.read_text(errors="replace")
     assert "Handshake failed" in text and "WRONG_VERSION_NUMBER" in text
     assert "TLS only" in text  # and at start, what the port serves
