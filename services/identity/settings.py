@@ -5,17 +5,21 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 
-from services.common.auth import KeySettings
+from services.common.data_keys import DataKeySettings
 from services.common.settings import MongoSettings, RedisSettings, ServiceSettings
 
 
-class IdentitySettings(ServiceSettings, MongoSettings, RedisSettings, KeySettings):
-    """Redis: failed-login throttles and token revocations (identity is the only writer of both)."""
+class IdentitySettings(ServiceSettings, MongoSettings, RedisSettings, DataKeySettings):
+    """Redis: failed-login throttles and token revocations (identity is the only writer of both). The data
+    master key seals users' TOTP secrets."""
 
     service_name: str = "identity"
     grpc_port: int = Field(default=50055, ge=1, le=65535)
     # PEM Ed25519 private key that signs access tokens (only this service holds it).
     token_signing_key_file: Path | None = None
+    token_signing_keys_dir: Path | None = Field(default=None, description=(
+        "Folder of signing keys (*.pem): identity signs with the newest, the last by name (name them by date, "
+        "2026-12-04.pem); verifiers must already hold its public key (SIGHTLINE_TOKEN_PUBLIC_KEYS_DIR)."))
     # Access tokens are short-lived: log in again after this many minutes.
     token_ttl_minutes: int = Field(default=15, ge=1, le=60)
     login_account_free_failures: int = Field(
