@@ -19,7 +19,16 @@ from services.cli.storage import MONGO_PRIVILEGES
 from services.common.tls import TlsSettings, secure_channel
 from services.devstack.credentials import StorageCredentials
 from services.devstack.pki import DEV_SITE, DevPki
-from services.devstack.servers import Proc, free_port, port_open, spawn, start_mongo, start_redis, start_service
+from services.devstack.servers import (
+    Proc,
+    ServerTls,
+    free_port,
+    port_open,
+    spawn,
+    start_mongo,
+    start_redis,
+    start_service,
+)
 from services.inference.launcher import REPO_ROOT, wait_ready
 
 SERVICES = {"audit": "services.audit", "identity": "services.identity", "ingest": "services.ingest",
@@ -129,15 +138,31 @@ class LocalStack:
         """The MongoDB and Redis credentials kept in the stack's data dir (SIGHTLINE_DATA_DIR)."""
         return StorageCredentials.ensure(Path(self.env["SIGHTLINE_DATA_DIR"]))
 
+    def server_tls(self, name: str) -> ServerTls | None:
+        if not self.tls:
+            return None
+        pki = self.pki
+        pair = pki.server(name)
+        return ServerTls(pair.cert, pair.key, pki.ca)
+
+    @property
+    def storage_ca(self) -> Path | None:
+        """The CA that MongoDB and Redis clients verify the servers against (None: TLS off)."""
+        return self.pki.ca if self.tls else None
+
     def start_mongo(self) -> None:
-        """mongod; `env` then holds the administrator's URI, for tools and test fixtures (not services)."""
-        self.procs["mongod"] = start_mongo(self.root / "mongo", self.ports.mongo, self.logs, self.credentials)
-        self.env["SIGHTLINE_MONGO_URI"] = self.credentials.mongo_uri(self.ports.mongo)
+        """mongod (TLS only); `env` then holds the administrator's URI, for tools and test fixtures (not
+        services)."""
+        self.procs["mongod"] = start_mongo(self.root / "mongo", self.ports.mongo, self.logs, self.credentials,
+                                           tls=self.server_tls("mongod"))
+        self.env["SIGHTLINE_MONGO_URI"] = self.credentials.mongo_uri(self.ports.mongo, ca=self.storage_ca)
 
     def start_redis(self) -> None:
-        """redis-server; `env` then holds the administrator's URL, for tools and test fixtures (not services)."""
-        self.procs["redis"] = start_redis(self.root / "redis", self.ports.redis, self.logs, self.credentials)
-        self.env["SIGHTLINE_REDIS_URL"] = self.credentials.redis_url(self.ports.redis)
+        """redis-server (TLS only); `env` then holds the administrator's URL, for tools and test fixtures (not
+        services)."""
+        self.procs["redis"] = start_redis(self.root / "redis", self.ports.redis, self.logs, self.credentials,
+                                          tls=self.server_tls("redis"))
+        self.env["SIGHTLINE_REDIS_URL"] = self.credentials.redis_url(self.ports.redis, ca=self.storage_ca)
 
     def storage_env(self, name: str) -> dict[str, str]:
         """The stack's settings for service `name`, with its own MongoDB and Redis users in place of the
@@ -149,8 +174,8 @@ class LocalStack:
         redis_port = urlsplit(self.env["SIGHTLINE_REDIS_URL"]).port if "SIGHTLINE_REDIS_URL" in self.env \
             else self.ports.redis
         if name in MONGO_PRIVILEGES:
-            env["SIGHTLINE_MONGO_URI"] = self.credentials.mongo_uri(mongo_port, name)
-        env["SIGHTLINE_REDIS_URL"] = self.credentials.redis_url(redis_port, name)
+            env["SIGHTLINE_MONGO_URI"] = self.credentials.mongo_uri(mongo_port, name, ca=self.storage_ca)
+        env["SIGHTLINE_REDIS_URL"] = self.credentials.redis_url(redis_port, name, ca=self.storage_ca)
         return env
 
     def start_triton(self, timeout: float = 600) -> None:
