@@ -32,8 +32,10 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     pki = DevPki(Path(tempfile.mkdtemp(prefix="sightline-pki-"))).ensure(TLS_SERVERS)
     gateway = pki.gateway()
+    # SSL_CERT_FILE: this process's HTTPS clients (httpx, urllib) trust the CA too (no test reaches the internet).
     os.environ.update(SIGHTLINE_DEV_PKI_DIR=str(pki.folder), SIGHTLINE_TLS_CA_FILE=str(pki.ca),
-                      SIGHTLINE_TLS_CLIENT_CERT_FILE=str(gateway.cert), SIGHTLINE_TLS_CLIENT_KEY_FILE=str(gateway.key))
+                      SSL_CERT_FILE=str(pki.ca), SIGHTLINE_TLS_CLIENT_CERT_FILE=str(gateway.cert),
+                      SIGHTLINE_TLS_CLIENT_KEY_FILE=str(gateway.key))
 
 
 @pytest.fixture(scope="session")
@@ -293,8 +295,10 @@ def console_url(stack: LocalStack, identity_addr: str, search_addr: str, audit_a
 
 CHROMIUM = Path(os.environ.get("SIGHTLINE_CHROMIUM", "/usr/bin/chromium"))
 HAVE_CHROMIUM = CHROMIUM.exists()
+# The console and portal serve HTTPS with the session's development CA, which Chromium (NSS) is not told
+# about: the test browser accepts their certificates.
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
+                 "--disable-component-update", "--no-first-run", "--ignore-certificate-errors"]
 
 
 @pytest.fixture(scope="session")

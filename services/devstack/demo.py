@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.devstack.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--identity", required=True, help="identity service address (host:port)")
-    parser.add_argument("--console-url", default="http://127.0.0.1:8081")
+    parser.add_argument("--console-url", default="https://127.0.0.1:8081")
     parser.add_argument("--no-qr", action="store_true", help="print the TOTP secrets without QR codes")
     args = parser.parse_args(argv)
     try:

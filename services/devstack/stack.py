@@ -232,7 +232,7 @@ class LocalStack:
         return f"127.0.0.1:{getattr(self.ports, name)}"
 
     def url(self, name: str) -> str:
-        return f"http://{self.address(name)}"
+        return f"{'https' if self.tls else 'http'}://{self.address(name)}"
 
     def stop(self) -> None:
         for proc in reversed(list(self.procs.values())):
