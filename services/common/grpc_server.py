@@ -155,6 +155,14 @@ async def serve(settings: ServiceSettings, make_spec: Callable[[], Awaitable[Ser
     )
     address = f"{settings.grpc_host}:{settings.grpc_port}"
     bind_port(server, settings, address)
+    probes: grpc.aio.Server | None = None
+    if settings.health_port:
+        # The kubelet's gRPC probes speak no TLS: the health service alone, in plain text, on its own port.
+        probes = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, probes)
+        if probes.add_insecure_port(f"{settings.grpc_host}:{settings.health_port}") == 0:
+            raise SystemExit(f"cannot bind health port {settings.health_port}")
+        await probes.start()
     reporter = HealthReporter(health_servicer, spec.service_names, spec.dependencies)
     await reporter.check_once()
     await server.start()
@@ -172,6 +180,8 @@ async def serve(settings: ServiceSettings, make_spec: Callable[[], Awaitable[Ser
     await reporter.enter_shutdown()
     await asyncio.sleep(settings.drain_seconds)
     await server.stop(settings.shutdown_grace_seconds)
+    if probes is not None:
+        await probes.stop(0)
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

@@ -23,6 +23,9 @@ class ServiceSettings(TlsSettings):
     service_name: str = "sightline"
     grpc_host: str = "0.0.0.0"
     grpc_port: int = Field(default=50051, ge=1, le=65535)
+    # Plain-text port serving the standard health service only (grpc.health.v1: SERVING or NOT_SERVING, nothing
+    # else), for the kubelet's gRPC probes, which speak no TLS; 0: none (the local stack).
+    health_port: int = Field(default=0, ge=0, le=65535)
     # 0 disables the Prometheus endpoint (tests run many services on one host).
     metrics_port: int = Field(default=0, ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
