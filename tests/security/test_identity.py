@@ -13,6 +13,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import grpc
 import jwt
@@ -145,7 +146,8 @@ def private_identity(stack: LocalStack, redis_url: str, audit_addr: str, tmp_pat
     so that its settings and counts do not touch the session's identity."""
     import redis
 
-    url = redis_url.rsplit("/", 1)[0] + "/1"
+    parts = urlsplit(redis_url)
+    url = urlunsplit(parts._replace(path="/1"))  # the same server, user and TLS settings, database 1
     with redis.Redis.from_url(url) as client:
         client.flushdb()
     stacks: list[LocalStack] = []
