@@ -30,18 +30,28 @@ from services.common.tls import secure_channel
 from sightline.hotlist.v1 import hotlist_pb2, hotlist_pb2_grpc
 from sightline.ingest.v1 import ingest_pb2_grpc
 
-H = hotlist_pb2
-
 
 async def make_list(channel: grpc.aio.Channel, plates: list[str], token: str) -> str:
     """A list of the load agency, made by `token`'s holder (an agency admin: hotlists:manage)."""
     stub, md = hotlist_pb2_grpc.HotlistServiceStub(channel), auth_metadata(token)
     list_id = f"load-{uuid.uuid4().hex[:8]}"
-    await stub.UpsertList(H.UpsertListRequest(list=H.HotList(list_id=list_id, name="load test", owner=AGENCY,
-                                                             source=H.LIST_SOURCE_AGENCY)), metadata=md, timeout=30)
+    await stub.UpsertList(
+        hotlist_pb2.UpsertListRequest(
+            list=hotlist_pb2.HotList(
+                list_id=list_id, name="load test", owner=AGENCY, source=hotlist_pb2.LIST_SOURCE_AGENCY
+            )
+        ),
+        metadata=md,
+        timeout=30,
+    )
     for plate in plates:
-        await stub.AddEntry(H.AddEntryRequest(entry=H.HotlistEntry(list_id=list_id, plate=plate, code="V",
-                                                                   reason="stolen vehicle")), metadata=md, timeout=30)
+        await stub.AddEntry(
+            hotlist_pb2.AddEntryRequest(
+                entry=hotlist_pb2.HotlistEntry(list_id=list_id, plate=plate, code="V", reason="stolen vehicle")
+            ),
+            metadata=md,
+            timeout=30,
+        )
     return list_id
 
 
@@ -55,13 +65,17 @@ async def run(scenario: Scenario, stack) -> dict[str, Any]:
     officer = auth_metadata(await login_new_user(uri, stack.address("identity"), ["officer"]))
     delay = histogram()
     received: list[int] = []
-    async with secure_channel(stack.address("hotlist")) as hch, \
-            secure_channel(stack.address("ingest"), options=GRPC_OPTIONS) as ich:
+    async with (
+        secure_channel(stack.address("hotlist")) as hch,
+        secure_channel(stack.address("ingest"), options=GRPC_OPTIONS) as ich,
+    ):
         list_id = await make_list(hch, hot, admin)
         alerts = hotlist_pb2_grpc.AlertServiceStub(hch)
         n = int(opts.get("subscribers", 50))
-        calls = [alerts.SubscribeAlerts(H.SubscribeAlertsRequest(list_ids=[list_id]), metadata=officer)
-                 for _ in range(n)]
+        calls = [
+            alerts.SubscribeAlerts(hotlist_pb2.SubscribeAlertsRequest(list_ids=[list_id]), metadata=officer)
+            for _ in range(n)
+        ]
         received = [0] * n
 
         async def listen(i: int, call) -> None:
@@ -78,17 +92,25 @@ async def run(scenario: Scenario, stack) -> dict[str, Any]:
         await asyncio.sleep(2)  # subscriptions and the matcher's index in place
         cams = cameras(int(opts.get("cameras", 100)), "alert-load-cam")
         creds = await register_all(ich, cams, admin)
-        ingest = OpenLoop("ingest", scenario, reads_request(ingest_pb2_grpc.IngestServiceStub(ich), cams, creds,
-                                                            opts | {"vehicle_pool": pool}, "alerts"),
-                          processes={name: proc.popen.pid for name, proc in stack.procs.items()})
+        ingest = OpenLoop(
+            "ingest",
+            scenario,
+            reads_request(ingest_pb2_grpc.IngestServiceStub(ich), cams, creds, opts | {"vehicle_pool": pool}, "alerts"),
+            processes={name: proc.popen.pid for name, proc in stack.procs.items()},
+        )
         await ingest.run()
         await asyncio.sleep(float(opts.get("settle_s", 5)))
         for call in calls:
             call.cancel()
         await asyncio.gather(*listeners, return_exceptions=True)
-    return {"subscribers": n, "hot_plates": len(hot), "list_id": list_id,
-            "alerts_per_subscriber": {"min": min(received), "max": max(received)},
-            "alert_delay_stored_to_subscriber": quantiles(delay), "ingest": ingest.summary()}
+    return {
+        "subscribers": n,
+        "hot_plates": len(hot),
+        "list_id": list_id,
+        "alerts_per_subscriber": {"min": min(received), "max": max(received)},
+        "alert_delay_stored_to_subscriber": quantiles(delay),
+        "ingest": ingest.summary(),
+    }
 
 
 def main() -> int:
@@ -99,8 +121,11 @@ def main() -> int:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     scenario = Scenario.load(args.scenario).scaled(args.rate_scale, args.time_scale)
-    stack = start_stack(["audit", "identity", "ingest", "tracker", "hotlist"], SIGHTLINE_MATCHER_START_ID="0",
-                        SIGHTLINE_TRACKER_START_ID="0")
+    stack = start_stack(
+        ["audit", "identity", "ingest", "tracker", "hotlist"],
+        SIGHTLINE_MATCHER_START_ID="0",
+        SIGHTLINE_TRACKER_START_ID="0",
+    )
     try:
         summary = asyncio.run(run(scenario, stack))
     finally:

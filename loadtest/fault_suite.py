@@ -64,8 +64,8 @@ def main() -> int:
     if args.rows is None:
         args.rows = Path(tempfile.mkdtemp(prefix="sightline-faults-")) / "rows.jsonl"
         env = {**os.environ, "SIGHTLINE_FAULT_RESULTS": str(args.rows)}
-        rc = subprocess.call([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "faults",
-                              "tests/faults", *pytest_args], cwd=REPO, env=env)
+        pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "faults", "--faults"]
+        rc = subprocess.call([*pytest, "tests/faults", *pytest_args], cwd=REPO, env=env)
     rows = [json.loads(line) for line in args.rows.read_text().splitlines()] if args.rows.exists() else []
     print(tables(rows) if rows else "no results")
     print(f"\nrows: {args.rows}")

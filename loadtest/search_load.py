@@ -31,30 +31,31 @@ from services.common.tls import secure_channel
 from sightline.ingest.v1 import ingest_pb2_grpc
 from sightline.search.v1 import search_pb2, search_pb2_grpc
 
-S = search_pb2
-
 
 def search_request(stub, token: str, plates: list[str], mix: dict[str, float], seed: int):
     rng = random.Random(seed)
     md = auth_metadata(token)
-    why = {"purpose": S.PURPOSE_ROBBERY, "case_number": "LOAD-1"}
+    why = {"purpose": search_pb2.PURPOSE_ROBBERY, "case_number": "LOAD-1"}
     kinds, weights = list(mix), list(mix.values())
 
-    def build(kind: str) -> S.SearchReadsRequest:
+    def build(kind: str) -> search_pb2.SearchReadsRequest:
         now = datetime.now(UTC)
         day = {"start_time": ts(now - timedelta(days=rng.randrange(1, 30))), "end_time": None}
         day["end_time"] = ts(day["start_time"].ToDatetime(tzinfo=UTC) + timedelta(days=1))
         plate = rng.choice(plates)
         if kind == "exact":
-            return S.SearchReadsRequest(plate_exact=plate, **why)
+            return search_pb2.SearchReadsRequest(plate_exact=plate, **why)
         if kind == "partial":
-            return S.SearchReadsRequest(plate_pattern=plate[:3] + "*", page_size=50, **why)
+            return search_pb2.SearchReadsRequest(plate_pattern=plate[:3] + "*", page_size=50, **why)
         if kind == "fuzzy":
-            return S.SearchReadsRequest(plate_fuzzy=confuse(plate, rng), **why)
+            return search_pb2.SearchReadsRequest(plate_fuzzy=confuse(plate, rng), **why)
         if kind == "attributes":
-            return S.SearchReadsRequest(vehicle=S.VehicleFilter(colour=rng.choice(COLOURS), type=2), **day, **why)
-        return S.SearchReadsRequest(near=S.GeoCircle(center={"latitude": 40.7, "longitude": -74.0}, radius_m=500),
-                                    **day, **why)
+            return search_pb2.SearchReadsRequest(
+                vehicle=search_pb2.VehicleFilter(colour=rng.choice(COLOURS), type=2), **day, **why
+            )
+        return search_pb2.SearchReadsRequest(
+            near=search_pb2.GeoCircle(center={"latitude": 40.7, "longitude": -74.0}, radius_m=500), **day, **why
+        )
 
     async def request(seq: int) -> int:
         reply = await stub.SearchReads(build(rng.choices(kinds, weights)[0]), metadata=md, timeout=30)
@@ -79,10 +80,16 @@ async def run(args: argparse.Namespace, scenario: Scenario, stack) -> dict[str, 
         token = await login_new_user(uri, stack.address("identity"), ["investigator"])
         admin = await login_new_user(uri, stack.address("identity"), ["agency_admin"])
         pids = {name: proc.popen.pid for name, proc in stack.procs.items()}
-    async with secure_channel(search_addr) as sch, \
-            secure_channel(ingest_addr, options=GRPC_OPTIONS) as ich:
-        search = OpenLoop("search", scenario, search_request(search_pb2_grpc.SearchServiceStub(sch), token, plates,
-                                                              opts.get("mix", {"exact": 1.0}), 11), processes=pids)
+    async with (
+        secure_channel(search_addr) as sch,
+        secure_channel(ingest_addr, options=GRPC_OPTIONS) as ich,
+    ):
+        search = OpenLoop(
+            "search",
+            scenario,
+            search_request(search_pb2_grpc.SearchServiceStub(sch), token, plates, opts.get("mix", {"exact": 1.0}), 11),
+            processes=pids,
+        )
         total_s = sum(s.duration_s for s in scenario.stages)
         ingest_rate = float(opts.get("ingest_requests_per_s", 0))
         loops = [search.run()]
@@ -90,10 +97,17 @@ async def run(args: argparse.Namespace, scenario: Scenario, stack) -> dict[str, 
         if ingest_rate > 0:
             cams = cameras(int(opts.get("cameras", 200)), "search-load-cam")
             creds = await register_all(ich, cams, admin)
-            background = Scenario(name="background-ingest", concurrency=16, progress_s=10,
-                                  stages=[Stage(name="ingest", duration_s=total_s, rate=ingest_rate)])
-            ingest = OpenLoop("ingest", background, reads_request(ingest_pb2_grpc.IngestServiceStub(ich), cams, creds,
-                                                                   opts, "search-load"))
+            background = Scenario(
+                name="background-ingest",
+                concurrency=16,
+                progress_s=10,
+                stages=[Stage(name="ingest", duration_s=total_s, rate=ingest_rate)],
+            )
+            ingest = OpenLoop(
+                "ingest",
+                background,
+                reads_request(ingest_pb2_grpc.IngestServiceStub(ich), cams, creds, opts, "search-load"),
+            )
             loops.append(ingest.run())
         await asyncio.gather(*loops)
     summary = search.summary() | {"mix": opts.get("mix")}

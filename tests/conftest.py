@@ -1,7 +1,8 @@
 """Session fixtures that start the real servers (mongod, Redis, Triton, the services) on free ports.
 
 Each server starts on first use and is shared by the whole session. Set SIGHTLINE_TRITON_URL to use a
-Triton that is already running instead of starting one.
+Triton that is already running instead of starting one. The fault suite (tests/faults: kill -9, restarts,
+stalls; about ten minutes) runs only with --faults, as .ci/run asks.
 """
 
 from __future__ import annotations
@@ -36,6 +37,19 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.update(SIGHTLINE_DEV_PKI_DIR=str(pki.folder), SIGHTLINE_TLS_CA_FILE=str(pki.ca),
                       SSL_CERT_FILE=str(pki.ca), SIGHTLINE_TLS_CLIENT_CERT_FILE=str(gateway.cert),
                       SIGHTLINE_TLS_CLIENT_KEY_FILE=str(gateway.key))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--faults", action="store_true", help="also run the fault suite (tests/faults)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--faults"):
+        return
+    faults = [item for item in items if item.get_closest_marker("faults")]
+    if faults:
+        config.hook.pytest_deselected(items=faults)
+        items[:] = [item for item in items if not item.get_closest_marker("faults")]
 
 
 @pytest.fixture(scope="session")

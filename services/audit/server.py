@@ -20,7 +20,6 @@ from services.audit.domain.limits import RateLimiter
 from services.audit.domain.review import FlagPolicy, no_case_flags, plate_flags, review_filter, volume_flags
 from services.audit.settings import AUDIT_KEY, AuditSettings
 from services.common.auth import (
-    AuthError,
     Permission,
     Principal,
     bearer_token,
@@ -28,7 +27,8 @@ from services.common.auth import (
     load_private_key,
     token_verifier,
 )
-from services.common.grpc_server import Dependency, ServiceSpec
+from services.common.grpc_server import Dependency, ServiceSpec, abort, status_of
+from services.common.rejected import Code, Rejected
 from services.common.service_tokens import SERVICE_SUBJECT_PREFIX, ServiceVerifier, service_verifier
 from services.common.storage import mongo_client, mongo_dependency, redis_client, redis_dependency
 from sightline.audit.v1 import audit_pb2, audit_pb2_grpc
@@ -81,11 +81,10 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     async def _caller(self, context, permission: Permission) -> Principal:
         try:
             return await check_call(context, self._verifier, permission)
-        except AuthError as exc:
+        except Rejected as exc:
             if exc.principal is not None:  # a known caller refused: recorded like every other refusal
                 await self._record_refusal("audit.review", exc.principal, exc.message)
-            await context.abort(exc.code, exc.message)
-            raise  # unreachable: abort raises
+            await abort(context, exc)
 
     async def _record_refusal(self, action: str, person: Principal, reason: str) -> None:
         """A person's refused call, recorded by the audit service itself (best effort: the refusal stands)."""
@@ -118,14 +117,14 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         token = bearer_token(context)
         try:
             if not token:
-                raise AuthError(grpc.StatusCode.UNAUTHENTICATED, "a service token is required")
+                raise Rejected(Code.UNAUTHENTICATED, "a service token is required")
             return self._services.verify(token)
-        except AuthError as exc:
+        except Rejected as exc:
             # A person's own valid token, trying to write the trail directly: refused, and recorded as theirs
             # (a fixed refusal, none of what they sent). A token that is no one's is only counted.
-            with contextlib.suppress(AuthError):
+            with contextlib.suppress(Rejected):
                 await self._record_refusal("audit.append", self._verifier.verify(token or ""), exc.message)
-            await self._refuse(context, exc.code, "caller", exc.message)
+            await self._refuse(context, status_of(exc.code), "caller", exc.message)
             raise  # unreachable: abort raises
 
     async def _actor(self, context) -> Principal | None:
@@ -135,7 +134,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
             return None
         try:  # signature and expiry only: refusals for missing 2FA or expired training are recorded too
             return self._verifier.verify(token)
-        except AuthError as exc:
+        except Rejected as exc:
             await self._refuse(context, grpc.StatusCode.UNAUTHENTICATED, "actor", f"acting person: {exc.message}")
             raise  # unreachable: abort raises
 

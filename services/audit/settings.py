@@ -13,17 +13,25 @@ AUDIT_KEY = "audit_ed25519"
 class AuditSettings(ServiceSettings, MongoSettings, RedisSettings, KeySettings):
     """Redis: the token revocation entries written by identity (read only)."""
 
-    service_name: str = "audit"
-    grpc_port: int = Field(default=50054, ge=1, le=65535)
-    # The audit trail lives in its own database (own access rights, own retention), never with the reads.
-    audit_mongo_db: str = "sightline_audit"
-    # Days an audit entry is kept: at least a year, independent of the reads' retention.
-    audit_retention_days: int = Field(default=400, ge=365, le=36500)
-    # Ed25519 key that signs checkpoints (PEM); the public half verifies them (`sightline audit verify`).
-    audit_signing_key_file: Path | None = None
-    audit_public_key_file: Path | None = None
-    # Seconds between signed checkpoints of the chain head (only when the head moved).
-    checkpoint_interval_s: float = Field(default=60.0, gt=0)
+    service_name: str = Field(default="audit", description="Name of this service in its logs, traces and tokens.")
+    grpc_port: int = Field(default=50054, ge=1, le=65535, description="Port of the audit service's gRPC server.")
+    audit_mongo_db: str = Field(
+        default="sightline_audit",
+        description="Database of the audit trail, never the reads' (own access rights, own retention).")
+    audit_retention_days: int = Field(
+        default=400, ge=365, le=36500,
+        description="Days an audit entry is kept: at least a year, independent of the reads' retention.")
+    audit_signing_key_file: Path | None = Field(
+        default=None,
+        description="PEM Ed25519 private key that signs the checkpoints of the chain head; unset with dev keys: "
+                    "<data_dir>/keys/audit_ed25519.pem.")
+    audit_public_key_file: Path | None = Field(
+        default=None,
+        description="PEM Ed25519 public key with which `sightline audit verify` checks the checkpoints; unset with "
+                    "dev keys: <data_dir>/keys/audit_ed25519.pub.pem.")
+    checkpoint_interval_s: float = Field(
+        default=60.0, gt=0,
+        description="Seconds between signed checkpoints of the chain head (written only when the head moved).")
     max_event_bytes: int = Field(default=16 * 1024, ge=1024, description=(
         "Largest event accepted from a service, as canonical JSON bytes (INVALID_ARGUMENT above it)"))
     append_services: list[str] = Field(
@@ -33,7 +41,14 @@ class AuditSettings(ServiceSettings, MongoSettings, RedisSettings, KeySettings):
     append_rate_per_s: float = Field(default=500.0, gt=0, description=(
         "Sustained Append calls per second allowed to each calling service (RESOURCE_EXHAUSTED above it)"))
     append_burst: int = Field(default=1000, ge=1, description="Append calls a service may make at once above its rate")
-    # Automatic flags (see services/audit/domain/review.py).
-    flag_volume_threshold: int = Field(default=200, ge=1)
-    flag_volume_factor: float = Field(default=5.0, gt=1)
-    flag_plate_min_users: int = Field(default=5, ge=2)
+    flag_volume_threshold: int = Field(
+        default=200, ge=1,
+        description="Review flags (services/audit/domain/review.py): a user with at least this many searches in the "
+                    "reviewed period (default the last day) is flagged for unusual volume.")
+    flag_volume_factor: float = Field(
+        default=5.0, gt=1,
+        description="Review flags: a user with more than this many times the agency's median searches in the period "
+                    "(given 3 or more users) is flagged for unusual volume.")
+    flag_plate_min_users: int = Field(
+        default=5, ge=2,
+        description="Review flags: a plate searched by at least this many different users in the period is flagged.")

@@ -39,6 +39,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common.rejected import Code, Rejected
+
 TOKEN_KEY = "token_ed25519"
 ISSUER = "sightline-identity"
 log = logging.getLogger(__name__)
@@ -60,16 +62,20 @@ class KeySettings(BaseSettings):
         default=LOCAL_DATA_DIR,
         description="Local state of the dev stack (dev keys live under <data_dir>/keys). The default is the "
                     "folder `python -m services.devstack up` uses, whatever the working directory.")
-    # Generate a dev key pair under data_dir when no key file is set. Turn off in production.
-    dev_keys: bool = True
-    # PEM Ed25519 public key that verifies access tokens (every service).
-    token_public_key_file: Path | None = None
+    dev_keys: bool = Field(
+        default=True,
+        description="Use dev keys under <data_dir>/keys (generated on first use) for any key file that is not "
+                    "set; turn off in production, where an unset key file then stops the service at start-up.")
+    token_public_key_file: Path | None = Field(
+        default=None,
+        description="PEM Ed25519 public key that verifies access tokens (every service); unset with dev keys: "
+                    "<data_dir>/keys/token_ed25519.pub.pem.")
     token_public_keys_dir: Path | None = Field(default=None, description=(
         "Folder of identity's public keys (*.pem), every one of which verifies access tokens by its kid: add the "
         "new key here before identity signs with it, remove the old one after the tokens' lifetime. Re-read "
         "without a restart. With token_public_key_file, both are used."))
-    # Seconds of clock skew tolerated when checking token times.
-    token_leeway_s: int = Field(default=30, ge=0, le=300)
+    token_leeway_s: int = Field(
+        default=30, ge=0, le=300, description="Seconds of clock skew tolerated when checking a token's times.")
     service_key_file: Path | None = Field(default=None, description=(
         "PEM Ed25519 private key this service signs its service tokens with (services/common/service_tokens.py); "
         "unset with dev keys: <data_dir>/keys/service_<name>_ed25519.pem, generated once"))
@@ -135,17 +141,6 @@ def permissions(roles: Iterable[str]) -> frozenset[Permission]:
     return frozenset(out)
 
 
-class AuthError(Exception):
-    """A refused call: `code` is UNAUTHENTICATED or PERMISSION_DENIED (UNAVAILABLE when revocations cannot be
-    looked up); `principal` is set when known."""
-
-    def __init__(self, code: grpc.StatusCode, message: str, principal: Principal | None = None):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.principal = principal
-
-
 @dataclass(frozen=True)
 class Principal:
     """The verified caller."""
@@ -170,17 +165,16 @@ class Principal:
 
 
 def authorize(principal: Principal, permission: Permission, now: datetime) -> None:
-    """Raise AuthError unless the principal may use `permission` now."""
+    """Raise Rejected unless the principal may use `permission` now."""
     if not principal.second_factor:
-        raise AuthError(grpc.StatusCode.UNAUTHENTICATED,
-                        "two-factor authentication is required: log in with a TOTP code", principal)
+        raise Rejected(Code.UNAUTHENTICATED, "two-factor authentication is required: log in with a TOTP code",
+                       principal=principal)
     if principal.training_until is None or principal.training_until <= now:
-        raise AuthError(grpc.StatusCode.PERMISSION_DENIED,
-                        "your required training has expired: renew it to regain access", principal)
+        raise Rejected(Code.PERMISSION_DENIED, "your required training has expired: renew it to regain access",
+                       principal=principal)
     if not principal.can(permission):
         roles = ", ".join(sorted(principal.roles)) or "none"
-        raise AuthError(grpc.StatusCode.PERMISSION_DENIED,
-                        f"your roles ({roles}) do not allow {permission}", principal)
+        raise Rejected(Code.PERMISSION_DENIED, f"your roles ({roles}) do not allow {permission}", principal=principal)
 
 
 class Revocations:
@@ -202,7 +196,7 @@ class Revocations:
         try:
             value = await self._redis.get(REVOKED_KEY_PREFIX + user_id)
         except (aioredis.RedisError, OSError) as exc:
-            raise AuthError(grpc.StatusCode.UNAVAILABLE,
+            raise Rejected(Code.UNAVAILABLE,
                             "cannot check whether the access token was revoked; try again later") from exc
         cutoff = float(value) if value else 0.0
         if len(self._cache) >= self._max_cached:
@@ -279,14 +273,14 @@ class TokenVerifier:
         try:
             kid = jwt.get_unverified_header(token).get("kid")
         except jwt.InvalidTokenError as exc:
-            raise AuthError(grpc.StatusCode.UNAUTHENTICATED, f"invalid access token ({exc})") from exc
+            raise Rejected(Code.UNAUTHENTICATED, f"invalid access token ({exc})") from exc
         self._reload(force=False)
         if kid is None:  # signed before keys had ids: any key of the set
             return list(self._keys.values())
         if kid not in self._keys:
             self._reload(force=True)
         if kid not in self._keys:
-            raise AuthError(grpc.StatusCode.UNAUTHENTICATED, "access token signed by an unknown or retired key")
+            raise Rejected(Code.UNAUTHENTICATED, "access token signed by an unknown or retired key")
         return self._keys[str(kid)]
 
     async def authenticate(self, token: str) -> Principal:
@@ -294,7 +288,7 @@ class TokenVerifier:
         principal = self.verify(token)
         if self._revocations is not None \
                 and principal.issued_at <= await self._revocations.revoked_before(principal.user_id):
-            raise AuthError(grpc.StatusCode.UNAUTHENTICATED, "access token revoked: log in again")
+            raise Rejected(Code.UNAUTHENTICATED, "access token revoked: log in again")
         return principal
 
     def _decode(self, token: str, keys: Ed25519PublicKey | list[Ed25519PublicKey]) -> dict[str, Any]:
@@ -314,12 +308,12 @@ class TokenVerifier:
         try:
             claims = self._decode(token, keys)
         except jwt.ExpiredSignatureError as exc:
-            raise AuthError(grpc.StatusCode.UNAUTHENTICATED, "access token expired: log in again") from exc
+            raise Rejected(Code.UNAUTHENTICATED, "access token expired: log in again") from exc
         except jwt.InvalidTokenError as exc:
-            raise AuthError(grpc.StatusCode.UNAUTHENTICATED, f"invalid access token ({exc})") from exc
+            raise Rejected(Code.UNAUTHENTICATED, f"invalid access token ({exc})") from exc
         if str(claims["sub"]).startswith(SERVICE_SUBJECT_PREFIX):
             # A service is never a person: its own tokens go to the audit service only, never through here.
-            raise AuthError(grpc.StatusCode.UNAUTHENTICATED, "a service identity cannot act as a person")
+            raise Rejected(Code.UNAUTHENTICATED, "a service identity cannot act as a person")
         training = claims.get("training_until")
         return Principal(
             user_id=str(claims["sub"]),
@@ -369,11 +363,11 @@ def bearer_token(context: grpc.aio.ServicerContext) -> str | None:
 
 async def check_call(context: grpc.aio.ServicerContext, verifier: TokenVerifier, permission: Permission,
                      now: datetime | None = None) -> Principal:
-    """The verified caller of this RPC, or AuthError (no token, bad, expired or revoked token, no 2FA, training,
+    """The verified caller of this RPC, or Rejected (no token, bad, expired or revoked token, no 2FA, training,
     role)."""
     token = bearer_token(context)
     if not token:
-        raise AuthError(grpc.StatusCode.UNAUTHENTICATED,
+        raise Rejected(Code.UNAUTHENTICATED,
                         "an access token is required (metadata 'authorization: Bearer <token>')")
     principal = await verifier.authenticate(token)
     authorize(principal, permission, now or datetime.now(UTC))

@@ -34,11 +34,14 @@ DEV_MASTER_KEY = "data_master.key"
 
 
 class DataKeySettings(KeySettings):
-    # Base64 of 32 random bytes: wraps every data key. Unset: a dev key under <data_dir>/keys (dev_keys on).
-    data_master_key_file: Path | None = None
-    # Seconds an unwrapped data key stays in a process's memory (a destroyed key is refused at once by the
-    # process that destroyed it, and by the others within this time).
-    data_key_cache_s: float = Field(default=60.0, ge=0, le=3600)
+    data_master_key_file: Path | None = Field(
+        default=None,
+        description="File holding base64 of 32 random bytes, the master key that wraps every data key; unset with "
+                    "dev keys: <data_dir>/keys/data_master.key.")
+    data_key_cache_s: float = Field(
+        default=60.0, ge=0, le=3600,
+        description="Seconds an unwrapped data key stays in a process's memory (a destroyed key is refused at once by "
+                    "the process that destroyed it, and by the others within this time).")
 
 
 class KeyShredded(Exception):

@@ -8,17 +8,19 @@ close clients, flush telemetry.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from services.common.logging import setup_logging
+from services.common.rejected import Code, Rejected
 from services.common.settings import ServiceSettings
 from services.common.telemetry import setup_telemetry
 from services.common.tls import TlsError, server_credentials
@@ -93,6 +95,17 @@ class HealthReporter:
         self.serving = False
 
 
+def status_of(code: Code) -> grpc.StatusCode:
+    """The gRPC status of a refusal's code (the same name)."""
+    return grpc.StatusCode[code.name]
+
+
+async def abort(context: grpc.aio.ServicerContext, rejected: Rejected) -> NoReturn:
+    """Fails the call with the refusal's status and message."""
+    await context.abort(status_of(rejected.code), rejected.message)
+    raise AssertionError("unreachable: context.abort raises")
+
+
 async def retry_until_done(what: str, job: Callable[[], Awaitable[object]]) -> None:
     """Run a start-up job (index creation, say) until it succeeds, backing off to 10 s between tries.
 
@@ -110,13 +123,58 @@ async def retry_until_done(what: str, job: Callable[[], Awaitable[object]]) -> N
             delay = min(delay * 2, 10)
 
 
+class RejectionsAsStatus(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc ships no type hints
+    """Every service's one translation of errors: a `Rejected` raised anywhere below a handler (service layer,
+    domain, access gate) ends the call with its status and message."""
+
+    async def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+                                details: grpc.HandlerCallDetails) -> Any:
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        kinds = (("unary_unary", grpc.unary_unary_rpc_method_handler, _answering),
+                 ("stream_unary", grpc.stream_unary_rpc_method_handler, _answering),
+                 ("unary_stream", grpc.unary_stream_rpc_method_handler, _streaming),
+                 ("stream_stream", grpc.stream_stream_rpc_method_handler, _streaming))
+        for kind, make, wrap in kinds:
+            if behaviour := getattr(handler, kind):
+                return make(wrap(behaviour), request_deserializer=handler.request_deserializer,
+                            response_serializer=handler.response_serializer)
+        return handler
+
+
+def _answering(behaviour: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    async def answer(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await behaviour(request, context)
+        except Rejected as exc:
+            await abort(context, exc)
+
+    return answer
+
+
+def _streaming(behaviour: Callable[..., Any]) -> Callable[..., AsyncIterator[Any]]:
+    async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        try:
+            replies = behaviour(request, context)
+            if inspect.isasyncgen(replies):
+                async for reply in replies:
+                    yield reply
+            else:
+                await replies
+        except Rejected as exc:
+            await abort(context, exc)
+
+    return stream
+
+
 def build_server(settings: ServiceSettings) -> grpc.aio.Server:
     opts = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
-    return grpc.aio.server(options=opts)
+    return grpc.aio.server(options=opts, interceptors=[RejectionsAsStatus()])
 
 
 def bind_port(server: grpc.aio.Server, settings: ServiceSettings, address: str) -> None:

@@ -18,12 +18,12 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-import grpc
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from services.common.auth import ALGORITHM, SERVICE_SUBJECT_PREFIX, AuthError, KeySettings, load_private_key
+from services.common.auth import ALGORITHM, SERVICE_SUBJECT_PREFIX, KeySettings, load_private_key
+from services.common.rejected import Code, Rejected
 
 SERVICE_ISSUER = "sightline-service"
 SERVICE_TOKEN_TTL_S = 300
@@ -77,9 +77,9 @@ class ServiceVerifier:
             try:
                 loaded = serialization.load_pem_public_key(path.read_bytes())
             except (OSError, ValueError) as exc:
-                raise AuthError(grpc.StatusCode.UNAUTHENTICATED, f"no public key for service {service!r}") from exc
+                raise Rejected(Code.UNAUTHENTICATED, f"no public key for service {service!r}") from exc
             if not isinstance(loaded, Ed25519PublicKey):
-                raise AuthError(grpc.StatusCode.UNAUTHENTICATED, f"the key of service {service!r} is not Ed25519")
+                raise Rejected(Code.UNAUTHENTICATED, f"the key of service {service!r} is not Ed25519")
             key = self._keys[service] = loaded
         return key
 
@@ -87,18 +87,18 @@ class ServiceVerifier:
         try:
             claims = jwt.decode(token, options={"verify_signature": False})
         except jwt.InvalidTokenError as exc:
-            raise AuthError(grpc.StatusCode.UNAUTHENTICATED, f"invalid token ({exc})") from exc
+            raise Rejected(Code.UNAUTHENTICATED, f"invalid token ({exc})") from exc
         subject = str(claims.get("sub", ""))
         if claims.get("iss") != SERVICE_ISSUER or not subject.startswith(SERVICE_SUBJECT_PREFIX):
-            raise AuthError(grpc.StatusCode.PERMISSION_DENIED, SERVICES_ONLY)
+            raise Rejected(Code.PERMISSION_DENIED, SERVICES_ONLY)
         service = subject.removeprefix(SERVICE_SUBJECT_PREFIX)
         if service not in self._allowed:
-            raise AuthError(grpc.StatusCode.PERMISSION_DENIED, f"service {service[:64]!r} may not call this")
+            raise Rejected(Code.PERMISSION_DENIED, f"service {service[:64]!r} may not call this")
         try:
             jwt.decode(token, self._key(service), algorithms=[ALGORITHM], audience=self._audience,
                        issuer=SERVICE_ISSUER, leeway=self._leeway, options={"require": ["exp", "iat", "sub", "aud"]})
         except jwt.InvalidTokenError as exc:
-            raise AuthError(grpc.StatusCode.UNAUTHENTICATED, f"invalid service token ({exc})") from exc
+            raise Rejected(Code.UNAUTHENTICATED, f"invalid service token ({exc})") from exc
         return service
 
 

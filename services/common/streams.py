@@ -1,4 +1,4 @@
-"""Redis stream consumer groups, shared by every service that consumes a stream (tracker, hotlist matcher).
+"""Redis stream consumer groups and the one consuming loop every stream consumer runs (tracker, hotlist matcher).
 
 At-least-once and crash-safe: a consumer acknowledges an entry only once its work is durable; after a
 restart it first re-reads its own unacknowledged entries, and it periodically takes over entries left idle
@@ -7,15 +7,33 @@ by a consumer that died (XAUTOCLAIM). Consumers make their work idempotent, so a
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 Entry = tuple[bytes, dict[bytes, bytes]]
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ConsumerConfig:
+    """How one consumer reads one stream; each consuming service builds it from its own settings."""
+
+    stream: str
+    group: str
+    consumer: str  # empty: one name unique to this process (consumer_name)
+    start_id: str  # where a new group starts: "$" only entries added from now on, "0" the whole stream
+    batch: int
+    block_ms: int
+    claim_idle_ms: int
+    claim_interval_s: float
 
 
 def consumer_name(configured: str = "") -> str:
@@ -34,12 +52,12 @@ def _entries(reply: Any) -> list[Entry]:
 
 
 class ConsumerGroup:
-    def __init__(self, redis: aioredis.Redis, stream: str, group: str, consumer: str, batch: int,
-                 claim_idle_ms: int):
-        self.stream, self.group, self.consumer = stream, group, consumer
+    def __init__(self, redis: aioredis.Redis, config: ConsumerConfig):
+        self.config = config
+        self.stream, self.group, self.consumer = config.stream, config.group, consumer_name(config.consumer)
         self._r = redis
-        self._batch = batch
-        self._claim_idle_ms = claim_idle_ms
+        self._batch = config.batch
+        self._claim_idle_ms = config.claim_idle_ms
 
     async def ensure(self, start_id: str) -> None:
         """Create the group (and the stream) unless it exists; a new group starts at `start_id`."""
@@ -79,3 +97,31 @@ class ConsumerGroup:
     async def ack(self, entry_ids: Iterable[bytes]) -> None:
         if ids := list(entry_ids):
             await self._r.xack(self.stream, self.group, *ids)
+
+
+async def consume(group: ConsumerGroup, process: Callable[[list[Entry]], Awaitable[object]],
+                  each_round: Callable[[], Awaitable[object]]) -> None:
+    """Until cancelled: this consumer's own pending entries first, then rounds of `each_round`, claims of idle
+    entries every claim_interval_s, and the next new batch. `process` acknowledges what it has made durable;
+    Redis or storage errors restart the loop after a second, and what was not acknowledged comes back."""
+    config = group.config
+    log.info("consumer starting", extra={"stream": config.stream, "consumer": group.consumer, "group": group.group})
+    loop = asyncio.get_running_loop()
+    next_claim = 0.0
+    while True:
+        try:
+            await group.ensure(config.start_id)
+            async for entries in group.own_pending():
+                await process(entries)
+            while True:
+                await each_round()
+                if loop.time() >= next_claim:
+                    async for entries in group.claimed():
+                        await process(entries)
+                    next_claim = loop.time() + config.claim_interval_s
+                await process(await group.new(config.block_ms))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - unacknowledged entries are redelivered (own_pending, claimed)
+            log.warning("consumer error; retrying", extra={"stream": config.stream, "error": repr(exc)[:300]})
+            await asyncio.sleep(1)

@@ -61,11 +61,14 @@ class TlsSettings(BaseSettings):
                                           "certificate (mutual TLS) on every connection.")
     tls_client_cert_file: Path | None = Field(default=None, description="Client certificate this process "
                                               "presents (a camera gateway's, naming its site).")
-    tls_client_key_file: Path | None = None
+    tls_client_key_file: Path | None = Field(default=None, description="Private key of the client certificate "
+                                             "(PEM).")
     tls_server_name: str | None = Field(default=None, description="Name to verify in the server's "
                                         "certificate instead of the target's host.")
-    data_dir: Path = LOCAL_DATA_DIR
-    dev_keys: bool = True
+    data_dir: Path = Field(default=LOCAL_DATA_DIR, description="Local state of the dev stack: with dev keys and "
+                           "no CA file named, clients trust <data_dir>/tls/ca.crt.")
+    dev_keys: bool = Field(default=True, description="Local stack: trust the dev CA under <data_dir>/tls when no "
+                           "CA file is named; off in production, where the CA file is then required.")
 
     def ca_path(self) -> Path:
         if self.tls_ca_file is not None:

@@ -31,10 +31,13 @@ from services.common.telemetry import setup_telemetry
 class HttpSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SIGHTLINE_", extra="ignore", frozen=True)
 
-    http_host: str = "0.0.0.0"
-    http_port: int = Field(default=8080, ge=1, le=65535)
-    # Proxies whose X-Forwarded-Proto/For are trusted (the ingress); "*" trusts any.
-    forwarded_allow_ips: str = "127.0.0.1"
+    http_host: str = Field(
+        default="0.0.0.0", description="Address the HTTP server binds to (0.0.0.0: every interface).")
+    http_port: int = Field(default=8080, ge=1, le=65535, description="Port of the HTTP server.")
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1",
+        description="Proxies (the ingress) whose X-Forwarded-Proto and X-Forwarded-For headers are trusted, comma "
+                    "separated; \"*\" trusts any.")
     http_tls: bool = Field(default=True, description="Serve HTTPS with the TLS certificate and key of the "
                            "service's settings (SIGHTLINE_TLS_CERT_FILE / _KEY_FILE, re-read on restart). Off only "
                            "behind an ingress that terminates TLS (the chart's ingress.tls) or with TLS disabled.")

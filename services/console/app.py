@@ -29,8 +29,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from services.common.auth import AuthError, Permission, Principal, auth_metadata, token_verifier
+from services.common.auth import Permission, Principal, auth_metadata, token_verifier
 from services.common.purpose import purpose_label
+from services.common.rejected import Rejected
 from services.common.web import harden, health_route
 from services.console.adapters.backends import Backends
 from services.console.domain import forms
@@ -99,7 +100,7 @@ class Console:
             return None
         try:
             return self.verifier.verify(token)
-        except AuthError:
+        except Rejected:
             return None
 
     def render(self, request: Request, template: str, context: dict[str, Any] | None = None,

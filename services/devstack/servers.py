@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,13 +51,7 @@ class Proc:
         return self.popen.poll() is None
 
     def stop(self, timeout: float = 20) -> None:
-        if self.alive():
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+        stop_all([self], timeout)
 
     def kill(self) -> None:
         """kill -9: for fault tests."""
@@ -219,13 +213,26 @@ def start_service(module: str, env: dict[str, str], log_dir: Path, port: int) ->
     return proc
 
 
+def stop_all(procs: Iterable[Proc], timeout: float = 20) -> None:
+    """SIGTERM to all at once, then wait for each; whatever is still running after `timeout` is killed."""
+    running = [proc for proc in procs if proc.alive()]
+    for proc in running:
+        proc.popen.terminate()
+    deadline = time.monotonic() + timeout
+    for proc in running:
+        try:
+            proc.popen.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.popen.kill()
+            proc.popen.wait()
+
+
 @contextlib.contextmanager
 def stopping(procs: list[Proc]) -> Iterator[list[Proc]]:
     try:
         yield procs
     finally:
-        for proc in reversed(procs):
-            proc.stop()
+        stop_all(reversed(procs))
 
 
 def mongo_ready(uri: str) -> bool:

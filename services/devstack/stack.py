@@ -28,6 +28,7 @@ from services.devstack.servers import (
     start_mongo,
     start_redis,
     start_service,
+    stop_all,
 )
 from services.inference.launcher import REPO_ROOT, wait_ready
 
@@ -39,6 +40,10 @@ WEB = {"portal": "services.portal", "console": "services.console"}
 CONSOLE_BACKENDS = ("identity", "search", "hotlist", "audit", "retention")
 # Every server of the stack gets its own certificate from the development CA.
 TLS_SERVERS = (*SERVICES, *WEB, "mongod", "redis")
+
+
+# What the services use: stopped after them, so that each can drain.
+SERVERS = frozenset({"mongod", "redis", "triton"})
 
 
 @dataclass
@@ -235,8 +240,9 @@ class LocalStack:
         return f"{'https' if self.tls else 'http'}://{self.address(name)}"
 
     def stop(self) -> None:
-        for proc in reversed(list(self.procs.values())):
-            proc.stop()
+        """The services and front ends together (each drains), then the servers they were using."""
+        stop_all(proc for name, proc in self.procs.items() if name not in SERVERS)
+        stop_all(proc for name, proc in self.procs.items() if name in SERVERS)
         self.procs.clear()
 
     def ports_in_use(self) -> list[int]:

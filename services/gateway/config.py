@@ -112,7 +112,7 @@ class SpoolConfig(_Strict):
 
 
 class RtspSource(_Strict):
-    type: Literal["rtsp"]
+    type: Literal["rtsp"] = Field(description="source kind: an RTSP camera stream")
     url: str = Field(description="rtsp://host[:port]/path (no password in it)")
     transport: Literal["tcp", "udp"] = Field(default="tcp", description="RTP over the RTSP TCP connection, or UDP")
     username: str | None = Field(default=None, description="RTSP user")
@@ -128,7 +128,7 @@ class RtspSource(_Strict):
 
 
 class MjpegSource(_Strict):
-    type: Literal["mjpeg"]
+    type: Literal["mjpeg"] = Field(description="source kind: a multipart MJPEG stream over HTTP")
     url: str = Field(description="http(s) URL of a multipart MJPEG stream")
     username: str | None = Field(default=None, description="HTTP basic-auth user")
     password_file: Path | None = Field(default=None, description="file holding the HTTP password")
@@ -141,7 +141,7 @@ class MjpegSource(_Strict):
 
 
 class SnapshotSource(_Strict):
-    type: Literal["snapshot"]
+    type: Literal["snapshot"] = Field(description="source kind: an HTTP URL polled for one JPEG at a time")
     url: str = Field(description="http(s) URL answering one JPEG per GET")
     interval_s: float = Field(default=0.5, gt=0, description="seconds between polls")
     username: str | None = Field(default=None, description="HTTP basic-auth user")
@@ -155,7 +155,7 @@ class SnapshotSource(_Strict):
 
 
 class FileSource(_Strict):
-    type: Literal["file"]
+    type: Literal["file"] = Field(description="source kind: a video file")
     path: Path = Field(description="a video file (any container and codec FFmpeg reads)")
     realtime: bool = Field(default=True, description="decode at the stream's own rate (false: as fast as possible)")
     loop: bool = Field(default=False, description="start again at the end")
@@ -163,7 +163,7 @@ class FileSource(_Strict):
 
 
 class FolderSource(_Strict):
-    type: Literal["folder"]
+    type: Literal["folder"] = Field(description="source kind: a folder of JPEG stills (FTP drop)")
     path: Path = Field(description="the FTP drop: each complete JPEG in it is one still, sent and then deleted")
     settle_s: float = Field(default=2.0, ge=0, description="a file is complete once its size and time have not "
                             "changed for this long and it ends with the JPEG end marker")
@@ -203,7 +203,7 @@ class PickConfig(_Strict):
 class CameraConfig(_Strict):
     camera_id: str = Field(pattern=_ID, description="the camera's id in ingest's registry")
     secret_file: Path = Field(description="file holding the camera's ingest credential (from CameraRegistry)")
-    source: Source
+    source: Source = Field(description="where the camera's frames come from, chosen by its type")
     pick: PickConfig = Field(default_factory=PickConfig, description="still picking (video sources)")
     latitude: float | None = Field(default=None, ge=-90, le=90, description="camera position")
     longitude: float | None = Field(default=None, ge=-180, le=180, description="camera position")
@@ -225,7 +225,8 @@ class CameraConfig(_Strict):
 class SiteConfig(_Strict):
     site_id: str = Field(pattern=_ID, description="the site (roadside cabinet) this gateway serves")
     ingest: IngestConfig = Field(default_factory=IngestConfig, description="the ingest service")
-    spool: SpoolConfig
+    spool: SpoolConfig = Field(description="the store-and-forward spool: stills wait there until ingest "
+                               "acknowledges them")
     cameras: list[CameraConfig] = Field(min_length=1, description="the site's cameras")
     http_host: str = Field(default="0.0.0.0", description="address of /healthz and /metrics")
     http_port: int = Field(default=9108, ge=0, le=65535, description="port of /healthz and /metrics (0: none)")

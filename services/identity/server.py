@@ -21,23 +21,22 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import Counter
 from redis.exceptions import RedisError
 
-from services.audit.client import AuditClient, AuditUnavailable
+from services.audit.client import AccessGate, AuditClient
 from services.common.agencies import HOTLIST_SHARE_WITH
 from services.common.auth import (
     TOKEN_KEY,
-    AuthError,
     Permission,
     Principal,
     Revocations,
     Role,
     TokenIssuer,
-    check_call,
     load_private_key,
     token_verifier,
 )
 from services.common.data_keys import load_master_key
-from services.common.grpc_server import ServiceSpec, retry_until_done
+from services.common.grpc_server import ServiceSpec, abort, retry_until_done
 from services.common.reads import to_timestamp
+from services.common.rejected import Code, Rejected
 from services.common.service_tokens import service_signer
 from services.common.storage import mongo_client, mongo_database, mongo_dependency, redis_client, redis_dependency
 from services.identity.adapters.store import IdentityStore
@@ -91,14 +90,9 @@ def agency_to_proto(doc: dict[str, Any]) -> identity_pb2.Agency:
                                hotlist_share_with=doc.get(HOTLIST_SHARE_WITH, []))
 
 
-class Refused(Exception):
-    """A refused login, audited with `reason`; answered `code`/`message` only once both factors were proven,
-    otherwise with the one answer every failure gets."""
-
-    def __init__(self, reason: str, user: dict[str, Any] | None = None,
-                 code: grpc.StatusCode = grpc.StatusCode.UNAUTHENTICATED, message: str = _BAD_LOGIN):
-        super().__init__(reason)
-        self.reason, self.user, self.code, self.message = reason, user, code, message
+def _refused(reason: str) -> Rejected:
+    """A refused login: audited with `reason`, answered with the one answer every failure gets."""
+    return Rejected(Code.UNAUTHENTICATED, _BAD_LOGIN, reason)
 
 
 def peer_address(context, trusted_proxies: list[IPv4Network | IPv6Network]) -> str:
@@ -126,8 +120,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self._settings = settings
         self._store = store
         self._issuer = issuer
-        self._verifier = verifier
-        self._audit = audit
+        self._gate = AccessGate(verifier, audit)
         self._throttle = throttle
         self._revocations = revocations
         self._credentials = Credentials.argon2id(settings.argon2_time_cost, settings.argon2_memory_kib,
@@ -137,23 +130,9 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
 
     # --- audit ------------------------------------------------------------------------------------------
 
-    async def _audit_or_abort(self, context, event: audit_pb2.AuditEvent, actor_token: str = "") -> None:
-        """Record `event` as identity's own (a login, say), or as the action of the holder of `actor_token`."""
-        try:
-            await self._audit.record(event, actor_token)
-        except AuditUnavailable as exc:
-            log.error("audit trail unavailable: refusing", extra={"error": str(exc)[:200]})
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "audit trail unavailable; try again later")
-
     async def _caller(self, context, permission: Permission, action: str) -> Principal:
         """The verified caller; a refused known caller is audited (as `action`, denied) before the refusal."""
-        try:
-            return await check_call(context, self._verifier, permission)
-        except AuthError as exc:
-            if exc.principal is not None:
-                await self._audit.record_refusal(audit_pb2.AuditEvent(action=action), exc.principal.token, exc.message)
-            await context.abort(exc.code, exc.message)
-            raise
+        return await self._gate.admit(context, permission, event=audit_pb2.AuditEvent(action=action))
 
     async def _admin(self, context, action: str) -> Principal:
         return await self._caller(context, Permission.MANAGE_USERS, action)
@@ -178,29 +157,28 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
 
     # --- login ------------------------------------------------------------------------------------------
 
-    async def _check_login(self, request, username: str, now: datetime) -> tuple[dict[str, Any], int]:
+    async def _check_login(self, request, user: dict[str, Any] | None, now: datetime) -> tuple[dict[str, Any], int]:
         """Both factors are checked, whatever the first gave, before anything but the one answer is said."""
-        user = await self._store.user_by_name(username) if username else None
         if user is None:
             await asyncio.to_thread(self._credentials.verify, self._dummy_hash, request.password)
-            raise Refused("unknown user")
+            raise _refused("unknown user")
         password_ok = await asyncio.to_thread(self._credentials.verify, user["password_hash"], request.password)
         step = totp_step(user["totp_secret"], request.totp_code, now, user.get("last_totp_step", 0))
         if not password_ok:
-            raise Refused("wrong password", user)
+            raise _refused("wrong password")
         if not request.totp_code.strip():
-            raise Refused("no second factor", user)
+            raise _refused("no second factor")
         if step is None:
-            raise Refused("wrong or reused TOTP code", user)
+            raise _refused("wrong or reused TOTP code")
         if not user.get("active", False):
-            raise Refused("account disabled", user)
+            raise _refused("account disabled")
         if locked(user, now):
-            raise Refused("account locked", user)
+            raise _refused("account locked")
         until = training_until(user)
         if until is None or until <= now:
             when = f" on {until:%Y-%m-%d}" if until else ""
-            raise Refused("training expired", user, grpc.StatusCode.PERMISSION_DENIED,
-                          f"your required training expired{when}: renew it to regain access")
+            raise Rejected(Code.PERMISSION_DENIED, f"your required training expired{when}: renew it to regain access",
+                           "training expired")
         if self._credentials.needs_rehash(user["password_hash"]):
             await self._store.update_user(user["_id"], user["agency_id"],
                                           {"password_hash": await asyncio.to_thread(self._credentials.hash,
@@ -215,20 +193,21 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             username = normalize_username(request.username)
         except AccountError:
             username = ""
+        found: dict[str, Any] | None = None
         try:
             if not await self._attempt(context, source, username, now):
-                raise Refused("throttled after repeated failures")
-            user, step = await self._check_login(request, username, now)
+                raise _refused("throttled after repeated failures")
+            found = await self._store.user_by_name(username) if username else None
+            user, step = await self._check_login(request, found, now)
             if not await self._store.claim_totp_step(user["_id"], step, {"last_login_at": now}):
-                raise Refused("TOTP code reused", user)
-        except Refused as refused:
+                raise _refused("TOTP code reused")
+        except Rejected as refused:
             LOGINS.labels("refused").inc()
-            if refused.user is not None:
-                event.user_id, event.agency_id = refused.user["_id"], refused.user["agency_id"]
+            if found is not None:
+                event.user_id, event.agency_id = found["_id"], found["agency_id"]
             event.outcome, event.reason = audit_pb2.OUTCOME_DENIED, refused.reason
-            await self._audit_or_abort(context, event)
-            await context.abort(refused.code, refused.message)
-            raise
+            await self._gate.record(None, event)
+            await abort(context, refused)
         await self._throttle.succeeded(source, username)
         agency = await self._store.agency(user["agency_id"]) or {}
         partners = (await self._store.sharing_with(user["agency_id"])
@@ -241,7 +220,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         token, expires = self._issuer.issue(principal, now, ["pwd", "otp"])
         event.user_id, event.agency_id, event.outcome = user["_id"], user["agency_id"], audit_pb2.OUTCOME_ALLOWED
         event.roles.extend(sorted(user["roles"]))
-        await self._audit_or_abort(context, event)
+        await self._gate.record(None, event)
         LOGINS.labels("ok").inc()
         return identity_pb2.LoginResponse(access_token=token, expires_at=to_timestamp(expires),
                                           user=user_to_proto(user))
@@ -269,13 +248,12 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             elif not await self._store.claim_totp_step(user["_id"], step, {}):
                 reason = "TOTP code reused"
         if reason:
-            await self._audit_or_abort(context, audit_pb2.AuditEvent(
-                action="user.password", outcome=audit_pb2.OUTCOME_DENIED, subject=user["_id"], reason=reason),
-                principal.token)
+            await self._gate.record(principal, audit_pb2.AuditEvent(
+                action="user.password", outcome=audit_pb2.OUTCOME_DENIED, subject=user["_id"], reason=reason))
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, "old password or code is wrong")
         await self._throttle.succeeded(source, user["username"])
-        await self._audit_or_abort(context, audit_pb2.AuditEvent(
-            action="user.password", outcome=audit_pb2.OUTCOME_ALLOWED, subject=user["_id"]), principal.token)
+        await self._gate.record(principal, audit_pb2.AuditEvent(
+            action="user.password", outcome=audit_pb2.OUTCOME_ALLOWED, subject=user["_id"]))
         await self._revoke(context, user["_id"])
         new_hash = await asyncio.to_thread(self._credentials.hash, request.new_password)
         await self._store.update_user(user["_id"], user["agency_id"],
@@ -285,8 +263,8 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def Logout(self, request, context):  # noqa: N802
         principal = await self._caller(context, Permission.OWN_ACCOUNT, "logout")
         # Recorded with the caller's token while it is still valid, then revoked.
-        await self._audit_or_abort(context, audit_pb2.AuditEvent(
-            action="logout", outcome=audit_pb2.OUTCOME_ALLOWED, subject=principal.user_id), principal.token)
+        await self._gate.record(principal, audit_pb2.AuditEvent(
+            action="logout", outcome=audit_pb2.OUTCOME_ALLOWED, subject=principal.user_id))
         await self._revoke(context, principal.user_id)
         return identity_pb2.LogoutResponse()
 
@@ -310,8 +288,8 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         password_hash = await asyncio.to_thread(self._credentials.hash, request.initial_password)
         doc, secret = new_user_document(username, admin.agency_id, request.display_name, roles, password_hash,
                                         training_document(request.training), datetime.now(UTC))
-        await self._audit_or_abort(context, self._change_event(
-            "user.create", doc["_id"], {"username": username, "roles": roles}), admin.token)
+        await self._gate.record(admin, self._change_event(
+            "user.create", doc["_id"], {"username": username, "roles": roles}))
         await self._store.insert_user(doc)
         return identity_pb2.CreateUserResponse(user=user_to_proto(doc), totp_secret=secret,
                                                totp_uri=totp_uri(secret, username, admin.agency_id))
@@ -322,10 +300,9 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         audited as denied, with the answer a missing user gets (no telling which)."""
         user = await self._store.user(user_id)
         if user is None or user["agency_id"] != admin.agency_id:
-            await self._audit.record_refusal(audit_pb2.AuditEvent(action=action, subject=user_id[:128]), admin.token,
-                                             _NO_SUCH_USER)
-            await context.abort(grpc.StatusCode.NOT_FOUND, _NO_SUCH_USER)
-        await self._audit_or_abort(context, self._change_event(action, user_id, details), admin.token)
+            await self._gate.deny(admin, audit_pb2.AuditEvent(action=action, subject=user_id[:128]),
+                                  Rejected(Code.NOT_FOUND, _NO_SUCH_USER))
+        await self._gate.record(admin, self._change_event(action, user_id, details))
         doc = await self._store.update_user(user_id, admin.agency_id, changes)
         if doc is None:  # moved to another agency meanwhile
             await context.abort(grpc.StatusCode.NOT_FOUND, _NO_SUCH_USER)
@@ -371,10 +348,10 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             hotlist_share_with = sorted({check_agency_id(a) for a in request.hotlist_share_with} - {admin.agency_id})
         except AccountError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        await self._audit_or_abort(context, self._change_event(
+        await self._gate.record(admin, self._change_event(
             "agency.policy", admin.agency_id,
             {"share_with": share_with, "case_number_required": request.case_number_required,
-             HOTLIST_SHARE_WITH: hotlist_share_with}), admin.token)
+             HOTLIST_SHARE_WITH: hotlist_share_with}))
         doc = await self._store.set_agency_policy(admin.agency_id, share_with, request.case_number_required,
                                                   hotlist_share_with)
         if doc is None:

@@ -48,25 +48,31 @@ class TritonLauncherSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SIGHTLINE_TRITON_", extra="forbid")
 
-    venv: Path = REPO_ROOT / ".venv-triton"
-    model_repository: Path = REPO_ROOT / "model_repository"
-    # Triton's HTTP, gRPC and metrics endpoints are unauthenticated: locally they listen on loopback only.
-    address: str = Field(default="127.0.0.1", description="Address Triton's HTTP, gRPC and metrics ports bind to.")
-    http_port: int = 8000
-    grpc_port: int = 8001
-    metrics_port: int = 8002
-    # The repository API's load/unload would run any python-backend model.py it is handed, so it is never on:
-    # none loads every model at start and refuses load/unload; poll (development) reloads models whose files
-    # change and also refuses load/unload.
+    venv: Path = Field(
+        default=REPO_ROOT / ".venv-triton",
+        description="Virtual environment holding nvidia-pytriton (tritonserver and the python backend) and this "
+                    "project.")
+    model_repository: Path = Field(
+        default=REPO_ROOT / "model_repository", description="Model repository Triton serves.")
+    address: str = Field(
+        default="127.0.0.1",
+        description="Address Triton's HTTP, gRPC and metrics ports bind to; they are unauthenticated, so locally "
+                    "they listen on loopback only.")
+    http_port: int = Field(default=8000, description="Port of Triton's HTTP endpoint.")
+    grpc_port: int = Field(default=8001, description="Port of Triton's gRPC endpoint.")
+    metrics_port: int = Field(default=8002, description="Port of Triton's Prometheus metrics endpoint.")
     model_control_mode: Literal["none", "poll"] = Field(
         default="none", description="none: load every model at start; poll: reload changed models (development). "
-                                    "Both refuse the repository API's load and unload.")
-    poll_seconds: int = 5
-    log_verbose: int = 0
-    # OTLP/HTTP traces endpoint (http://host:4318/v1/traces); set, Triton traces every request with
-    # OpenTelemetry and continues the W3C trace context its gRPC callers send.
-    trace_url: str = ""
-    trace_service_name: str = "triton"
+                                    "Both refuse the repository API's load and unload, which would run any "
+                                    "python-backend model.py it is handed.")
+    poll_seconds: int = Field(
+        default=5, description="Seconds between Triton's scans of the model repository in poll mode.")
+    log_verbose: int = Field(default=0, description="Triton's verbose log level (--log-verbose; 0: off).")
+    trace_url: str = Field(
+        default="",
+        description="OTLP/HTTP traces endpoint (http://host:4318/v1/traces); set, Triton traces every request with "
+                    "OpenTelemetry and continues the W3C trace context its gRPC callers send (empty: no tracing).")
+    trace_service_name: str = Field(default="triton", description="Service name of Triton's traces.")
 
 
 @dataclass(frozen=True)

@@ -11,17 +11,19 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import NoReturn
 
 import grpc
 from prometheus_client import Counter, Histogram
 from pymongo.errors import DuplicateKeyError
 
-from services.audit.client import AuditClient, AuditUnavailable
-from services.common.auth import AuthError, Permission, Principal, check_call, token_verifier
+from services.audit.client import AccessGate, AuditClient
+from services.common.auth import Permission, Principal, token_verifier
 from services.common.counters import ReadCounters
 from services.common.data_keys import KeyShredded, KeyStore, load_master_key
-from services.common.grpc_server import ServiceSpec, retry_until_done
+from services.common.grpc_server import ServiceSpec, abort, retry_until_done, status_of
 from services.common.reads import ensure_indexes
+from services.common.rejected import Code, Rejected
 from services.common.retention_policy import capture_day, effective_days
 from services.common.service_tokens import service_signer
 from services.common.storage import (
@@ -37,7 +39,6 @@ from services.ingest.adapters.stream import ReadPublisher
 from services.ingest.adapters.triton import TritonAlpr
 from services.ingest.domain.frames import (
     FrameLimits,
-    FrameRejected,
     build_reads,
     frame_key,
     gateway_reads,
@@ -80,18 +81,18 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         """(agency, retention days, captured_at, expire_at) of a validated frame from an authenticated camera."""
         camera = await self._store.camera(frame.camera_id)
         if camera is None:
-            raise FrameRejected(grpc.StatusCode.NOT_FOUND, f"camera {frame.camera_id!r} is not registered or active")
+            raise Rejected(Code.NOT_FOUND, f"camera {frame.camera_id!r} is not registered or active")
         captured_at = frame.captured_at.ToDatetime(tzinfo=UTC)
         agency_id = camera["agency_id"]
         days = effective_days(self._caps, await self._store.agency(agency_id), self._settings.read_retention_days)
         expire_at = captured_at + timedelta(days=days)
         if expire_at <= now:
-            raise FrameRejected(grpc.StatusCode.INVALID_ARGUMENT,
+            raise Rejected(Code.INVALID_ARGUMENT,
                                 f"captured_at is older than the agency's {days}-day retention period")
         return agency_id, days, captured_at, expire_at
 
     async def process(self, frame: ingest_pb2.Frame, cameras: frozenset[str]) -> ingest_pb2.FrameAck:
-        """Validate, recognise, store durably, publish. Raises FrameRejected."""
+        """Validate, recognise, store durably, publish. Raises Rejected."""
         now = datetime.now(UTC)
         _check_camera(frame, cameras)
         validate_frame(frame, self._limits, now)
@@ -109,7 +110,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         try:
             stored = await self._store.store(key, reads, image_ref, redacted, captured_at, expire_at, now, agency_id)
         except KeyShredded as exc:
-            raise FrameRejected(grpc.StatusCode.FAILED_PRECONDITION, SHREDDED) from exc
+            raise Rejected(Code.FAILED_PRECONDITION, SHREDDED) from exc
         if stored.duplicate:
             ack.status = ingest_pb2.FRAME_STATUS_DUPLICATE
             ack.read_ids.extend(stored.read_ids)
@@ -149,7 +150,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
                 _check_camera(frame, cameras)
                 validate_frame_reads(frame, self._limits, now)
                 agency_id, days, captured_at, expire_at = await self._admit(frame, now)
-            except FrameRejected as exc:
+            except Rejected as exc:
                 _reject(ack, exc)
                 continue
             reads = gateway_reads(frame, agency_id, now, expire_at)
@@ -158,7 +159,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         stored = await self._store_batch([item for _, item, _ in admitted], now)
         fresh: list[tuple[ReadOnlyFrame, int]] = []
         for (ack, item, days), result in zip(admitted, stored, strict=True):
-            if isinstance(result, FrameRejected):
+            if isinstance(result, Rejected):
                 _reject(ack, result)
                 continue
             ack.read_ids.extend(result.read_ids)
@@ -176,19 +177,19 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             FRAMES.labels(ingest_pb2.FrameStatus.Name(ack.status).removeprefix("FRAME_STATUS_").lower()).inc()
         return ingest_pb2.ReadBatchAck(acks=acks)
 
-    async def _store_batch(self, items: list[ReadOnlyFrame], now: datetime) -> list[StoredFrame | FrameRejected]:
+    async def _store_batch(self, items: list[ReadOnlyFrame], now: datetime) -> list[StoredFrame | Rejected]:
         try:
             return list(await self._store.store_batch(items, now)) if items else []
         except KeyShredded:
             if len(items) == 1:
-                return [FrameRejected(grpc.StatusCode.FAILED_PRECONDITION, SHREDDED)]
+                return [Rejected(Code.FAILED_PRECONDITION, SHREDDED)]
             return [(await self._store_batch([item], now))[0] for item in items]
 
     async def _ack(self, frame: ingest_pb2.Frame, cameras: frozenset[str]) -> ingest_pb2.FrameAck:
         started = asyncio.get_running_loop().time()
         try:
             ack = await self.process(frame, cameras)
-        except FrameRejected as exc:
+        except Rejected as exc:
             ack = _reject(ingest_pb2.FrameAck(camera_id=frame.camera_id, frame_id=frame.frame_id), exc)
         except Exception:
             log.exception("frame failed", extra={"camera_id": frame.camera_id})
@@ -208,9 +209,8 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             if self._settings.tls_enabled:
                 await check_site(context, cameras, self._store.camera)
             return cameras
-        except AuthError as exc:
-            await context.abort(exc.code, exc.message)
-            raise
+        except Rejected as exc:
+            await abort(context, exc)
 
     async def SubmitFrame(self, request, context):  # noqa: N802 - gRPC method name
         ack = await self._ack(request, await self._cameras(context))
@@ -266,12 +266,13 @@ SHREDDED = "the capture day's retention has ended and its data key is destroyed"
 def _check_camera(frame: ingest_pb2.Frame | ingest_pb2.FrameReads, cameras: frozenset[str]) -> None:
     """Before any work is spent on it: the frame is from a camera this call authenticated as."""
     if frame.camera_id not in cameras:
-        raise FrameRejected(grpc.StatusCode.PERMISSION_DENIED,
+        raise Rejected(Code.PERMISSION_DENIED,
                             f"this call holds no credential for camera {frame.camera_id[:128]!r}")
 
 
-def _reject(ack: ingest_pb2.FrameAck, exc: FrameRejected) -> ingest_pb2.FrameAck:
-    ack.status, ack.error_code, ack.error_message = ingest_pb2.FRAME_STATUS_REJECTED, exc.code.value[0], exc.message
+def _reject(ack: ingest_pb2.FrameAck, exc: Rejected) -> ingest_pb2.FrameAck:
+    ack.status, ack.error_message = ingest_pb2.FRAME_STATUS_REJECTED, exc.message
+    ack.error_code = status_of(exc.code).value[0]
     return ack
 
 
@@ -279,66 +280,56 @@ def _status_by_value(value: int) -> grpc.StatusCode:
     return next(code for code in grpc.StatusCode if code.value[0] == value)
 
 
+def _camera_event(action: str, subject: str) -> audit_pb2.AuditEvent:
+    return audit_pb2.AuditEvent(action=action, subject=subject[:128])
+
+
 class CameraRegistryServicer(ingest_pb2_grpc.CameraRegistryServiceServicer):
     """Agency admins register their own agency's cameras; every change and every refusal is audited."""
 
     def __init__(self, store: FrameStore, verifier, audit: AuditClient):
         self._store = store
-        self._verifier = verifier
-        self._audit = audit
+        self._gate = AccessGate(verifier, audit)
 
     async def _admin(self, context, action: str, subject: str) -> Principal:
-        try:
-            return await check_call(context, self._verifier, Permission.MANAGE_CAMERAS)
-        except AuthError as exc:
-            if exc.principal is not None:
-                await self._deny(context, exc.principal, action, subject, exc.code, exc.message)
-            await context.abort(exc.code, exc.message)
-            raise
+        return await self._gate.admit(context, Permission.MANAGE_CAMERAS, event=_camera_event(action, subject))
 
-    async def _deny(self, context, principal: Principal, action: str, subject: str, code: grpc.StatusCode,
-                    message: str) -> None:
-        event = audit_pb2.AuditEvent(action=action, subject=subject[:128])
-        await self._audit.record_refusal(event, principal.token, message)
-        await context.abort(code, message)
+    async def _deny(self, context, principal: Principal, action: str, subject: str, refusal: Rejected) -> NoReturn:
+        await self._gate.deny(principal, _camera_event(action, subject), refusal)
 
     async def _record(self, context, principal: Principal, action: str, subject: str) -> None:
         """Audit a change before it is made; UNAVAILABLE (nothing changed) when it cannot be written."""
-        event = audit_pb2.AuditEvent(action=action, subject=subject[:128], outcome=audit_pb2.OUTCOME_ALLOWED)
-        try:
-            await self._audit.record(event, principal.token)
-        except AuditUnavailable:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "audit trail unavailable; try again later")
+        await self._gate.record(principal, _camera_event(action, subject))
 
     async def UpsertCamera(self, request, context):  # noqa: N802
         camera = request.camera
         admin = await self._admin(context, "camera.upsert", camera.camera_id)
         if camera.agency_id and camera.agency_id != admin.agency_id:
-            await self._deny(context, admin, "camera.upsert", camera.camera_id, grpc.StatusCode.PERMISSION_DENIED,
-                             "cameras can be registered for your own agency only")
+            await self._deny(context, admin, "camera.upsert", camera.camera_id, Rejected(Code.PERMISSION_DENIED,
+                             "cameras can be registered for your own agency only"))
         camera.agency_id = admin.agency_id
         try:
             validate_camera_id(camera.camera_id)
             validate_site_id(camera.site_id)
-        except FrameRejected as exc:
-            await context.abort(exc.code, exc.message)
+        except Rejected as exc:
+            await abort(context, exc)
         if await self._store.camera_agency(camera.camera_id) not in (None, admin.agency_id):
-            await self._deny(context, admin, "camera.upsert", camera.camera_id, grpc.StatusCode.PERMISSION_DENIED,
-                             "this camera id belongs to another agency")
+            await self._deny(context, admin, "camera.upsert", camera.camera_id, Rejected(Code.PERMISSION_DENIED,
+                             "this camera id belongs to another agency"))
         await self._record(context, admin, "camera.upsert", camera.camera_id)
         secret = new_secret()
         try:
             created = await self._store.upsert_camera(camera, secret_hash(secret))
         except DuplicateKeyError:  # registered by another agency meanwhile
-            await self._deny(context, admin, "camera.upsert", camera.camera_id, grpc.StatusCode.PERMISSION_DENIED,
-                             "this camera id belongs to another agency")
+            await self._deny(context, admin, "camera.upsert", camera.camera_id, Rejected(Code.PERMISSION_DENIED,
+                             "this camera id belongs to another agency"))
         return ingest_pb2.UpsertCameraResponse(camera=camera, secret=secret if created else "")
 
     async def RotateCameraSecret(self, request, context):  # noqa: N802
         admin = await self._admin(context, "camera.rotate_secret", request.camera_id)
         if await self._store.camera_agency(request.camera_id) != admin.agency_id:  # none, or another agency's
-            await self._deny(context, admin, "camera.rotate_secret", request.camera_id, grpc.StatusCode.NOT_FOUND,
-                             "no such camera in your agency")
+            await self._deny(context, admin, "camera.rotate_secret", request.camera_id, Rejected(Code.NOT_FOUND,
+                             "no such camera in your agency"))
         await self._record(context, admin, "camera.rotate_secret", request.camera_id)
         secret = new_secret()
         if not await self._store.set_camera_secret(request.camera_id, admin.agency_id, secret_hash(secret)):
@@ -348,8 +339,8 @@ class CameraRegistryServicer(ingest_pb2_grpc.CameraRegistryServiceServicer):
     async def ListCameras(self, request, context):  # noqa: N802
         admin = await self._admin(context, "camera.list", request.agency_id)
         if request.agency_id and request.agency_id != admin.agency_id:
-            await self._deny(context, admin, "camera.list", request.agency_id, grpc.StatusCode.PERMISSION_DENIED,
-                             "only your own agency's cameras can be listed")
+            await self._deny(context, admin, "camera.list", request.agency_id, Rejected(Code.PERMISSION_DENIED,
+                             "only your own agency's cameras can be listed"))
         docs = await self._store.list_cameras(admin.agency_id)
         cameras = []
         for doc in docs:

@@ -17,11 +17,12 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 from prometheus_client import Counter
 
-from services.audit.client import AuditClient, AuditUnavailable
-from services.common.auth import AuthError, Permission, Principal, check_call, token_verifier
+from services.audit.client import AccessGate, AuditClient
+from services.common.auth import Permission, token_verifier
 from services.common.data_keys import KeyStore, load_master_key
 from services.common.grpc_server import ServiceSpec, retry_until_done
 from services.common.reads import READS, ensure_indexes, to_datetime, to_timestamp
+from services.common.rejected import Code, Rejected
 from services.common.retention_policy import PolicyError, check_setting, effective_days
 from services.common.service_tokens import service_signer
 from services.common.storage import mongo_client, mongo_database, mongo_dependency, redis_client, redis_dependency
@@ -37,20 +38,27 @@ log = logging.getLogger(__name__)
 
 DAYS_SHREDDED = Counter("sightline_retention_days_shredded_total", "Capture days shredded, by outcome", ["ok"])
 HOLDS = Counter("sightline_retention_holds_total", "Holds placed and released", ["action"])
-R = retention_pb2
 
 
 
 
-def hold_to_proto(doc: dict[str, Any]) -> R.Hold:
-    hold = R.Hold(hold_id=doc["_id"], agency_id=doc["agency_id"], case_number=doc["case_number"],
-                  justification=doc["justification"], requested_by_user_id=doc["requested_by"]["user_id"],
-                  requested_by_username=doc["requested_by"]["username"],
-                  status=R.HOLD_STATUS_ACTIVE if doc["status"] == "active" else R.HOLD_STATUS_RELEASED,
-                  created_at=to_timestamp(doc["created_at"]), read_count=doc.get("read_count", 0),
-                  image_count=doc.get("image_count", 0), release_reason=doc.get("release_reason", ""),
-                  released_by_user_id=doc.get("released_by", ""), reads_restored=doc.get("reads_restored", 0),
-                  reads_deleted=doc.get("reads_deleted", 0))
+def hold_to_proto(doc: dict[str, Any]) -> retention_pb2.Hold:
+    hold = retention_pb2.Hold(
+        hold_id=doc["_id"],
+        agency_id=doc["agency_id"],
+        case_number=doc["case_number"],
+        justification=doc["justification"],
+        requested_by_user_id=doc["requested_by"]["user_id"],
+        requested_by_username=doc["requested_by"]["username"],
+        status=retention_pb2.HOLD_STATUS_ACTIVE if doc["status"] == "active" else retention_pb2.HOLD_STATUS_RELEASED,
+        created_at=to_timestamp(doc["created_at"]),
+        read_count=doc.get("read_count", 0),
+        image_count=doc.get("image_count", 0),
+        release_reason=doc.get("release_reason", ""),
+        released_by_user_id=doc.get("released_by", ""),
+        reads_restored=doc.get("reads_restored", 0),
+        reads_deleted=doc.get("reads_deleted", 0),
+    )
     scope = doc["scope"]
     if "read_ids" in scope:
         hold.read_ids.ids.extend(scope["read_ids"])
@@ -63,83 +71,73 @@ def hold_to_proto(doc: dict[str, Any]) -> R.Hold:
     return hold
 
 
-def report_to_proto(doc: dict[str, Any]) -> R.DayReport:
-    fields = {k: v for k, v in doc.items() if k in R.DayReport.DESCRIPTOR.fields_by_name}
+def report_to_proto(doc: dict[str, Any]) -> retention_pb2.DayReport:
+    fields = {k: v for k, v in doc.items() if k in retention_pb2.DayReport.DESCRIPTOR.fields_by_name}
     for name in ("retention_ended_at", "verified_at", "key_destroyed_at"):
         fields[name] = to_timestamp(fields.get(name))
-    return R.DayReport(**fields)
+    return retention_pb2.DayReport(**fields)
 
 
-def _scope(request: R.PlaceHoldRequest) -> Scope:
+def _scope(request: retention_pb2.PlaceHoldRequest) -> Scope:
     if request.WhichOneof("scope") == "read_ids":
         return Scope(read_ids=tuple(request.read_ids.ids))
     w = request.window
-    return Scope(plate=w.plate, camera_id=w.camera_id,
-                 start=to_datetime(w.start_time) if w.HasField("start_time") else None,
-                 end=to_datetime(w.end_time) if w.HasField("end_time") else None)
+    return Scope(
+        plate=w.plate,
+        camera_id=w.camera_id,
+        start=to_datetime(w.start_time) if w.HasField("start_time") else None,
+        end=to_datetime(w.end_time) if w.HasField("end_time") else None,
+    )
 
 
 class RetentionServicer(retention_pb2_grpc.RetentionServiceServicer):
-    def __init__(self, settings: RetentionSettings, store: RetentionStore, holds: HoldManager, verifier,
-                 audit: AuditClient, lock: asyncio.Lock):
+    def __init__(
+        self,
+        settings: RetentionSettings,
+        store: RetentionStore,
+        holds: HoldManager,
+        verifier,
+        audit: AuditClient,
+        lock: asyncio.Lock,
+    ):
         self._settings = settings
         self._store = store
         self._holds = holds
-        self._verifier = verifier
-        self._audit = audit
+        self._gate = AccessGate(verifier, audit)
         self._caps = settings.cap_table()
         # Holds, releases and the verification job never run at the same time.
         self._lock = lock
 
-    async def _admit(self, context, action: str, *allowed: Permission,
-                     event: audit_pb2.AuditEvent | None = None) -> Principal:
-        """The caller, allowed any of `allowed`; refusals of a known caller are audited when `event` is given."""
-        for i, permission in enumerate(allowed):
-            try:
-                return await check_call(context, self._verifier, permission)
-            except AuthError as exc:
-                if i == len(allowed) - 1 or exc.principal is None:
-                    if event is not None and exc.principal is not None:
-                        event.action, event.outcome, event.reason = action, audit_pb2.OUTCOME_DENIED, exc.message
-                        await self._record(context, exc.principal, event, fail=False)
-                    await context.abort(exc.code, exc.message)
-        raise AssertionError("unreachable")
-
-    async def _record(self, context, principal: Principal, event: audit_pb2.AuditEvent, fail: bool = True) -> None:
-        try:
-            await self._audit.record(event, principal.token)
-        except AuditUnavailable as exc:
-            log.error("audit trail unavailable", extra={"error": str(exc)[:200]})
-            if fail:
-                await context.abort(grpc.StatusCode.UNAVAILABLE, "audit trail unavailable: nothing was changed")
-
-    def _retention(self, agency: dict[str, Any] | None, agency_id: str) -> R.AgencyRetention:
+    def _retention(self, agency: dict[str, Any] | None, agency_id: str) -> retention_pb2.AgencyRetention:
         state = str((agency or {}).get("state") or "")
         cap = self._caps.cap(state)
-        return R.AgencyRetention(agency_id=agency_id, state=state, cap_days=cap.days, cap_source=cap.source,
-                                 retention_days=effective_days(self._caps, agency, self._settings.read_retention_days))
+        return retention_pb2.AgencyRetention(
+            agency_id=agency_id,
+            state=state,
+            cap_days=cap.days,
+            cap_source=cap.source,
+            retention_days=effective_days(self._caps, agency, self._settings.read_retention_days),
+        )
 
     # --- agency retention -----------------------------------------------------------------------------------
 
     async def GetAgencyRetention(self, request, context):  # noqa: N802 - gRPC method name
-        principal = await self._admit(context, "agency.retention.view", Permission.MANAGE_AGENCY,
-                                      Permission.MANAGE_HOLDS, Permission.AUDIT_REVIEW)
+        principal = await self._gate.admit(
+            context, Permission.MANAGE_AGENCY, Permission.MANAGE_HOLDS, Permission.AUDIT_REVIEW
+        )
         return self._retention(await self._store.agency(principal.agency_id), principal.agency_id)
 
     async def SetAgencyRetention(self, request, context):  # noqa: N802
         event = audit_pb2.AuditEvent(action="agency.retention")
         event.details.update({"request": MessageToDict(request, preserving_proto_field_name=True)})
-        principal = await self._admit(context, "agency.retention", Permission.MANAGE_AGENCY, event=event)
+        principal = await self._gate.admit(context, Permission.MANAGE_AGENCY, event=event)
         event.subject = event.agency_id = principal.agency_id
         state = request.state.upper()
         try:
             check_setting(self._caps, state, request.retention_days)
         except PolicyError as exc:
-            event.outcome, event.reason = audit_pb2.OUTCOME_DENIED, str(exc)
-            await self._record(context, principal, event, fail=False)
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
-        event.outcome = audit_pb2.OUTCOME_ALLOWED
-        await self._record(context, principal, event)
+            await self._gate.deny(principal, event, Rejected(Code.FAILED_PRECONDITION, str(exc)))
+        await self._gate.record(principal, event)
         agency = await self._store.set_retention(principal.agency_id, state, request.retention_days)
         if agency is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, "your agency is not registered")
@@ -149,14 +147,16 @@ class RetentionServicer(retention_pb2_grpc.RetentionServiceServicer):
 
     async def PlaceHold(self, request, context):  # noqa: N802
         hold_id = str(uuid.uuid4())
-        event = audit_pb2.AuditEvent(action="hold.place", subject=hold_id, case_number=request.case_number[:64],
-                                     purpose="evidence hold")
+        event = audit_pb2.AuditEvent(
+            action="hold.place", subject=hold_id, case_number=request.case_number[:64], purpose="evidence hold"
+        )
         event.details.update({"request": MessageToDict(request, preserving_proto_field_name=True)})
-        principal = await self._admit(context, "hold.place", Permission.MANAGE_HOLDS, event=event)
+        principal = await self._gate.admit(context, Permission.MANAGE_HOLDS, event=event)
         event.data_agency_ids.append(principal.agency_id)
         try:
-            scope = check_request(request.case_number, request.justification, _scope(request),
-                                  self._settings.max_hold_reads)
+            scope = check_request(
+                request.case_number, request.justification, _scope(request), self._settings.max_hold_reads
+            )
         except InvalidHold as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         if scope.plate:
@@ -166,14 +166,24 @@ class RetentionServicer(retention_pb2_grpc.RetentionServiceServicer):
         async with self._lock:
             count = await self._store.db[READS].count_documents(flt, limit=self._settings.max_hold_reads + 1)
             if count > self._settings.max_hold_reads:
-                await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                                    f"the window covers more than {self._settings.max_hold_reads} reads: narrow it")
+                await context.abort(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"the window covers more than {self._settings.max_hold_reads} reads: narrow it",
+                )
             event.outcome, event.result_count = audit_pb2.OUTCOME_ALLOWED, count
-            await self._record(context, principal, event)
-            doc = {"_id": hold_id, "agency_id": principal.agency_id, "case_number": request.case_number,
-                   "justification": request.justification, "scope": scope.document(), "status": "active",
-                   "requested_by": {"user_id": principal.user_id, "username": principal.username},
-                   "created_at": now, "read_count": 0, "image_count": 0}
+            await self._gate.record(principal, event)
+            doc = {
+                "_id": hold_id,
+                "agency_id": principal.agency_id,
+                "case_number": request.case_number,
+                "justification": request.justification,
+                "scope": scope.document(),
+                "status": "active",
+                "requested_by": {"user_id": principal.user_id, "username": principal.username},
+                "created_at": now,
+                "read_count": 0,
+                "image_count": 0,
+            }
             await self._store.insert_hold(doc)
             reads, images = await self._holds.place(principal.agency_id, hold_id, flt, now)
             doc = await self._store.update_hold(hold_id, {"read_count": reads, "image_count": images})
@@ -184,7 +194,7 @@ class RetentionServicer(retention_pb2_grpc.RetentionServiceServicer):
     async def ReleaseHold(self, request, context):  # noqa: N802
         event = audit_pb2.AuditEvent(action="hold.release", subject=request.hold_id[:64], purpose="evidence hold")
         event.details.update({"request": MessageToDict(request, preserving_proto_field_name=True)})
-        principal = await self._admit(context, "hold.release", Permission.MANAGE_HOLDS, event=event)
+        principal = await self._gate.admit(context, Permission.MANAGE_HOLDS, event=event)
         event.data_agency_ids.append(principal.agency_id)
         if not request.reason.strip():
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "reason is required")
@@ -193,32 +203,41 @@ class RetentionServicer(retention_pb2_grpc.RetentionServiceServicer):
             if hold is None or hold["status"] != "active":
                 await context.abort(grpc.StatusCode.NOT_FOUND, "no such active hold in your agency")
             event.case_number, event.outcome = hold["case_number"], audit_pb2.OUTCOME_ALLOWED
-            await self._record(context, principal, event)
+            await self._gate.record(principal, event)
             now = datetime.now(UTC)
-            days = effective_days(self._caps, await self._store.agency(principal.agency_id),
-                                  self._settings.read_retention_days)
+            days = effective_days(
+                self._caps, await self._store.agency(principal.agency_id), self._settings.read_retention_days
+            )
             counts = await self._holds.release(principal.agency_id, hold["_id"], timedelta(days=days), now)
-            doc = await self._store.update_hold(hold["_id"], {
-                "status": "released", "released_at": now, "released_by": principal.user_id,
-                "release_reason": request.reason, "reads_restored": counts.restored,
-                "reads_deleted": counts.deleted})
+            doc = await self._store.update_hold(
+                hold["_id"],
+                {
+                    "status": "released",
+                    "released_at": now,
+                    "released_by": principal.user_id,
+                    "release_reason": request.reason,
+                    "reads_restored": counts.restored,
+                    "reads_deleted": counts.deleted,
+                },
+            )
         HOLDS.labels("release").inc()
-        log.info("hold released", extra={"hold_id": hold["_id"], "restored": counts.restored,
-                                         "deleted": counts.deleted})
+        log.info(
+            "hold released", extra={"hold_id": hold["_id"], "restored": counts.restored, "deleted": counts.deleted}
+        )
         return hold_to_proto(doc)
 
     async def ListHolds(self, request, context):  # noqa: N802
-        principal = await self._admit(context, "hold.list", Permission.MANAGE_HOLDS, Permission.AUDIT_REVIEW)
+        principal = await self._gate.admit(context, Permission.MANAGE_HOLDS, Permission.AUDIT_REVIEW)
         docs = await self._store.holds(principal.agency_id, request.include_released)
-        return R.ListHoldsResponse(holds=[hold_to_proto(d) for d in docs])
+        return retention_pb2.ListHoldsResponse(holds=[hold_to_proto(d) for d in docs])
 
     async def ListReports(self, request, context):  # noqa: N802
-        principal = await self._admit(context, "retention.reports", Permission.AUDIT_REVIEW, Permission.MANAGE_AGENCY)
+        principal = await self._gate.admit(context, Permission.AUDIT_REVIEW, Permission.MANAGE_AGENCY)
         days = request.days or 30
         if not 1 <= days <= 366:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "days must be 1-366")
         docs = await self._store.reports(principal.agency_id, days)
-        return R.ListReportsResponse(reports=[report_to_proto(d) for d in docs])
+        return retention_pb2.ListReportsResponse(reports=[report_to_proto(d) for d in docs])
 
 
 async def run_verifier(verifier: Verifier, lock: asyncio.Lock, interval_s: float) -> None:
@@ -230,8 +249,14 @@ async def run_verifier(verifier: Verifier, lock: asyncio.Lock, interval_s: float
             for report in reports:
                 DAYS_SHREDDED.labels(str(report["ok"]).lower()).inc()
                 (log.info if report["ok"] else log.error)(
-                    "capture day shredded", extra={"agency_id": report["agency_id"], "day": report["day"],
-                                                   "ok": report["ok"], "reads_held": report["reads_held"]})
+                    "capture day shredded",
+                    extra={
+                        "agency_id": report["agency_id"],
+                        "day": report["day"],
+                        "ok": report["ok"],
+                        "reads_held": report["reads_held"],
+                    },
+                )
         except Exception as exc:  # noqa: BLE001 - try again next round; health shows a lost dependency
             log.warning("verification run failed", extra={"error": repr(exc)[:200]})
         await asyncio.sleep(interval_s)
@@ -241,14 +266,21 @@ async def make_spec(settings: RetentionSettings) -> ServiceSpec:
     mongo = mongo_client(settings)
     db = mongo_database(mongo, settings)
     redis = redis_client(settings)
-    audit = AuditClient(settings.audit_address, settings.audit_timeout_s,
-                        service_signer(settings.service_name, settings), settings)
+    audit = AuditClient(
+        settings.audit_address, settings.audit_timeout_s, service_signer(settings.service_name, settings), settings
+    )
     store = RetentionStore(db)
     keys = KeyStore(db, load_master_key(settings), settings.data_key_cache_s)
     lock = asyncio.Lock()
     verifier = Verifier(store, keys, redis, settings.cap_table(), settings.read_retention_days)
-    servicer = RetentionServicer(settings, store, HoldManager(store, keys, settings.hold_batch_size),
-                                 token_verifier(settings, redis), audit, lock)
+    servicer = RetentionServicer(
+        settings,
+        store,
+        HoldManager(store, keys, settings.hold_batch_size),
+        token_verifier(settings, redis),
+        audit,
+        lock,
+    )
 
     async def indexes() -> None:
         await ensure_indexes(db)
@@ -259,10 +291,12 @@ async def make_spec(settings: RetentionSettings) -> ServiceSpec:
         await redis.aclose()
 
     return ServiceSpec(
-        service_names=[R.DESCRIPTOR.services_by_name["RetentionService"].full_name],
+        service_names=[retention_pb2.DESCRIPTOR.services_by_name["RetentionService"].full_name],
         register=lambda server: retention_pb2_grpc.add_RetentionServiceServicer_to_server(servicer, server),
         dependencies=[mongo_dependency(mongo), redis_dependency(redis), audit.dependency()],
-        background=[lambda: retry_until_done("retention indexes", indexes),
-                    lambda: run_verifier(verifier, lock, settings.verify_interval_s)],
+        background=[
+            lambda: retry_until_done("retention indexes", indexes),
+            lambda: run_verifier(verifier, lock, settings.verify_interval_s),
+        ],
         close=[audit.close, close_redis, mongo.close],
     )

@@ -19,14 +19,15 @@ from pymongo import DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ExecutionTimeout, PyMongoError
 
-from services.audit.client import AuditClient, AuditUnavailable
-from services.common.auth import AuthError, Permission, Principal, check_call, token_verifier
+from services.audit.client import AccessGate, AuditClient
+from services.common.auth import Permission, Principal, token_verifier
 from services.common.data_keys import DataKeySettings, KeyShredded, KeyStore, load_master_key
 from services.common.grpc_server import ServiceSpec, retry_until_done
 from services.common.logging import redact_plate
 from services.common.plates import fold_plate_input, normalize_plate
-from services.common.purpose import Access, Refusal, check_access, purpose_name
+from services.common.purpose import Access, check_access, purpose_name
 from services.common.reads import IMAGES, READS, document_to_read
+from services.common.rejected import Rejected
 from services.common.service_tokens import service_signer
 from services.common.storage import mongo_client, mongo_database, mongo_dependency, redis_client, redis_dependency
 from services.search.adapters.indexes import ensure_search_indexes
@@ -57,42 +58,24 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         self._settings = settings
         self._db = db
         self._keys = keys
-        self._verifier = verifier
-        self._audit = audit
+        self._gate = AccessGate(verifier, audit)
 
     # --- the access sequence shared by every RPC ----------------------------------------------------------
 
     async def _record(self, context, principal: Principal, event: audit_pb2.AuditEvent) -> None:
-        """Audit write; UNAVAILABLE (and no answer) when it cannot be written."""
         with AUDIT_SECONDS.time():
-            try:
-                await self._audit.record(event, principal.token)
-            except AuditUnavailable as exc:
-                log.error("audit trail unavailable: refusing", extra={"error": str(exc)[:200]})
-                await context.abort(grpc.StatusCode.UNAVAILABLE,
-                                    "audit trail unavailable: nothing is returned until it can be written")
-
-    async def _refuse(self, context, principal: Principal | None, event: audit_pb2.AuditEvent, code, message: str,
-                      reason: str) -> None:
-        if principal is not None:
-            await self._audit.record_refusal(event, principal.token, reason)
-        await context.abort(code, message)
+            await self._gate.record(principal, event)
 
     async def _admit(self, context, permission: Permission, request: Any, action: str,
                      include_partners: bool) -> tuple[Principal, Access, audit_pb2.AuditEvent]:
         event = audit_pb2.AuditEvent(action=action, purpose=purpose_name(request.purpose),
                                      case_number=request.case_number[:64], plates=_query_plates(request))
         event.details.update({"request": MessageToDict(request, preserving_proto_field_name=True)})
-        try:
-            principal = await check_call(context, self._verifier, permission)
-        except AuthError as exc:
-            await self._refuse(context, exc.principal, event, exc.code, exc.message, exc.message)
-            raise
+        principal = await self._gate.admit(context, permission, event=event)
         try:
             access = check_access(principal, request.purpose, request.case_number, include_partners)
-        except Refusal as exc:
-            await self._refuse(context, principal, event, exc.code, exc.message, exc.reason)
-            raise
+        except Rejected as exc:
+            await self._gate.deny(principal, event, exc)
         event.data_agency_ids.extend(access.agencies)
         return principal, access, event
 

@@ -9,7 +9,6 @@ first read, stores and publishes them under the same ids (the hotlist's alert id
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,7 +19,7 @@ from opentelemetry.context import Context
 from opentelemetry.propagate import extract
 from prometheus_client import Counter, Histogram
 
-from services.common.streams import ConsumerGroup, consumer_name, trace_carrier
+from services.common.streams import ConsumerGroup, Entry, consume, trace_carrier
 from services.tracker.adapters.codec import build_pass, pass_to_document, sighting_of
 from services.tracker.adapters.store import PassStore
 from services.tracker.adapters.stream import PassPublisher
@@ -45,17 +44,14 @@ class _Pending:
 
 class PassBuilder:
     def __init__(self, redis: aioredis.Redis, settings: TrackerSettings, store: PassStore, publisher: PassPublisher):
-        self._s = settings
         self._store = store
         self._publisher = publisher
         self._config = settings.tracker_config()
         self.tracker = PassTracker(self._config)
         self._pending: dict[str, _Pending] = {}  # read id -> its stream entry, while its pass is open
-        self._group = ConsumerGroup(redis, settings.read_stream, settings.tracker_group,
-                                    consumer_name(settings.tracker_consumer), settings.tracker_batch,
-                                    settings.tracker_claim_idle_ms)
+        self._group = ConsumerGroup(redis, settings.tracker_consumer_config())
 
-    async def process(self, entries: list) -> None:
+    async def process(self, entries: list[Entry]) -> None:
         """Adds each read to its pass, publishing a pass's preview when its first confident read comes in."""
         now = datetime.now(UTC)
         done: list[bytes] = []
@@ -118,25 +114,6 @@ class PassBuilder:
         return build_pass(track, reads, stage, self._config, await self._store.bearing(track.camera_id))
 
     async def run(self) -> None:
-        """Until cancelled; Redis or MongoDB errors are retried (nothing is acknowledged that was not done)."""
-        log.info("tracker starting", extra={"consumer": self._group.consumer, "group": self._group.group})
-        loop = asyncio.get_running_loop()
-        next_claim = 0.0
-        while True:
-            try:
-                await self._group.ensure(self._s.tracker_start_id)
-                # Reads of passes still open are pending with this consumer: they come back as duplicates.
-                async for entries in self._group.own_pending():
-                    await self.process(entries)
-                while True:
-                    if loop.time() >= next_claim:
-                        async for entries in self._group.claimed():
-                            await self.process(entries)
-                        next_claim = loop.time() + self._s.tracker_claim_interval_s
-                    await self.process(await self._group.new(self._s.tracker_block_ms))
-                    await self.close_due()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - unacknowledged reads are redelivered via claim()
-                log.warning("tracker error; retrying", extra={"error": repr(exc)[:300]})
-                await asyncio.sleep(1)
+        """Until cancelled; passes whose gap has passed close between batches (services.common.streams.consume).
+        Reads of passes still open are pending with this consumer: after a restart they come back as duplicates."""
+        await consume(self._group, self.process, self.close_due)

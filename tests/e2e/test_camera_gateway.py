@@ -16,7 +16,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from gateway_process import GatewayProcess, free_port
 
 from services.common.auth import auth_metadata
 from services.common.tls import secure_channel
@@ -25,6 +24,7 @@ from services.simulator.render import SceneOptions, render_scene
 from services.simulator.video import VideoPass, render_pass_video
 from sightline.ingest.v1 import ingest_pb2
 from sightline.search.v1 import search_pb2, search_pb2_grpc
+from tests.e2e.gateway_process import GatewayProcess, free_port
 
 pytestmark = pytest.mark.e2e
 

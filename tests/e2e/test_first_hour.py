@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 from playwright.async_api import expect
-from test_browser import log_in, search, shot
 
 from services.common.auth import LOCAL_DATA_DIR, KeySettings
 from services.common.tls import TlsSettings
 from services.devstack.servers import port_open
 from services.devstack.stack import LocalStack
+from tests.e2e.test_browser import log_in, search, shot
 
 pytestmark = pytest.mark.e2e
 

@@ -27,7 +27,7 @@ from sightline.common.v1 import pass_pb2
 from sightline.hotlist.v1 import hotlist_pb2, hotlist_pb2_grpc
 from sightline.identity.v1 import identity_pb2, identity_pb2_grpc
 from sightline.search.v1 import search_pb2
-from tests.integration.test_hotlist import make_read, store_read
+from tests.e2e.test_hotlist import make_read, store_read
 
 pytestmark = [pytest.mark.e2e, pytest.mark.security]
 

@@ -31,8 +31,7 @@ from services.common.auth import (
 )
 from services.devstack.stack import LocalStack, Ports
 from services.identity.domain.accounts import Credentials, new_user_document
-from sightline.identity.v1 import identity_pb2 as ID
-from sightline.identity.v1 import identity_pb2_grpc
+from sightline.identity.v1 import identity_pb2, identity_pb2_grpc
 from sightline.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from sightline.search.v1 import search_pb2, search_pb2_grpc
 from tests.conftest import Account
@@ -80,7 +79,7 @@ async def search(search_addr, channel_factory) -> search_pb2_grpc.SearchServiceS
 
 
 async def login(ident, mongo_db, acc: Account, n: int = 1) -> str:
-    reply = await ident.Login(ID.LoginRequest(username=acc.username, password=acc.password,
+    reply = await ident.Login(identity_pb2.LoginRequest(username=acc.username, password=acc.password,
                                               totp_code=await acc.fresh_code(mongo_db)), metadata=source(n))
     return reply.access_token
 
@@ -98,17 +97,23 @@ async def test_every_login_failure_gets_the_same_answer(ident, mongo_db, account
     used code all get one answer, so neither usernames nor passwords can be told apart."""
     acc = new_account(mongo_db)
     code = await acc.fresh_code(mongo_db)
-    await ident.Login(ID.LoginRequest(username=acc.username, password=acc.password, totp_code=code),
+    await ident.Login(identity_pb2.LoginRequest(username=acc.username, password=acc.password, totp_code=code),
                       metadata=source(10))
     wrong_code = "000000" if code != "000000" else "111111"
     attempts = [("nobody." + acc.username, acc.password, code), (acc.username, "not the password", code),
                 (acc.username, acc.password, ""), (acc.username, acc.password, wrong_code),
                 (acc.username, acc.password, code)]  # the code just used to log in
-    answers = {await refusal(ident.Login, ID.LoginRequest(username=u, password=p, totp_code=c), metadata=source(10))
-               for u, p, c in attempts}
+    answers = {
+        await refusal(ident.Login, identity_pb2.LoginRequest(username=u, password=p, totp_code=c), metadata=source(10))
+        for u, p, c in attempts
+    }
     assert answers == {BAD_LOGIN}
-    reasons = [e["event"]["reason"] for e in mongo_db.client["sightline_audit"]["audit_entries"].find(
-        {"event.action": "login", "event.user_id": acc.user_id, "event.outcome": "OUTCOME_DENIED"})]
+    reasons = [
+        e["event"]["reason"]
+        for e in mongo_db.client["sightline_audit"]["audit_entries"].find(
+            {"event.action": "login", "event.user_id": acc.user_id, "event.outcome": "OUTCOME_DENIED"}
+        )
+    ]
     assert {"wrong password", "no second factor", "wrong or reused TOTP code"} <= set(reasons)
 
 
@@ -119,12 +124,25 @@ async def test_an_outsider_cannot_lock_an_account_and_backoff_slows_guessing(ide
     acc = new_account(mongo_db)
 
     async def wrong() -> None:
-        assert await refusal(ident.Login, ID.LoginRequest(username=acc.username, password="guess " + uuid.uuid4().hex,
-                                                          totp_code="123456"), metadata=source(20)) == BAD_LOGIN
+        assert (
+            await refusal(
+                ident.Login,
+                identity_pb2.LoginRequest(
+                    username=acc.username, password="guess " + uuid.uuid4().hex, totp_code="123456"
+                ),
+                metadata=source(20),
+            )
+            == BAD_LOGIN
+        )
 
     async def right(n: int) -> tuple[grpc.StatusCode, str]:
-        return await refusal(ident.Login, ID.LoginRequest(username=acc.username, password=acc.password,
-                                                          totp_code=await acc.fresh_code(mongo_db)), metadata=source(n))
+        return await refusal(
+            ident.Login,
+            identity_pb2.LoginRequest(
+                username=acc.username, password=acc.password, totp_code=await acc.fresh_code(mongo_db)
+            ),
+            metadata=source(n),
+        )
 
     for _ in range(6):  # five free failures; the sixth makes the next attempt wait 1 s
         await wrong()
@@ -169,9 +187,19 @@ async def test_failures_from_one_source_slow_that_source_only(private_identity, 
     ident = private_identity(SIGHTLINE_LOGIN_SOURCE_FREE_FAILURES="3", SIGHTLINE_LOGIN_BACKOFF_BASE_S="30")
     acc = new_account(mongo_db)
     for i in range(4):  # three free failures from one address, the fourth makes it wait 30 s
-        assert await refusal(ident.Login, ID.LoginRequest(username=f"spray.{i}.{acc.username}", password="Summer2026!",
-                                                          totp_code="123456"), metadata=source(30)) == BAD_LOGIN
-    right = ID.LoginRequest(username=acc.username, password=acc.password, totp_code=await acc.fresh_code(mongo_db))
+        assert (
+            await refusal(
+                ident.Login,
+                identity_pb2.LoginRequest(
+                    username=f"spray.{i}.{acc.username}", password="Summer2026!", totp_code="123456"
+                ),
+                metadata=source(30),
+            )
+            == BAD_LOGIN
+        )
+    right = identity_pb2.LoginRequest(
+        username=acc.username, password=acc.password, totp_code=await acc.fresh_code(mongo_db)
+    )
     assert await refusal(ident.Login, right, metadata=source(30)) == BAD_LOGIN
     await ident.Login(right, metadata=source(31))
 
@@ -179,13 +207,26 @@ async def test_failures_from_one_source_slow_that_source_only(private_identity, 
 async def test_the_forwarded_address_of_an_untrusted_peer_is_ignored(private_identity, mongo_db) -> None:
     """Finding 5: only the console's address may name the source; another peer rotating 'x-forwarded-for' is
     throttled by its own address."""
-    ident = private_identity(SIGHTLINE_LOGIN_TRUSTED_PROXIES='["10.0.0.0/8"]', SIGHTLINE_LOGIN_SOURCE_FREE_FAILURES="3",
-                             SIGHTLINE_LOGIN_BACKOFF_BASE_S="30")
+    ident = private_identity(
+        SIGHTLINE_LOGIN_TRUSTED_PROXIES='["10.0.0.0/8"]',
+        SIGHTLINE_LOGIN_SOURCE_FREE_FAILURES="3",
+        SIGHTLINE_LOGIN_BACKOFF_BASE_S="30",
+    )
     acc = new_account(mongo_db)
     for i in range(4):
-        assert await refusal(ident.Login, ID.LoginRequest(username=f"rot.{i}.{acc.username}", password="Summer2026!",
-                                                          totp_code="123456"), metadata=source(40 + i)) == BAD_LOGIN
-    right = ID.LoginRequest(username=acc.username, password=acc.password, totp_code=await acc.fresh_code(mongo_db))
+        assert (
+            await refusal(
+                ident.Login,
+                identity_pb2.LoginRequest(
+                    username=f"rot.{i}.{acc.username}", password="Summer2026!", totp_code="123456"
+                ),
+                metadata=source(40 + i),
+            )
+            == BAD_LOGIN
+        )
+    right = identity_pb2.LoginRequest(
+        username=acc.username, password=acc.password, totp_code=await acc.fresh_code(mongo_db)
+    )
     assert await refusal(ident.Login, right, metadata=source(49)) == BAD_LOGIN
 
 
@@ -197,11 +238,14 @@ async def test_change_password_refuses_the_code_used_to_log_in(ident, search, mo
     change revokes the session's token in search."""
     acc = new_account(mongo_db)
     code = await acc.fresh_code(mongo_db)
-    reply = await ident.Login(ID.LoginRequest(username=acc.username, password=acc.password, totp_code=code),
-                              metadata=source(50))
+    reply = await ident.Login(
+        identity_pb2.LoginRequest(username=acc.username, password=acc.password, totp_code=code), metadata=source(50)
+    )
     # From the same (forwarded) address as the login: the session's other tests fail logins from loopback.
     md = auth_metadata(reply.access_token) + source(50)
-    change = ID.ChangePasswordRequest(old_password=acc.password, new_password="a brand new passphrase", totp_code=code)
+    change = identity_pb2.ChangePasswordRequest(
+        old_password=acc.password, new_password="a brand new passphrase", totp_code=code
+    )
     assert (await refusal(ident.ChangePassword, change, metadata=md))[0] == grpc.StatusCode.PERMISSION_DENIED
     assert audit_entry(mongo_db, action="user.password", subject=acc.user_id)["event"]["outcome"] == "OUTCOME_DENIED"
     await search.SearchReads(a_search(), metadata=md)  # still valid: nothing changed
@@ -213,8 +257,9 @@ async def test_change_password_refuses_the_code_used_to_log_in(ident, search, mo
 
 
 @pytest.mark.parametrize("action", ["logout", "roles", "lock"])
-async def test_tokens_are_refused_by_search_after_logout_role_change_and_lock(ident, search, tokens, mongo_db,
-                                                                              action) -> None:
+async def test_tokens_are_refused_by_search_after_logout_role_change_and_lock(
+    ident, search, tokens, mongo_db, action
+) -> None:
     """Finding 10: logout, a role change and a lock revoke the user's tokens in every service (here search)
     within a second, not when they expire."""
     acc = new_account(mongo_db)
@@ -223,18 +268,22 @@ async def test_tokens_are_refused_by_search_after_logout_role_change_and_lock(id
     await search.SearchReads(a_search(), metadata=md)
     admin = auth_metadata(await tokens("admin"))
     if action == "logout":
-        await ident.Logout(ID.LogoutRequest(), metadata=md)
+        await ident.Logout(identity_pb2.LogoutRequest(), metadata=md)
     elif action == "roles":
-        await ident.SetRoles(ID.SetRolesRequest(user_id=acc.user_id, roles=[ID.ROLE_INVESTIGATOR]), metadata=admin)
+        await ident.SetRoles(
+            identity_pb2.SetRolesRequest(user_id=acc.user_id, roles=[identity_pb2.ROLE_INVESTIGATOR]), metadata=admin
+        )
     else:
-        await ident.LockUser(ID.LockUserRequest(user_id=acc.user_id), metadata=admin)
+        await ident.LockUser(identity_pb2.LockUserRequest(user_id=acc.user_id), metadata=admin)
     await asyncio.sleep(1.1)
     code, details = await refusal(search.SearchReads, a_search(), metadata=md)
     assert code == grpc.StatusCode.UNAUTHENTICATED and "revoked" in details
     if action == "lock":
-        right = ID.LoginRequest(username=acc.username, password=acc.password, totp_code=await acc.fresh_code(mongo_db))
+        right = identity_pb2.LoginRequest(
+            username=acc.username, password=acc.password, totp_code=await acc.fresh_code(mongo_db)
+        )
         assert await refusal(ident.Login, right, metadata=source(60)) == BAD_LOGIN
-        await ident.UnlockUser(ID.UnlockUserRequest(user_id=acc.user_id), metadata=admin)
+        await ident.UnlockUser(identity_pb2.UnlockUserRequest(user_id=acc.user_id), metadata=admin)
     # A new login gets a working token.
     await search.SearchReads(a_search(), metadata=auth_metadata(await login(ident, mongo_db, acc, 60)))
 
@@ -242,17 +291,24 @@ async def test_tokens_are_refused_by_search_after_logout_role_change_and_lock(id
 # --- finding 11: cross-agency admin actions ----------------------------------------------------------------------
 
 
-async def test_cross_agency_admin_actions_are_denied_audited_and_answered_like_a_missing_user(ident, tokens, accounts,
-                                                                                            mongo_db) -> None:
+async def test_cross_agency_admin_actions_are_denied_audited_and_answered_like_a_missing_user(
+    ident, tokens, accounts, mongo_db
+) -> None:
     """Finding 11: pd-alpha's admin acting on a pd-beta user is refused, recorded DENIED (never ALLOWED), and
     answered exactly as for a user that does not exist."""
     admin = auth_metadata(await tokens("admin"))
     victim = accounts["beta_officer"]
     before = mongo_db["users"].find_one({"_id": victim.user_id})
     for user_id in (victim.user_id, "no-such-user-" + uuid.uuid4().hex[:6]):
-        calls = [("user.roles", ident.SetRoles, ID.SetRolesRequest(user_id=user_id, roles=[ID.ROLE_AGENCY_ADMIN])),
-                 ("user.unlock", ident.UnlockUser, ID.UnlockUserRequest(user_id=user_id)),
-                 ("user.lock", ident.LockUser, ID.LockUserRequest(user_id=user_id))]
+        calls = [
+            (
+                "user.roles",
+                ident.SetRoles,
+                identity_pb2.SetRolesRequest(user_id=user_id, roles=[identity_pb2.ROLE_AGENCY_ADMIN]),
+            ),
+            ("user.unlock", ident.UnlockUser, identity_pb2.UnlockUserRequest(user_id=user_id)),
+            ("user.lock", ident.LockUser, identity_pb2.LockUserRequest(user_id=user_id)),
+        ]
         for action, call, request in calls:
             assert await refusal(call, request, metadata=admin) == NO_SUCH_USER
             event = audit_entry(mongo_db, action=action, subject=user_id)["event"]
@@ -261,30 +317,39 @@ async def test_cross_agency_admin_actions_are_denied_audited_and_answered_like_a
     assert (after["roles"], after.get("locked_until")) == (before["roles"], before.get("locked_until"))
 
 
-async def test_rotating_another_agencys_camera_secret_is_denied_and_audited(stack: LocalStack, mongo_uri, redis_url,
-                                                                           audit_addr, tokens, token_issuer, tmp_path,
-                                                                           channel_factory, mongo_db) -> None:
+async def test_rotating_another_agencys_camera_secret_is_denied_and_audited(
+    stack: LocalStack, mongo_uri, redis_url, audit_addr, tokens, token_issuer, tmp_path, channel_factory, mongo_db
+) -> None:
     """Finding 11: RotateCameraSecret on another agency's camera is recorded DENIED and answered like an
     unknown camera (the registry needs no Triton: this ingest runs without one)."""
     own = LocalStack(tmp_path / "stack", Ports.free())
-    own.env.update({**stack.env, "SIGHTLINE_TRITON_URL": f"127.0.0.1:{own.ports.triton_grpc}",
-                    "SIGHTLINE_DRAIN_SECONDS": "0"})
+    own.env.update(
+        {**stack.env, "SIGHTLINE_TRITON_URL": f"127.0.0.1:{own.ports.triton_grpc}", "SIGHTLINE_DRAIN_SECONDS": "0"}
+    )
     own.start_service("ingest")
     try:
         registry = ingest_pb2_grpc.CameraRegistryServiceStub(channel_factory(own.address("ingest")))
         camera_id = f"sec-cam-{uuid.uuid4().hex[:6]}"
         now = datetime.now(UTC)
-        beta_admin, _ = token_issuer.issue(Principal("sec-beta-admin", "beta.admin", "pd-beta",
-                                                     frozenset({"agency_admin"}), True, now + timedelta(days=1)),
-                                           now, ["pwd", "otp"])
-        await registry.UpsertCamera(ingest_pb2.UpsertCameraRequest(camera=ingest_pb2.Camera(
-                site_id="dev-site", camera_id=camera_id,
-                                                                                            name="beta cam")),
-                                    metadata=auth_metadata(beta_admin), timeout=30)
+        beta_admin, _ = token_issuer.issue(
+            Principal(
+                "sec-beta-admin", "beta.admin", "pd-beta", frozenset({"agency_admin"}), True, now + timedelta(days=1)
+            ),
+            now,
+            ["pwd", "otp"],
+        )
+        await registry.UpsertCamera(
+            ingest_pb2.UpsertCameraRequest(
+                camera=ingest_pb2.Camera(camera_id=camera_id, name="beta cam", site_id="dev-site")
+            ),
+            metadata=auth_metadata(beta_admin),
+            timeout=30,
+        )
         admin = auth_metadata(await tokens("admin"))
         for target in (camera_id, "sec-cam-none"):
-            code, details = await refusal(registry.RotateCameraSecret,
-                                          ingest_pb2.RotateCameraSecretRequest(camera_id=target), metadata=admin)
+            code, details = await refusal(
+                registry.RotateCameraSecret, ingest_pb2.RotateCameraSecretRequest(camera_id=target), metadata=admin
+            )
             assert (code, details) == (grpc.StatusCode.NOT_FOUND, "no such camera in your agency")
             event = audit_entry(mongo_db, action="camera.rotate_secret", subject=target)["event"]
             assert event["outcome"] == "OUTCOME_DENIED"
@@ -300,9 +365,18 @@ async def test_a_service_token_claiming_a_persons_role_cannot_search(stack: Loca
     refused by search: a service is never a person (services prove themselves to audit with their own keys)."""
     key = load_private_key(None, KeySettings(data_dir=Path(stack.env["SIGHTLINE_DATA_DIR"])), TOKEN_KEY)
     now = int(time.time())
-    claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "service:identity", "name": "identity", "agency": "pd-alpha",
-              "roles": ["officer", "investigator"], "amr": ["pwd", "otp"], "iat": now, "exp": now + 300,
-              "training_until": now + 86400}
+    claims = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": "service:identity",
+        "name": "identity",
+        "agency": "pd-alpha",
+        "roles": ["officer", "investigator"],
+        "amr": ["pwd", "otp"],
+        "iat": now,
+        "exp": now + 300,
+        "training_until": now + 86400,
+    }
     token = jwt.encode(claims, key, algorithm=ALGORITHM)
     code, details = await refusal(search.SearchReads, a_search(), metadata=auth_metadata(token))
     assert code == grpc.StatusCode.UNAUTHENTICATED and "service identity" in details

@@ -7,17 +7,19 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import grpc
 import jwt
 import pyotp
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from services.common.auth import AuthError, KeySettings, Principal, TokenIssuer, key_id, token_verifier
+from services.common.auth import KeySettings, Principal, TokenIssuer, key_id, token_verifier
 from services.common.data_keys import load_master_key
+from services.common.rejected import Code, Rejected
 from services.common.sealing import open_totp
 from sightline.identity.v1 import identity_pb2, identity_pb2_grpc
+
+pytestmark = [pytest.mark.e2e, pytest.mark.security]
 
 NOW = datetime.now(UTC)
 PERSON = Principal(user_id="u-rot", username="rot", agency_id="pd-alpha", roles=frozenset({"officer"}),
@@ -35,7 +37,6 @@ def token(key: Ed25519PrivateKey) -> str:
     return TokenIssuer(key, timedelta(minutes=15)).issue(PERSON, datetime.now(UTC), ["pwd", "otp"])[0]
 
 
-@pytest.mark.unit
 def test_tokens_of_the_previous_key_verify_during_rotation_and_not_after(tmp_path: Path) -> None:
     old, new = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
     keys = tmp_path / "keys"
@@ -53,14 +54,13 @@ def test_tokens_of_the_previous_key_verify_during_rotation_and_not_after(tmp_pat
     assert verifier.verify(before).user_id == "u-rot"  # the previous key still verifies during rotation
     # 3. After the tokens' lifetime the old key is removed: its tokens no longer verify.
     (keys / "2026-11-01.pem").unlink()
-    with pytest.raises(AuthError) as err:
+    with pytest.raises(Rejected) as err:
         verifier.verify(before)
-    assert err.value.code == grpc.StatusCode.UNAUTHENTICATED and "retired" in err.value.message
+    assert err.value.code is Code.UNAUTHENTICATED and "retired" in err.value.message
     assert verifier.verify(after).user_id == "u-rot"
     assert verifier.key_ids == {key_id(new.public_key())}
 
 
-@pytest.mark.unit
 def test_a_token_naming_a_known_kid_but_signed_by_another_key_is_refused(tmp_path: Path) -> None:
     real, forger = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
     keys = tmp_path / "keys"
@@ -69,11 +69,10 @@ def test_a_token_naming_a_known_kid_but_signed_by_another_key_is_refused(tmp_pat
     verifier = token_verifier(KeySettings(data_dir=tmp_path, dev_keys=False, token_public_keys_dir=keys), None)
     claims = jwt.decode(token(forger), options={"verify_signature": False})
     forged = jwt.encode(claims, forger, algorithm="EdDSA", headers={"kid": key_id(real.public_key())})
-    with pytest.raises(AuthError):
+    with pytest.raises(Rejected):
         verifier.verify(forged)
 
 
-@pytest.mark.integration
 async def test_a_totp_secret_read_from_mongodb_is_not_the_secret(identity_addr, tokens, mongo_db, accounts,
                                                                  data_key_settings, channel_factory) -> None:
     stub = identity_pb2_grpc.IdentityServiceStub(channel_factory(identity_addr))

@@ -26,7 +26,7 @@ from services.ingest.client import register_camera
 from sightline.common.v1 import read_pb2
 from sightline.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.e2e, pytest.mark.security]
 
 pb = ingest_pb2
 

@@ -18,10 +18,6 @@ TOOLS = {"cli", "devstack", "simulator"}
 SHARED = "common"
 # What a domain module may not import: transports and storage clients belong in adapters and servers.
 IMPURE = ("grpc", "pymongo", "redis", "tritonclient")
-# Domain modules that still import gRPC, and why (issue 18: one `Rejected(code, message, reason)` type).
-STILL_IMPURE = {
-    "services/ingest/domain/frames.py": "FrameRejected carries a grpc.StatusCode",
-}
 
 
 def imports(path: Path) -> list[str]:
@@ -67,7 +63,55 @@ def test_the_common_library_imports_no_service() -> None:
 
 
 def test_domain_layers_stay_pure() -> None:
-    found = {where(path) for path in sorted(SERVICES.glob("*/domain/**/*.py"))
-             if any(module.split(".")[0] in IMPURE for module in imports(path))}
-    # A ratchet: nothing new, and a module cleaned up leaves this list.
-    assert found == set(STILL_IMPURE), found ^ set(STILL_IMPURE)
+    found = [f"{where(path)} imports {module}" for path in sorted(SERVICES.glob("*/domain/**/*.py"))
+             for module in imports(path) if module.split(".")[0] in IMPURE]
+    assert not found, "\n".join(found)
+
+
+def test_refusals_are_one_exception_type() -> None:
+    """Every refusal is services.common.rejected.Rejected; no module defines an exception carrying a status."""
+    found = [f"{where(path)}: {node.name}" for path in sorted(SERVICES.rglob("*.py"))
+             for node in ast.walk(ast.parse(path.read_text(), str(path)))
+             if isinstance(node, ast.ClassDef) and path.name != "rejected.py"
+             and any(isinstance(b, ast.Name) and b.id == "Exception" for b in node.bases)
+             and any(isinstance(n, ast.Attribute) and n.attr == "StatusCode" for n in ast.walk(node))]
+    assert not found, "\n".join(found)
+
+
+TESTS = SERVICES.parent / "tests"
+# Each folder is a tier: the markers its modules carry, and the fixtures that start more than the tier may.
+TIERS = {"unit": [{"unit"}], "integration": [{"integration"}], "e2e": [{"e2e"}],
+         "security": [{"e2e", "security"}, {"integration", "security"}], "faults": [{"e2e", "faults"}]}
+MARKERS = {"unit", "integration", "e2e", "security", "faults"}
+SERVERS = {"stack", "mongo_uri", "mongo_db", "redis_url", "triton_url", "triton"}
+
+
+def markers(tree: ast.Module) -> set[str]:
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets):
+            return {n.attr for n in ast.walk(node.value) if isinstance(n, ast.Attribute) and n.attr in MARKERS}
+    return set()
+
+
+def fixtures(tree: ast.Module) -> set[str]:
+    return {arg.arg for node in ast.walk(tree) if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+            for arg in node.args.args}
+
+
+def starts_a_service(name: str) -> bool:
+    return name.endswith("_addr") or name in {"console_url", "portal_url", "tokens", "accounts"}
+
+
+@pytest.mark.parametrize("tier", sorted(TIERS))
+def test_each_test_module_is_marked_for_its_tier_and_starts_no_more_than_it(tier: str) -> None:
+    wrong: list[str] = []
+    for path in sorted((TESTS / tier).glob("test_*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        used = fixtures(tree)
+        if markers(tree) not in TIERS[tier]:
+            wrong.append(f"{path.name}: marked {sorted(markers(tree))}, its folder says one of {TIERS[tier]}")
+        if tier == "unit" and used & SERVERS:
+            wrong.append(f"{path.name}: a unit test starts {sorted(used & SERVERS)}")
+        if tier == "integration" and (services := sorted(filter(starts_a_service, used))):
+            wrong.append(f"{path.name}: an integration test starts a service ({services})")
+    assert not wrong, "\n".join(wrong)

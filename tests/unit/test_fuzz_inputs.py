@@ -18,12 +18,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from services.common.auth import AuthError
 from services.common.plates import MAX_PLATE_LEN, InvalidQuery, normalize_plate, pattern_to_regex
+from services.common.rejected import Rejected
 from services.hotlist.domain.ncic import BadFile, WildcardPolicy, parse
 from services.inference.vision.imaging import FrameDecodeError, decode_jpeg
 from services.ingest.adapters.camera_auth import presented
-from services.ingest.domain.frames import FrameLimits, FrameRejected, validate_frame, validate_frame_reads
+from services.ingest.domain.frames import FrameLimits, validate_frame, validate_frame_reads
 from services.search.domain.query import PageToken, build_query
 from sightline.common.v1 import read_pb2
 from sightline.ingest.v1 import ingest_pb2
@@ -88,7 +88,7 @@ def test_frame_check_refuses_with_a_status_never_crashes(camera, frame_id, data,
     frame.location.latitude, frame.location.longitude = lat, lon
     try:
         width, height = validate_frame(frame, LIMITS, NOW)
-    except FrameRejected as exc:
+    except Rejected as exc:
         assert exc.code.name == "INVALID_ARGUMENT" and exc.message
     else:
         assert width * height <= LIMITS.max_pixels
@@ -99,7 +99,7 @@ def test_frame_check_refuses_with_a_status_never_crashes(camera, frame_id, data,
 def test_ids_with_a_trailing_newline_are_refused(camera: str, frame_id: str) -> None:
     frame = ingest_pb2.Frame(camera_id=camera, frame_id=frame_id, jpeg=GOOD_JPEG)
     frame.captured_at.FromDatetime(NOW)
-    with pytest.raises(FrameRejected):
+    with pytest.raises(Rejected):
         validate_frame(frame, LIMITS, NOW)
 
 
@@ -112,7 +112,7 @@ def test_gateway_reads_check_never_crashes(plates, confidence, colour) -> None:
         frame.reads.add(plate=plate, confidence=confidence, vehicle=read_pb2.Vehicle(colour=colour))
     try:
         validate_frame_reads(frame, LIMITS, NOW)
-    except FrameRejected as exc:
+    except Rejected as exc:
         assert exc.code.name == "INVALID_ARGUMENT" and exc.message
     else:
         assert all(len(normalize_plate(p)) <= MAX_PLATE_LEN for p in plates)
@@ -244,7 +244,7 @@ def test_hot_file_lines_are_accepted_or_refused_with_a_reason(header: str, lines
 def test_camera_credentials_parse_or_are_refused(metadata: list[tuple[str, str]]) -> None:
     try:
         pairs = presented(metadata)
-    except AuthError as exc:
+    except Rejected as exc:
         assert exc.code.name == "UNAUTHENTICATED"
         return
     assert all(camera_id and secret for camera_id, secret in pairs)

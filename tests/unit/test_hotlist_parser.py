@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.hotlist.domain.ncic import BadFile, Rejected, WildcardPolicy, build_entry
+from services.hotlist.domain.ncic import BadFile, InvalidEntry, WildcardPolicy, build_entry
 from services.hotlist.domain.ncic import parse as parse_with
 
 pytestmark = pytest.mark.unit
@@ -83,7 +83,7 @@ def test_csv_without_a_plate_column_is_refused() -> None:
 def test_broad_partial_plates_are_refused(plate: str, reason: str) -> None:
     """Finding 2: 'X*' and 'Q*' swept every read of a letter; a partial plate must fix its start and enough
     characters to stand for one vehicle."""
-    with pytest.raises(Rejected, match=re.escape(reason)):
+    with pytest.raises(InvalidEntry, match=re.escape(reason)):
         build_entry("l", {"plate": plate, "code": "V"}, NOW, WILDCARDS, require_state=False)
     assert parse(["LIC,LIS,TYP", f"{plate},CA,V"], "l", NOW).rejected == [(2, reason)]
     assert build_entry("l", {"plate": "AB?12*", "code": "V"}, NOW, WILDCARDS, require_state=False).plate == "AB?12*"

@@ -1,6 +1,5 @@
 from datetime import UTC, datetime, timedelta
 
-import grpc
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -8,7 +7,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from services.common.auth import (
     AUDIENCE,
     ISSUER,
-    AuthError,
     KeySettings,
     Permission,
     Principal,
@@ -18,6 +16,7 @@ from services.common.auth import (
     load_private_key,
     load_public_key,
 )
+from services.common.rejected import Code, Rejected
 
 pytestmark = pytest.mark.unit
 
@@ -44,24 +43,24 @@ def test_token_carries_the_claims_services_need() -> None:
 
 
 def test_expired_forged_and_garbage_tokens_are_refused() -> None:
-    with pytest.raises(AuthError, match="expired"):
+    with pytest.raises(Rejected, match="expired"):
         roundtrip(principal(), issued=NOW - timedelta(hours=1))
     forged, _ = TokenIssuer(Ed25519PrivateKey.generate(), timedelta(minutes=5)).issue(principal(), NOW, ["otp"])
     for token in (forged, "not.a.token", ""):
-        with pytest.raises(AuthError) as err:
+        with pytest.raises(Rejected) as err:
             TokenVerifier(KEY.public_key()).verify(token)
-        assert err.value.code == grpc.StatusCode.UNAUTHENTICATED
+        assert err.value.code == Code.UNAUTHENTICATED
 
 
 @pytest.mark.parametrize(("p", "permission", "code", "text"), [
-    (principal(second_factor=False), Permission.SEARCH, grpc.StatusCode.UNAUTHENTICATED, "two-factor"),
-    (principal(training_days=-1), Permission.SEARCH, grpc.StatusCode.PERMISSION_DENIED, "training"),
-    (principal(roles=("auditor",)), Permission.SEARCH, grpc.StatusCode.PERMISSION_DENIED, "reads:search"),
-    (principal(roles=("officer",)), Permission.CONVOY, grpc.StatusCode.PERMISSION_DENIED, "reads:convoy"),
-    (principal(roles=("officer",)), Permission.AUDIT_REVIEW, grpc.StatusCode.PERMISSION_DENIED, "audit:review"),
+    (principal(second_factor=False), Permission.SEARCH, Code.UNAUTHENTICATED, "two-factor"),
+    (principal(training_days=-1), Permission.SEARCH, Code.PERMISSION_DENIED, "training"),
+    (principal(roles=("auditor",)), Permission.SEARCH, Code.PERMISSION_DENIED, "reads:search"),
+    (principal(roles=("officer",)), Permission.CONVOY, Code.PERMISSION_DENIED, "reads:convoy"),
+    (principal(roles=("officer",)), Permission.AUDIT_REVIEW, Code.PERMISSION_DENIED, "audit:review"),
 ])
 def test_authorize_refusals(p, permission, code, text) -> None:
-    with pytest.raises(AuthError) as err:
+    with pytest.raises(Rejected) as err:
         authorize(p, permission, NOW)
     assert err.value.code == code and text in err.value.message and err.value.principal == p
 
@@ -84,9 +83,9 @@ def test_a_service_subject_is_never_a_person(roles) -> None:
                         "roles": list(roles), "amr": ["pwd", "otp"], "iat": int(now.timestamp()),
                         "exp": int((now + timedelta(minutes=5)).timestamp()),
                         "training_until": int((now + timedelta(days=30)).timestamp())}, KEY, algorithm="EdDSA")
-    with pytest.raises(AuthError) as err:
+    with pytest.raises(Rejected) as err:
         TokenVerifier(KEY.public_key()).verify(token)
-    assert err.value.code == grpc.StatusCode.UNAUTHENTICATED
+    assert err.value.code == Code.UNAUTHENTICATED
 
 
 def test_tokens_carry_their_issue_time_to_the_microsecond() -> None:

@@ -1,13 +1,13 @@
 import io
 from datetime import UTC, datetime, timedelta
 
-import grpc
 import numpy as np
 import pytest
 from PIL import Image
 
 from services.common.reads import document_to_read, read_to_document
-from services.ingest.domain.frames import FrameLimits, FrameRejected, build_reads, read_id, validate_frame
+from services.common.rejected import Code, Rejected
+from services.ingest.domain.frames import FrameLimits, build_reads, read_id, validate_frame
 from sightline.common.v1 import read_pb2
 from sightline.ingest.v1 import ingest_pb2
 
@@ -33,9 +33,9 @@ def frame(**kw) -> ingest_pb2.Frame:
 def test_a_header_claiming_billions_of_pixels_is_invalid_not_retried() -> None:
     """A small JPEG whose frame header claims 65000x65000 (Pillow's DecompressionBombError) is refused for good."""
     bomb = jpeg(1, 1).replace(b"\xff\xc0\x00\x11\x08\x00\x01\x00\x01", b"\xff\xc0\x00\x11\x08\xfd\xe8\xfd\xe8")
-    with pytest.raises(FrameRejected) as caught:
+    with pytest.raises(Rejected) as caught:
         validate_frame(frame(jpeg=bomb), LIMITS, NOW)
-    assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT and not caught.value.retryable
+    assert caught.value.code == Code.INVALID_ARGUMENT and not caught.value.code.retryable
     assert "too many pixels" in caught.value.message
 
 
@@ -57,16 +57,16 @@ def test_valid_frame_returns_its_size() -> None:
     ],
 )
 def test_bad_frames_are_invalid_argument(change: dict, message: str) -> None:
-    with pytest.raises(FrameRejected, match=message) as err:
+    with pytest.raises(Rejected, match=message) as err:
         validate_frame(frame(**change), LIMITS, NOW)
-    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
-    assert not err.value.retryable
+    assert err.value.code == Code.INVALID_ARGUMENT
+    assert not err.value.code.retryable
 
 
 def test_capture_time_in_the_future_is_refused() -> None:
     f = frame()
     f.captured_at.FromDatetime(NOW + timedelta(hours=1))
-    with pytest.raises(FrameRejected, match="future"):
+    with pytest.raises(Rejected, match="future"):
         validate_frame(f, LIMITS, NOW)
 
 

@@ -6,7 +6,8 @@ from hypothesis import strategies as st
 
 from services.common.auth import Principal
 from services.common.plates import skeleton
-from services.common.purpose import Refusal, check_access
+from services.common.purpose import check_access
+from services.common.rejected import Rejected
 from services.search.domain.convoy import build_convoy_query, companions_pipeline
 from services.search.domain.query import (
     InvalidQuery,
@@ -142,7 +143,7 @@ def who(roles=("officer",), partners=(), case_required=False) -> Principal:
     (who(("partner_agency_user",)), search_pb2.PURPOSE_ROBBERY, "C-1", True, "no sharing agreement"),
 ])
 def test_access_refusals(principal, purpose, case, partners, reason) -> None:
-    with pytest.raises(Refusal) as err:
+    with pytest.raises(Rejected) as err:
         check_access(principal, purpose, case, partners)
     assert err.value.reason == reason
 

@@ -3,13 +3,13 @@
 import time
 from datetime import UTC, datetime, timedelta
 
-import grpc
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.audit.domain.limits import RateLimiter
-from services.common.auth import ALGORITHM, AuthError, KeySettings, Principal, TokenIssuer, load_private_key
+from services.common.auth import ALGORITHM, KeySettings, Principal, TokenIssuer, load_private_key
+from services.common.rejected import Code, Rejected
 from services.common.service_tokens import (
     SERVICE_ISSUER,
     ServiceSigner,
@@ -26,8 +26,8 @@ def settings(tmp_path) -> KeySettings:
     return KeySettings(data_dir=tmp_path)
 
 
-def refused(verifier, token: str) -> AuthError:
-    with pytest.raises(AuthError) as err:
+def refused(verifier, token: str) -> Rejected:
+    with pytest.raises(Rejected) as err:
         verifier.verify(token)
     return err.value
 
@@ -35,8 +35,8 @@ def refused(verifier, token: str) -> AuthError:
 def test_a_services_own_token_is_accepted_once_its_name_is_allowed(settings) -> None:
     token = service_signer("search", settings).token("audit")
     assert service_verifier("audit", ["search"], settings).verify(token) == "search"
-    assert refused(service_verifier("audit", ["ingest"], settings), token).code == grpc.StatusCode.PERMISSION_DENIED
-    assert refused(service_verifier("hotlist", ["search"], settings), token).code == grpc.StatusCode.UNAUTHENTICATED
+    assert refused(service_verifier("audit", ["ingest"], settings), token).code == Code.PERMISSION_DENIED
+    assert refused(service_verifier("hotlist", ["search"], settings), token).code == Code.UNAUTHENTICATED
     assert (settings.data_dir / "keys" / f"{service_key_name('search')}.pub.pem").exists()
 
 
@@ -44,26 +44,26 @@ def test_a_persons_token_is_not_a_service_token(settings) -> None:
     person = Principal("u1", "amy", "pd-a", frozenset({"officer"}), True, datetime.now(UTC) + timedelta(days=9))
     token, _ = TokenIssuer(Ed25519PrivateKey.generate(), timedelta(minutes=5)).issue(person, datetime.now(UTC), ["otp"])
     err = refused(service_verifier("audit", ["search"], settings), token)
-    assert err.code == grpc.StatusCode.PERMISSION_DENIED and "only Sightline services" in err.message
+    assert err.code == Code.PERMISSION_DENIED and "only Sightline services" in err.message
 
 
 def test_forged_and_expired_service_tokens_are_refused(settings) -> None:
     service_signer("search", settings)  # the real key exists
     verifier = service_verifier("audit", ["search"], settings)
     forged = ServiceSigner("search", Ed25519PrivateKey.generate()).token("audit")
-    assert refused(verifier, forged).code == grpc.StatusCode.UNAUTHENTICATED
+    assert refused(verifier, forged).code == Code.UNAUTHENTICATED
     now = int(time.time())
     expired = jwt.encode({"iss": SERVICE_ISSUER, "sub": "service:search", "aud": "audit", "iat": now - 900,
                           "exp": now - 600}, load_private_key(None, settings, service_key_name("search")),
                          algorithm=ALGORITHM)
-    assert refused(verifier, expired).code == grpc.StatusCode.UNAUTHENTICATED
-    assert refused(verifier, "garbage").code == grpc.StatusCode.UNAUTHENTICATED
+    assert refused(verifier, expired).code == Code.UNAUTHENTICATED
+    assert refused(verifier, "garbage").code == Code.UNAUTHENTICATED
 
 
 def test_a_service_without_a_key_is_refused(settings) -> None:
     token = ServiceSigner("retention", Ed25519PrivateKey.generate()).token("audit")
     err = refused(service_verifier("audit", ["retention"], settings), token)
-    assert err.code == grpc.StatusCode.UNAUTHENTICATED and "no public key" in err.message
+    assert err.code == Code.UNAUTHENTICATED and "no public key" in err.message
 
 
 def test_production_needs_the_public_keys_folder(tmp_path) -> None:

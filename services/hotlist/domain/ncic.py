@@ -98,7 +98,7 @@ class ParseResult:
     rejected: list[tuple[int, str]] = field(default_factory=list)
 
 
-class Rejected(ValueError):
+class InvalidEntry(ValueError):
     """One line refused; the message is the reason reported to the importer."""
 
 
@@ -113,16 +113,16 @@ class WildcardPolicy:
     max_per_list: int
 
     def check(self, plate: str) -> None:
-        """Raises Rejected unless the partial plate `plate` is narrow enough."""
+        """Raises InvalidEntry unless the partial plate `plate` is narrow enough."""
         if plate[0] in WILDCARDS:
-            raise Rejected("a partial plate may not start with '?' or '*' (it would match too many plates)")
+            raise InvalidEntry("a partial plate may not start with '?' or '*' (it would match too many plates)")
         if sum(ch.isalnum() for ch in plate) < self.min_fixed:
-            raise Rejected(f"a partial plate needs at least {self.min_fixed} fixed letters or digits")
+            raise InvalidEntry(f"a partial plate needs at least {self.min_fixed} fixed letters or digits")
 
     def check_count(self, count: int) -> None:
-        """Raises Rejected when a list already holding `count` partial plates may take no more."""
+        """Raises InvalidEntry when a list already holding `count` partial plates may take no more."""
         if count >= self.max_per_list:
-            raise Rejected(f"a list may hold at most {self.max_per_list} partial plates")
+            raise InvalidEntry(f"a list may hold at most {self.max_per_list} partial plates")
 
 
 def detect_format(first_line: str) -> Format:
@@ -133,16 +133,16 @@ def detect_format(first_line: str) -> Format:
 def _plate(text: str, wildcards: WildcardPolicy) -> str:
     plate = "".join(ch for ch in text.upper() if ch not in " -.·")
     if not plate:
-        raise Rejected("missing plate")
+        raise InvalidEntry("missing plate")
     if not all(("A" <= ch <= "Z") or ("0" <= ch <= "9") or ch in "?*" for ch in plate):
-        raise Rejected("plate has characters other than letters, digits, '?' and '*'")
+        raise InvalidEntry("plate has characters other than letters, digits, '?' and '*'")
     if sum(ch.isalnum() for ch in plate) > MAX_PLATE_LEN:
-        raise Rejected(f"plate longer than {MAX_PLATE_LEN} characters")
+        raise InvalidEntry(f"plate longer than {MAX_PLATE_LEN} characters")
     if is_pattern(plate):
         try:
             compile_pattern(plate)
         except InvalidQuery as exc:
-            raise Rejected(f"bad partial plate: {exc}") from None
+            raise InvalidEntry(f"bad partial plate: {exc}") from None
         wildcards.check(plate)
     return plate
 
@@ -153,26 +153,26 @@ def _expiry(text: str, now: datetime) -> datetime | None:
     try:
         at = datetime.strptime(text, "%Y%m%d") if text.isdigit() else datetime.fromisoformat(text)
     except ValueError:
-        raise Rejected(f"bad expiry date {text!r} (YYYYMMDD or ISO 8601)") from None
+        raise InvalidEntry(f"bad expiry date {text!r} (YYYYMMDD or ISO 8601)") from None
     at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
     if at <= now:
-        raise Rejected("record already expired")
+        raise InvalidEntry("record already expired")
     return at
 
 
 def build_entry(list_id: str, f: dict[str, str], now: datetime, wildcards: WildcardPolicy,
                 require_state: bool = True) -> Entry:
-    """An entry from named fields (a parsed line or a manual entry); raises Rejected. The list's count of
+    """An entry from named fields (a parsed line or a manual entry); raises InvalidEntry. The list's count of
     partial plates is the caller's to check (WildcardPolicy.check_count)."""
     plate = _plate(f.get("plate", ""), wildcards)
     state = f.get("state", "").strip().upper()
     if not state and require_state:
-        raise Rejected("missing state")
+        raise InvalidEntry("missing state")
     if state and state not in STATES:
-        raise Rejected(f"unknown state {state!r}")
+        raise InvalidEntry(f"unknown state {state!r}")
     code = f.get("code", "").strip().upper()
     if code not in RECORD_TYPES:
-        raise Rejected(f"unknown record type {code!r}" if code else "missing record type")
+        raise InvalidEntry(f"unknown record type {code!r}" if code else "missing record type")
     expires_at = _expiry(f.get("expires", "").strip(), now)
     record_id = f.get("record_id", "").strip()
     vehicle = VehicleDescription(*(f.get(k, "").strip() for k in ("make", "model", "year", "colour", "style")))
@@ -251,7 +251,7 @@ def parse(lines: Iterable[str], list_id: str, now: datetime, wildcards: Wildcard
             entry = build_entry(list_id, row, now, wildcards)
             if entry.entry_id not in seen and is_pattern(entry.plate):
                 wildcards.check_count(partial)
-        except Rejected as exc:
+        except InvalidEntry as exc:
             result.rejected.append((number, str(exc)))
             continue
         if (dup := seen.get(entry.entry_id)) is not None:

@@ -17,14 +17,26 @@ class VisionSettings(BaseSettings):
     model_repository: Path = Field(
         default=REPOSITORY_ROOT / "model_repository",
         validation_alias=AliasChoices("SIGHTLINE_MODEL_REPOSITORY", "model_repository"),
+        description="model repository whose ONNX models the in-process pipeline runs (SIGHTLINE_MODEL_REPOSITORY)",
     )
     max_pixels: int = Field(default=40_000_000, gt=0, description="frames above this are rejected")
-    plate_score_threshold: float = Field(default=0.25, ge=0, le=1)
-    plate_iou_threshold: float = Field(default=0.45, ge=0, le=1)
-    vehicle_score_threshold: float = Field(default=0.2, ge=0, le=1)
-    person_score_threshold: float = Field(default=0.25, ge=0, le=1)
-    object_iou_threshold: float = Field(default=0.5, ge=0, le=1)
-    face_score_threshold: float = Field(default=0.5, ge=0, le=1)
+    plate_score_threshold: float = Field(
+        default=0.25, ge=0, le=1, description="plate detections scoring below this are dropped")
+    plate_iou_threshold: float = Field(
+        default=0.45, ge=0, le=1,
+        description="non-maximum suppression: a plate box overlapping a better one by more than this IoU is dropped",
+    )
+    vehicle_score_threshold: float = Field(
+        default=0.2, ge=0, le=1, description="vehicle detections scoring below this are dropped")
+    person_score_threshold: float = Field(
+        default=0.25, ge=0, le=1, description="person detections scoring below this are dropped")
+    object_iou_threshold: float = Field(
+        default=0.5, ge=0, le=1,
+        description="non-maximum suppression of vehicles (their classes merged) and of persons: a box overlapping a "
+        "better one by more than this IoU is dropped",
+    )
+    face_score_threshold: float = Field(
+        default=0.5, ge=0, le=1, description="face detections scoring below this are dropped")
     face_search_side: int = Field(
         default=512, ge=0, le=576, multiple_of=32,
         description="faces: with a vehicle or person in view the frame is searched at this longer side instead "

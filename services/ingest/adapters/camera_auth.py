@@ -19,7 +19,7 @@ from typing import Any
 
 import grpc
 
-from services.common.auth import AuthError
+from services.common.rejected import Code, Rejected
 from services.common.tls import SITE_PREFIX, peer_site
 
 log = logging.getLogger(__name__)
@@ -49,40 +49,40 @@ def presented(metadata: Iterable[tuple[str, Any]]) -> list[tuple[str, str]]:
         if key == "authorization" and isinstance(value, str) and value[:len(SCHEME)].lower() == SCHEME:
             camera_id, sep, secret = value[len(SCHEME):].strip().partition(":")
             if not sep or not camera_id or not secret:
-                raise AuthError(grpc.StatusCode.UNAUTHENTICATED, "camera credential must be 'Camera <id>:<secret>'")
+                raise Rejected(Code.UNAUTHENTICATED, "camera credential must be 'Camera <id>:<secret>'")
             out.append((camera_id, secret))
     return out
 
 
 async def authenticate_cameras(context: grpc.aio.ServicerContext, lookup: CameraLookup) -> frozenset[str]:
-    """The cameras this call proved it speaks for; AuthError (UNAUTHENTICATED) when none or any is wrong."""
+    """The cameras this call proved it speaks for; Rejected (UNAUTHENTICATED) when none or any is wrong."""
     pairs = presented(context.invocation_metadata() or ())
     if not pairs:
-        raise AuthError(grpc.StatusCode.UNAUTHENTICATED,
+        raise Rejected(Code.UNAUTHENTICATED,
                         "camera credentials are required (metadata 'authorization: Camera <camera_id>:<secret>')")
     for camera_id, secret in pairs:
         doc = await lookup(camera_id)
         stored = (doc or {}).get("secret_hash", "")
         # Compared even when the camera is unknown, so that both cases take the same time.
         if not hmac.compare_digest(stored or secret_hash(""), secret_hash(secret)) or not stored:
-            raise AuthError(grpc.StatusCode.UNAUTHENTICATED,
+            raise Rejected(Code.UNAUTHENTICATED,
                             f"camera {camera_id[:128]!r}: unknown or inactive camera, or wrong secret")
     return frozenset(camera_id for camera_id, _ in pairs)
 
 
 async def check_site(context: grpc.aio.ServicerContext, cameras: Iterable[str], lookup: CameraLookup) -> str:
-    """The site of the call's client certificate, when it owns every camera presented; AuthError otherwise
+    """The site of the call's client certificate, when it owns every camera presented; Rejected otherwise
     (UNAUTHENTICATED without a site certificate, PERMISSION_DENIED for another site's camera)."""
     site = peer_site(context)
     if site is None:
         log.warning("camera call refused: no site certificate", extra={"peer": context.peer()})
-        raise AuthError(grpc.StatusCode.UNAUTHENTICATED, NO_SITE)
+        raise Rejected(Code.UNAUTHENTICATED, NO_SITE)
     for camera_id in cameras:
         owner = ((await lookup(camera_id)) or {}).get("site_id")
         if owner != site:
             log.warning("camera call refused: camera of another site",
                         extra={"camera_id": camera_id[:128], "site": site[:128], "peer": context.peer()})
-            raise AuthError(grpc.StatusCode.PERMISSION_DENIED,
+            raise Rejected(Code.PERMISSION_DENIED,
                             f"camera {camera_id[:128]!r} does not belong to site {site[:128]!r} (the site named by "
                             "this gateway's certificate)")
     return site

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import grpc
 import numpy as np
 import tritonclient.grpc.aio as triton
 from opentelemetry import trace
 from tritonclient.utils import InferenceServerException
 
 from services.common.grpc_server import Dependency
-from services.ingest.domain.frames import FrameRejected
+from services.common.rejected import Code, Rejected
 
 tracer = trace.get_tracer(__name__)
 
@@ -24,7 +23,7 @@ class TritonAlpr:
         self._timeout_s = timeout_s
 
     async def recognise(self, jpeg: bytes) -> tuple[dict[str, Any], bytes]:
-        """(pipeline result as a dict, redacted JPEG). Raises FrameRejected with a meaningful status."""
+        """(pipeline result as a dict, redacted JPEG). Raises Rejected with a meaningful status."""
         data = triton.InferInput("JPEG", [1], "BYTES")
         data.set_data_from_numpy(np.array([jpeg], dtype=np.object_))
         with tracer.start_as_current_span("triton.infer", attributes={"triton.model": self._model}):
@@ -52,11 +51,11 @@ class TritonAlpr:
         await self._client.close()
 
 
-def _rejection(exc: InferenceServerException) -> FrameRejected:
+def _rejection(exc: InferenceServerException) -> Rejected:
     status = str(exc.status() or "")
     text = exc.message() or str(exc)
     if "INVALID_ARG" in status.upper() or "INVALID_ARG" in text.upper() or "decode" in text.lower():
-        return FrameRejected(grpc.StatusCode.INVALID_ARGUMENT, f"frame could not be processed: {text[:200]}")
+        return Rejected(Code.INVALID_ARGUMENT, f"frame could not be processed: {text[:200]}")
     if "DEADLINE" in status.upper() or "Deadline" in text:
-        return FrameRejected(grpc.StatusCode.UNAVAILABLE, "inference timed out; retry the frame")
-    return FrameRejected(grpc.StatusCode.UNAVAILABLE, "inference service unavailable; retry the frame")
+        return Rejected(Code.UNAVAILABLE, "inference timed out; retry the frame")
+    return Rejected(Code.UNAVAILABLE, "inference service unavailable; retry the frame")

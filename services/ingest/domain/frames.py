@@ -8,31 +8,17 @@ from datetime import datetime, timedelta
 from io import BytesIO
 from typing import Any
 
-import grpc
 from PIL import Image, UnidentifiedImageError
 
 from services.common.ids import valid_id
 from services.common.plates import MAX_PLATE_LEN, normalize_plate
 from services.common.reads import VEHICLE_TYPES, VEHICLE_VIEWS, set_box
+from services.common.rejected import Code, Rejected
 from sightline.common.v1 import read_pb2
 from sightline.ingest.v1 import ingest_pb2
 
 MAX_READS_PER_FRAME = 32
 _READ_NAMESPACE = uuid.UUID("5b1c6a53-6d0e-4f0e-9d8a-1b7e3c2f9a10")
-
-
-class FrameRejected(Exception):
-    """A frame that cannot be stored; `code` is the gRPC status the gateway receives."""
-
-    def __init__(self, code: grpc.StatusCode, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-    @property
-    def retryable(self) -> bool:
-        return self.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
-                             grpc.StatusCode.RESOURCE_EXHAUSTED)
 
 
 @dataclass(frozen=True)
@@ -53,67 +39,67 @@ def read_id(camera_id: str, frame_id: str, index: int) -> str:
 
 def validate_camera_id(camera_id: str) -> None:
     if not valid_id(camera_id):
-        raise FrameRejected(grpc.StatusCode.INVALID_ARGUMENT,
+        raise Rejected(Code.INVALID_ARGUMENT,
                             "camera_id must be 1-128 characters of A-Z a-z 0-9 . _ : -")
 
 
 def validate_site_id(site_id: str) -> None:
     """A camera names the gateway site that owns it (the site in that gateway's client certificate)."""
     if not valid_id(site_id):
-        raise FrameRejected(grpc.StatusCode.INVALID_ARGUMENT,
-                            "site_id is required: the camera gateway site (named by its client certificate) that "
-                            "owns the camera, 1-128 characters of A-Z a-z 0-9 . _ : -")
+        raise Rejected(Code.INVALID_ARGUMENT,
+                       "site_id is required: the camera gateway site (named by its client certificate) that "
+                       "owns the camera, 1-128 characters of A-Z a-z 0-9 . _ : -")
 
 
 def _validate_header(frame: ingest_pb2.Frame | ingest_pb2.FrameReads, limits: FrameLimits, now: datetime) -> None:
-    invalid = grpc.StatusCode.INVALID_ARGUMENT
+    invalid = Code.INVALID_ARGUMENT
     validate_camera_id(frame.camera_id)
     if not valid_id(frame.frame_id):
-        raise FrameRejected(invalid, "frame_id must be 1-128 characters of A-Z a-z 0-9 . _ : -")
+        raise Rejected(invalid, "frame_id must be 1-128 characters of A-Z a-z 0-9 . _ : -")
     if not frame.HasField("captured_at"):
-        raise FrameRejected(invalid, "captured_at is required")
+        raise Rejected(invalid, "captured_at is required")
     if frame.captured_at.ToDatetime(tzinfo=now.tzinfo) > now + limits.max_clock_skew:
-        raise FrameRejected(invalid, "captured_at is in the future: check the camera's clock")
+        raise Rejected(invalid, "captured_at is in the future: check the camera's clock")
     if frame.HasField("location") and not (-90 <= frame.location.latitude <= 90
                                            and -180 <= frame.location.longitude <= 180):
-        raise FrameRejected(invalid, "location is not a valid latitude/longitude")
+        raise Rejected(invalid, "location is not a valid latitude/longitude")
 
 
 def validate_frame(frame: ingest_pb2.Frame, limits: FrameLimits, now: datetime) -> tuple[int, int]:
     """Check a frame before any work is spent on it; returns the JPEG's (width, height)."""
-    invalid = grpc.StatusCode.INVALID_ARGUMENT
+    invalid = Code.INVALID_ARGUMENT
     _validate_header(frame, limits, now)
     if not frame.jpeg:
-        raise FrameRejected(invalid, "frame has no image (jpeg is empty)")
+        raise Rejected(invalid, "frame has no image (jpeg is empty)")
     if len(frame.jpeg) > limits.max_bytes:
-        raise FrameRejected(invalid, f"frame is {len(frame.jpeg)} bytes, over the limit of {limits.max_bytes}")
+        raise Rejected(invalid, f"frame is {len(frame.jpeg)} bytes, over the limit of {limits.max_bytes}")
     try:
         with Image.open(BytesIO(frame.jpeg)) as img:
             fmt, (width, height) = img.format, img.size
     except Image.DecompressionBombError as exc:  # a header claiming billions of pixels: refused, never retried
-        raise FrameRejected(invalid, f"frame header claims too many pixels (limit {limits.max_pixels})") from exc
+        raise Rejected(invalid, f"frame header claims too many pixels (limit {limits.max_pixels})") from exc
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise FrameRejected(invalid, "frame is not a readable JPEG image") from exc
+        raise Rejected(invalid, "frame is not a readable JPEG image") from exc
     if fmt != "JPEG":
-        raise FrameRejected(invalid, f"frame is {fmt}, not JPEG")
+        raise Rejected(invalid, f"frame is {fmt}, not JPEG")
     if width * height > limits.max_pixels:
-        raise FrameRejected(invalid, f"frame is {width}x{height}, over the limit of {limits.max_pixels} pixels")
+        raise Rejected(invalid, f"frame is {width}x{height}, over the limit of {limits.max_pixels} pixels")
     return width, height
 
 
 def validate_frame_reads(frame: ingest_pb2.FrameReads, limits: FrameLimits, now: datetime) -> None:
     """Check the reads a gateway made itself: the frame's header as for an image, and each plate."""
     _validate_header(frame, limits, now)
-    invalid = grpc.StatusCode.INVALID_ARGUMENT
+    invalid = Code.INVALID_ARGUMENT
     if len(frame.reads) > MAX_READS_PER_FRAME:
-        raise FrameRejected(invalid, f"at most {MAX_READS_PER_FRAME} reads per frame")
+        raise Rejected(invalid, f"at most {MAX_READS_PER_FRAME} reads per frame")
     for read in frame.reads:
         if len(normalize_plate(read.plate)) > MAX_PLATE_LEN or len(read.plate) > 2 * MAX_PLATE_LEN:
-            raise FrameRejected(invalid, f"a plate has more than {MAX_PLATE_LEN} letters or digits")
+            raise Rejected(invalid, f"a plate has more than {MAX_PLATE_LEN} letters or digits")
         if not 0 <= read.confidence <= 1 or len(read.candidates) > MAX_READS_PER_FRAME:
-            raise FrameRejected(invalid, "confidence must be within 0-1, with at most 32 candidates")
+            raise Rejected(invalid, "confidence must be within 0-1, with at most 32 candidates")
         if len(read.vehicle.colour) > 32 or len(read.vehicle.make) > 64:
-            raise FrameRejected(invalid, "vehicle colour or make is too long")
+            raise Rejected(invalid, "vehicle colour or make is too long")
 
 
 def gateway_reads(frame: ingest_pb2.FrameReads, agency_id: str, stored_at: datetime,

@@ -16,7 +16,7 @@ from services.ingest.domain.frames import read_id
 from sightline.common.v1 import read_pb2
 from sightline.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 
 pb = ingest_pb2
 

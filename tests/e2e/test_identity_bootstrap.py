@@ -13,7 +13,7 @@ from services.identity.domain.accounts import AccountError
 from services.identity.settings import IdentitySettings
 from sightline.identity.v1 import identity_pb2, identity_pb2_grpc
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 PASSWORD = "a long enough first admin password"
 
 

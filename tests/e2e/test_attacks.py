@@ -35,12 +35,11 @@ from sightline.identity.v1 import identity_pb2, identity_pb2_grpc
 from sightline.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from sightline.search.v1 import search_pb2, search_pb2_grpc
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 
-S = search_pb2
 CAMERA = "atk-cam"
 N_READS = 100_000
-WHY = {"purpose": S.PURPOSE_HOMICIDE, "case_number": "ATK-1"}
+WHY = {"purpose": search_pb2.PURPOSE_HOMICIDE, "case_number": "ATK-1"}
 SEARCH_READS = "/sightline.search.v1.SearchService/SearchReads"
 
 
@@ -75,7 +74,7 @@ async def test_operator_and_regex_injection_through_plates_is_refused(search, to
                                                                       payload) -> None:
     md = auth_metadata(await tokens("officer"))
     try:
-        reply = await search.SearchReads(S.SearchReadsRequest(**{field: payload}, **WHY), metadata=md)
+        reply = await search.SearchReads(search_pb2.SearchReadsRequest(**{field: payload}, **WHY), metadata=md)
     except grpc.aio.AioRpcError as err:
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
         return
@@ -87,29 +86,44 @@ async def test_operator_and_regex_injection_through_plates_is_refused(search, to
 
 async def test_operator_injection_through_other_fields_matches_nothing(search, tokens, many_reads) -> None:
     md = auth_metadata(await tokens("officer"))
-    reply = await search.SearchReads(S.SearchReadsRequest(camera_ids=['{"$ne": ""}', "$gt", CAMERA + '" || "1'],
-                                                          **WHY), metadata=md)
+    reply = await search.SearchReads(
+        search_pb2.SearchReadsRequest(camera_ids=['{"$ne": ""}', "$gt", CAMERA + '" || "1'], **WHY), metadata=md
+    )
     assert reply.reads == []  # camera ids are matched as plain strings
     for colour in ('{"$ne": null}', "red|blue", ".*"):
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            await search.SearchReads(S.SearchReadsRequest(vehicle=S.VehicleFilter(colour=colour), **WHY), metadata=md)
+            await search.SearchReads(
+                search_pb2.SearchReadsRequest(vehicle=search_pb2.VehicleFilter(colour=colour), **WHY), metadata=md
+            )
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await search.SearchReads(S.SearchReadsRequest(camera_ids=[CAMERA], page_token='{"t": {"$gt": 0}}', **WHY),
-                                 metadata=md)
+        await search.SearchReads(
+            search_pb2.SearchReadsRequest(camera_ids=[CAMERA], page_token='{"t": {"$gt": 0}}', **WHY), metadata=md
+        )
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 # Plates are runs of "A": every pattern below backtracks on each one, and those ending in "Z" match none, so the
 # whole 100k are scanned.
-@pytest.mark.parametrize("pattern", ["*A*A*A*A*A*A*A*A*A*A*A*B", "*A*A*A*A*A*A*A*A*A*A*A*Z", "A?A?A?A?A?A?*C",
-                                     "*?*?*?*?*?*?*?*?*?*?*?Z", "A*A*A*A*A*A*Z"])
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "*A*A*A*A*A*A*A*A*A*A*A*B",
+        "*A*A*A*A*A*A*A*A*A*A*A*Z",
+        "A?A?A?A?A?A?*C",
+        "*?*?*?*?*?*?*?*?*?*?*?Z",
+        "A*A*A*A*A*A*Z",
+    ],
+)
 async def test_worst_case_partial_plate_is_bounded_over_100k_reads(search, tokens, many_reads, pattern) -> None:
     md = auth_metadata(await tokens("officer"))
     started = time.perf_counter()
     try:
-        reply = await search.SearchReads(S.SearchReadsRequest(plate_pattern=pattern, camera_ids=[CAMERA],
-                                                              page_size=10, **WHY), metadata=md, timeout=30)
+        reply = await search.SearchReads(
+            search_pb2.SearchReadsRequest(plate_pattern=pattern, camera_ids=[CAMERA], page_size=10, **WHY),
+            metadata=md,
+            timeout=30,
+        )
         assert all(r.camera_id == CAMERA for r in reply.reads)
     except grpc.aio.AioRpcError as err:  # refused as too long, or cut off by the server's query time limit
         assert err.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.DEADLINE_EXCEEDED)
@@ -126,25 +140,28 @@ async def _still_serving(channel: grpc.aio.Channel) -> None:
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
-@pytest.mark.parametrize("raw", [b"\xff\xff\xff\xff", b"\x0a\xff\xff\xff\xff\x0f", b"\x08" * 7, b"\x12\x05ab",
-                                 bytes(range(256))])
-async def test_bytes_that_are_not_a_message_are_refused_and_the_server_goes_on(search_addr, channel_factory,
-                                                                               raw) -> None:
+@pytest.mark.parametrize(
+    "raw", [b"\xff\xff\xff\xff", b"\x0a\xff\xff\xff\xff\x0f", b"\x08" * 7, b"\x12\x05ab", bytes(range(256))]
+)
+async def test_bytes_that_are_not_a_message_are_refused_and_the_server_goes_on(
+    search_addr, channel_factory, raw
+) -> None:
     channel = channel_factory(search_addr)
     call = channel.unary_unary(SEARCH_READS, request_serializer=None, response_deserializer=None)
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await call(raw, timeout=10)
     # grpc-python answers a request it cannot decode with UNKNOWN ("Error parsing message"), before any
     # handler runs; what matters is that nothing crashes and the server goes on serving.
-    assert err.value.code() in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INVALID_ARGUMENT,
-                                grpc.StatusCode.INTERNAL)
+    assert err.value.code() in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.INTERNAL)
     assert "pars" in err.value.details() or err.value.code() != grpc.StatusCode.UNKNOWN
     await _still_serving(channel)
 
 
 async def test_message_over_the_size_limit_is_refused_and_the_server_goes_on(search_addr, channel_factory) -> None:
     channel = channel_factory(search_addr)
-    huge = S.SearchReadsRequest(case_number="X" * (17 * 1024 * 1024), **{"purpose": S.PURPOSE_HOMICIDE})
+    huge = search_pb2.SearchReadsRequest(
+        case_number="X" * (17 * 1024 * 1024), **{"purpose": search_pb2.PURPOSE_HOMICIDE}
+    )
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await search_pb2_grpc.SearchServiceStub(channel).SearchReads(huge, timeout=30)
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -162,9 +179,18 @@ def signing_key(stack):
 
 def _claims(acc, **override) -> dict:
     now = int(time.time())
-    claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": acc.user_id, "name": acc.username, "agency": acc.agency_id,
-              "roles": ["supervisor", "auditor", "agency_admin"], "amr": ["pwd", "otp"], "iat": now,
-              "exp": now + 600, "training_until": now + 86400}
+    claims = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": acc.user_id,
+        "name": acc.username,
+        "agency": acc.agency_id,
+        "roles": ["supervisor", "auditor", "agency_admin"],
+        "amr": ["pwd", "otp"],
+        "iat": now,
+        "exp": now + 600,
+        "training_until": now + 86400,
+    }
     return {**claims, **override}
 
 
@@ -184,8 +210,9 @@ def _unsigned(claims: dict) -> str:
 
 
 def bad_tokens(key: Ed25519PrivateKey, acc) -> dict[str, str]:
-    public_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                               serialization.PublicFormat.SubjectPublicKeyInfo)
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     header, _, signature = jwt.encode(_claims(acc), key, algorithm="EdDSA").split(".")
     other_payload = jwt.encode(_claims(acc, agency="pd-beta"), key, algorithm="EdDSA").split(".")[1]
     now = int(time.time())
@@ -206,17 +233,22 @@ def protected_calls(channels) -> dict[str, tuple]:
     """One call per service that needs a token: (callable, request)."""
     search, identity, audit, ingest = channels
     return {
-        "search": (search_pb2_grpc.SearchServiceStub(search).SearchReads, S.SearchReadsRequest(plate_exact="ABC1",
-                                                                                            **WHY)),
+        "search": (
+            search_pb2_grpc.SearchServiceStub(search).SearchReads,
+            search_pb2.SearchReadsRequest(plate_exact="ABC1", **WHY),
+        ),
         "identity": (identity_pb2_grpc.IdentityServiceStub(identity).GetAgency, identity_pb2.GetAgencyRequest()),
         "audit": (audit_pb2_grpc.AuditServiceStub(audit).ListFlags, audit_pb2.ListFlagsRequest()),
-        "camera registry": (ingest_pb2_grpc.CameraRegistryServiceStub(ingest).ListCameras,
-                            ingest_pb2.ListCamerasRequest()),
+        "camera registry": (
+            ingest_pb2_grpc.CameraRegistryServiceStub(ingest).ListCameras,
+            ingest_pb2.ListCamerasRequest(),
+        ),
     }
 
 
-async def test_bad_tokens_are_refused_by_every_service(search_addr, identity_addr, audit_addr, ingest_addr,
-                                                       channel_factory, accounts, signing_key, tokens) -> None:
+async def test_bad_tokens_are_refused_by_every_service(
+    search_addr, identity_addr, audit_addr, ingest_addr, channel_factory, accounts, signing_key, tokens
+) -> None:
     calls = protected_calls([channel_factory(a) for a in (search_addr, identity_addr, audit_addr, ingest_addr)])
     acc = accounts["admin"]
     # The same claims, properly signed, are accepted (so each refusal below is down to the one change).
@@ -234,9 +266,15 @@ async def test_a_totp_code_logs_in_once(identity_addr, channel_factory, mongo_db
 
     now = datetime.now(UTC)
     username, password = f"replay.{uuid.uuid4().hex[:6]}", "replay test password"
-    doc, secret = new_user_document(username, "pd-alpha", "replay", ["officer"],
-                                    Credentials.argon2id(1, 8 * 1024, 1).hash(password),
-                                    {"course": "ALPR", "expires_at": now + timedelta(days=30)}, now)
+    doc, secret = new_user_document(
+        username,
+        "pd-alpha",
+        "replay",
+        ["officer"],
+        Credentials.argon2id(1, 8 * 1024, 1).hash(password),
+        {"course": "ALPR", "expires_at": now + timedelta(days=30)},
+        now,
+    )
     mongo_db["users"].insert_one(doc)
     ident = identity_pb2_grpc.IdentityServiceStub(channel_factory(identity_addr))
     code = pyotp.TOTP(secret).now()
@@ -247,5 +285,6 @@ async def test_a_totp_code_logs_in_once(identity_addr, channel_factory, mongo_db
             await ident.Login(identity_pb2.LoginRequest(username=username, password=password, totp_code=code))
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED, attempt
     denied = mongo_db.client["sightline_audit"]["audit_entries"].find_one(
-        {"event.action": "login", "event.user_id": doc["_id"], "event.outcome": "OUTCOME_DENIED"})
+        {"event.action": "login", "event.user_id": doc["_id"], "event.outcome": "OUTCOME_DENIED"}
+    )
     assert denied is not None and "reused" in denied["event"]["reason"]

@@ -33,7 +33,7 @@ from sightline.ingest.v1 import ingest_pb2
 from sightline.search.v1 import search_pb2
 from tests.conftest import start_hotlist
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 
 STREAM = HotlistSettings().pass_stream
 PREFIX = "sightline:hotlist"

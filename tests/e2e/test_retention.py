@@ -28,8 +28,7 @@ from services.retention.verify import Verifier
 from sightline.ingest.v1 import ingest_pb2
 from sightline.retention.v1 import retention_pb2, retention_pb2_grpc
 
-pytestmark = pytest.mark.integration
-R = retention_pb2
+pytestmark = pytest.mark.e2e
 AGENCY = "pd-alpha"  # the agency of the supervisor and admin accounts
 
 
@@ -130,18 +129,18 @@ async def test_ttl_expires_reads_and_the_ended_day_is_shredded(env) -> None:
 async def test_state_cap_refuses_longer_retention_and_is_audited(retention, tokens, mongo_db, env) -> None:
     metadata = auth_metadata(await tokens("admin"))
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await retention.SetAgencyRetention(R.SetAgencyRetentionRequest(state="VA", retention_days=30),
+        await retention.SetAgencyRetention(retention_pb2.SetAgencyRetentionRequest(state="VA", retention_days=30),
                                            metadata=metadata)
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "21 days" in err.value.details()
     denied = mongo_db.client["sightline_audit"]["audit_entries"].find_one(
         {"event.action": "agency.retention", "event.outcome": "OUTCOME_DENIED"}, sort=[("_id", -1)])
     assert denied is not None and "VA allows at most 21" in denied["event"]["reason"]
-    ok = await retention.SetAgencyRetention(R.SetAgencyRetentionRequest(state="va", retention_days=21),
+    ok = await retention.SetAgencyRetention(retention_pb2.SetAgencyRetentionRequest(state="va", retention_days=21),
                                             metadata=metadata)
     assert (ok.state, ok.retention_days, ok.cap_days) == ("VA", 21, 21) and "2.2-5517" in ok.cap_source
     # An officer may not change it.
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await retention.SetAgencyRetention(R.SetAgencyRetentionRequest(state="NC", retention_days=90),
+        await retention.SetAgencyRetention(retention_pb2.SetAgencyRetentionRequest(state="NC", retention_days=90),
                                            metadata=auth_metadata(await tokens("officer")))
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
@@ -152,9 +151,13 @@ async def test_hold_keeps_reads_past_expiry_and_survives_shredding(retention, to
     metadata = auth_metadata(await tokens("supervisor"))  # first: a login may wait for a fresh TOTP step
     reads = await store_frame(fs, AGENCY, at, datetime.now(UTC) + timedelta(seconds=2), "HOLD42")
     read_id, image_ref = reads[0].read_id, reads[0].image_ref
-    hold = await retention.PlaceHold(R.PlaceHoldRequest(case_number="2025-0042", justification="homicide evidence",
-                                                        read_ids=R.ReadIds(ids=[read_id])), metadata=metadata)
-    assert hold.status == R.HOLD_STATUS_ACTIVE and (hold.read_count, hold.image_count) == (1, 1)
+    hold = await retention.PlaceHold(
+        retention_pb2.PlaceHoldRequest(
+            case_number="2025-0042", justification="homicide evidence", read_ids=retention_pb2.ReadIds(ids=[read_id])
+        ),
+        metadata=metadata,
+    )
+    assert hold.status == retention_pb2.HOLD_STATUS_ACTIVE and (hold.read_count, hold.image_count) == (1, 1)
     placed = audit_entry(mongo_db, "hold.place", hold.hold_id)
     assert placed["event"]["case_number"] == "2025-0042" and placed["event"]["outcome"] == "OUTCOME_ALLOWED"
     doc = await db[READS].find_one({"_id": read_id})
@@ -165,17 +168,19 @@ async def test_hold_keeps_reads_past_expiry_and_survives_shredding(retention, to
 
     # The day ends (retention 1 day): the day key goes, the held read stays readable under the hold's key.
     await db["agencies"].update_one({"_id": AGENCY}, {"$set": {"retention_days": 1}})
-    report = next(r for r in await verifier.run(datetime.now(UTC))
-                  if r["agency_id"] == AGENCY and r["day"] == capture_day(at))
+    report = next(
+        r for r in await verifier.run(datetime.now(UTC)) if r["agency_id"] == AGENCY and r["day"] == capture_day(at)
+    )
     assert report["ok"] and report["reads_held"] == 1 and report["hold_ids"] == [hold.hold_id]
     opened = (await keys.open_reads([await db[READS].find_one({"_id": read_id})]))[0]
     assert opened["plate"] == "HOLD42"
     assert (await keys.open_image(await db[IMAGES].find_one({"_id": image_ref}))).startswith(b"\xff\xd8")
 
     # Released: already past its normal expiry, so deleted at once, and the hold's key is destroyed.
-    released = await retention.ReleaseHold(R.ReleaseHoldRequest(hold_id=hold.hold_id, reason="case closed"),
-                                           metadata=metadata)
-    assert released.status == R.HOLD_STATUS_RELEASED and released.reads_deleted == 1
+    released = await retention.ReleaseHold(
+        retention_pb2.ReleaseHoldRequest(hold_id=hold.hold_id, reason="case closed"), metadata=metadata
+    )
+    assert released.status == retention_pb2.HOLD_STATUS_RELEASED and released.reads_deleted == 1
     assert await db[READS].count_documents({"_id": read_id}) == 0
     assert await db[IMAGES].count_documents({"_id": image_ref}) == 0
     assert "wrapped" not in await db[DATA_KEYS].find_one({"_id": f"hold:{hold.hold_id}"})
@@ -188,29 +193,36 @@ async def test_release_returns_reads_to_normal_expiry(retention, tokens, env) ->
     plate = f"WIN{uuid.uuid4().hex[:4].upper()}"
     reads = await store_frame(fs, AGENCY, at, at + timedelta(days=30), plate)
     metadata = auth_metadata(await tokens("investigator"))
-    window = R.HoldWindow(plate=plate)
+    window = retention_pb2.HoldWindow(plate=plate)
     window.start_time.FromDatetime(at - timedelta(minutes=1))
     window.end_time.FromDatetime(at + timedelta(minutes=1))
-    hold = await retention.PlaceHold(R.PlaceHoldRequest(case_number="2025-7", justification="robbery suspect car",
-                                                        window=window), metadata=metadata)
+    hold = await retention.PlaceHold(
+        retention_pb2.PlaceHoldRequest(case_number="2025-7", justification="robbery suspect car", window=window),
+        metadata=metadata,
+    )
     assert hold.read_count == 1
-    released = await retention.ReleaseHold(R.ReleaseHoldRequest(hold_id=hold.hold_id, reason="not needed"),
-                                           metadata=metadata)
+    released = await retention.ReleaseHold(
+        retention_pb2.ReleaseHoldRequest(hold_id=hold.hold_id, reason="not needed"), metadata=metadata
+    )
     assert (released.reads_restored, released.reads_deleted) == (1, 0)
     doc = await db[READS].find_one({"_id": reads[0].read_id})
-    assert "held_by" not in doc and doc["expire_at"] == (at + timedelta(days=30)).replace(microsecond=
-                                                                                          at.microsecond // 1000 * 1000)
+    assert "held_by" not in doc and doc["expire_at"] == (at + timedelta(days=30)).replace(
+        microsecond=at.microsecond // 1000 * 1000
+    )
     assert doc["key_id"] == day_key_id(AGENCY, capture_day(at))
     assert (await keys.open_reads([doc]))[0]["plate"] == plate
 
 
 async def test_officers_cannot_place_holds_and_the_refusal_is_audited(retention, tokens, mongo_db) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await retention.PlaceHold(R.PlaceHoldRequest(case_number="X-1", justification="just because I can",
-                                                     read_ids=R.ReadIds(ids=["nope"])),
-                                  metadata=auth_metadata(await tokens("officer")))
+        await retention.PlaceHold(
+            retention_pb2.PlaceHoldRequest(
+                case_number="X-1", justification="just because I can", read_ids=retention_pb2.ReadIds(ids=["nope"])
+            ),
+            metadata=auth_metadata(await tokens("officer")),
+        )
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     entry = mongo_db.client["sightline_audit"]["audit_entries"].find_one(
-        {"event.action": "hold.place", "event.outcome": "OUTCOME_DENIED"}, sort=[("_id", -1)])
+        {"event.action": "hold.place", "event.outcome": "OUTCOME_DENIED"}, sort=[("_id", -1)]
+    )
     assert entry is not None and entry["event"]["case_number"] == "X-1"
-

@@ -19,7 +19,7 @@ from services.ingest.adapters.stream import ReadPublisher
 from services.tracker.settings import TrackerSettings
 from sightline.common.v1 import pass_pb2, read_pb2
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 
 READS = RedisSettings().read_stream
 PASSES = TrackerSettings().pass_stream

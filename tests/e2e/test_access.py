@@ -17,10 +17,9 @@ from sightline.common.v1 import read_pb2
 from sightline.identity.v1 import identity_pb2, identity_pb2_grpc
 from sightline.search.v1 import search_pb2, search_pb2_grpc
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 
-S = search_pb2
-HOMICIDE = S.PURPOSE_HOMICIDE
+HOMICIDE = search_pb2.PURPOSE_HOMICIDE
 BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
 # (read id, agency, camera, minutes after BASE, plate, vehicle type, colour, [lon, lat])
 READS_SEEDED = [
@@ -131,8 +130,8 @@ async def test_admin_changes_are_audited_and_need_the_admin_role(identity_addr, 
 # --- search refusals ---------------------------------------------------------------------------------------
 
 
-def exact(plate: str = "ACC0123", purpose: int = HOMICIDE, case: str = "", **kw) -> S.SearchReadsRequest:
-    return S.SearchReadsRequest(plate_exact=plate, purpose=purpose, case_number=case, **kw)
+def exact(plate: str = "ACC0123", purpose: int = HOMICIDE, case: str = "", **kw) -> search_pb2.SearchReadsRequest:
+    return search_pb2.SearchReadsRequest(plate_exact=plate, purpose=purpose, case_number=case, **kw)
 
 
 async def refused(call, request, metadata) -> grpc.aio.AioRpcError:
@@ -190,22 +189,22 @@ async def test_expired_training_is_refused_and_audited(search, token_issuer, acc
 async def test_wrong_role_is_refused(search, tokens) -> None:
     err = await refused(search.SearchReads, exact(), auth_metadata(await tokens("auditor")))
     assert err.code() == grpc.StatusCode.PERMISSION_DENIED and "reads:search" in err.details()
-    convoy = S.FindConvoyRequest(plate="ACC0123", purpose=HOMICIDE)
+    convoy = search_pb2.FindConvoyRequest(plate="ACC0123", purpose=HOMICIDE)
     err = await refused(search.FindConvoy, convoy, auth_metadata(await tokens("officer")))
     assert err.code() == grpc.StatusCode.PERMISSION_DENIED and "reads:convoy" in err.details()
 
 
 @pytest.mark.parametrize(("purpose", "text"), [
-    (S.PURPOSE_IMMIGRATION_ENFORCEMENT, "immigration enforcement"),
-    (S.PURPOSE_TRAFFIC_ENFORCEMENT, "traffic enforcement"),
-    (S.PURPOSE_NON_LAW_ENFORCEMENT, "outside law enforcement"),
+    (search_pb2.PURPOSE_IMMIGRATION_ENFORCEMENT, "immigration enforcement"),
+    (search_pb2.PURPOSE_TRAFFIC_ENFORCEMENT, "traffic enforcement"),
+    (search_pb2.PURPOSE_NON_LAW_ENFORCEMENT, "outside law enforcement"),
 ])
 async def test_prohibited_purposes_are_refused_and_audited(search, tokens, accounts, mongo_db, purpose,
                                                            text) -> None:
     err = await refused(search.SearchReads, exact(purpose=purpose, case="CASE-1"),
                         auth_metadata(await tokens("officer")))
     assert err.code() == grpc.StatusCode.PERMISSION_DENIED and text in err.details()
-    entry = last_audit(mongo_db, action="search", purpose=S.Purpose.Name(purpose))
+    entry = last_audit(mongo_db, action="search", purpose=search_pb2.Purpose.Name(purpose))
     assert entry["event"]["outcome"] == "OUTCOME_DENIED" and entry["event"]["reason"] == "prohibited purpose"
     assert entry["event"]["user_id"] == accounts["officer"].user_id
     assert entry["event"]["details"]["request"]["plate_exact"] == "ACC0123"
@@ -213,7 +212,7 @@ async def test_prohibited_purposes_are_refused_and_audited(search, tokens, accou
 
 async def test_missing_purpose_is_refused(search, tokens) -> None:
     md = auth_metadata(await tokens("officer"))
-    err = await refused(search.SearchReads, exact(purpose=S.PURPOSE_UNSPECIFIED), md)
+    err = await refused(search.SearchReads, exact(purpose=search_pb2.PURPOSE_UNSPECIFIED), md)
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "purpose" in err.details()
 
 
@@ -221,7 +220,7 @@ async def test_partner_without_a_case_is_refused(search, tokens) -> None:
     md = auth_metadata(await tokens("partner"))
     err = await refused(search.SearchReads, exact(include_partner_agencies=True), md)
     assert err.code() == grpc.StatusCode.PERMISSION_DENIED and "criminal investigation" in err.details()
-    err = await refused(search.SearchReads, exact(purpose=S.PURPOSE_MISSING_PERSON, case="CASE-7",
+    err = await refused(search.SearchReads, exact(purpose=search_pb2.PURPOSE_MISSING_PERSON, case="CASE-7",
                                                   include_partner_agencies=True), md)
     assert err.code() == grpc.StatusCode.PERMISSION_DENIED  # not a criminal investigation
     err = await refused(search.SearchReads, exact(case="CASE-7", include_partner_agencies=True),
@@ -249,15 +248,18 @@ async def test_exact_search_sees_own_agency_only_and_is_audited_first(search, to
 async def test_partner_with_a_criminal_case_sees_shared_reads_audited_on_both_sides(search, tokens, accounts,
                                                                                   channel_factory, audit_addr,
                                                                                   mongo_db) -> None:
-    reply = await search.SearchReads(exact(case="ROB-99", purpose=S.PURPOSE_ROBBERY, include_partner_agencies=True),
-                                     metadata=auth_metadata(await tokens("partner")))
+    reply = await search.SearchReads(
+        exact(case="ROB-99", purpose=search_pb2.PURPOSE_ROBBERY, include_partner_agencies=True),
+        metadata=auth_metadata(await tokens("partner")),
+    )
     assert [r.read_id for r in reply.reads] == ["acc-a2", "acc-b1", "acc-a1"]
     entry = last_audit(mongo_db, action="search", user_id=accounts["partner"].user_id, case_number="ROB-99")
     assert entry["event"]["data_agency_ids"] == ["pd-beta", "pd-alpha"]
     # pd-alpha's supervisor sees the partner's search in their own review.
     audit = audit_pb2_grpc.AuditServiceStub(channel_factory(audit_addr))
-    seen = await audit.QueryEntries(audit_pb2.QueryEntriesRequest(case_number="ROB-99"),
-                                    metadata=auth_metadata(await tokens("supervisor")))
+    seen = await audit.QueryEntries(
+        audit_pb2.QueryEntriesRequest(case_number="ROB-99"), metadata=auth_metadata(await tokens("supervisor"))
+    )
     assert [e.event.user_id for e in seen.entries] == [accounts["partner"].user_id]
 
 
@@ -265,15 +267,19 @@ async def test_fuzzy_partial_attribute_and_distance_queries(search, tokens) -> N
     md = auth_metadata(await tokens("officer"))
 
     async def ids(**kw) -> list[str]:
-        reply = await search.SearchReads(S.SearchReadsRequest(purpose=HOMICIDE, case_number="C-1", **kw), metadata=md)
+        reply = await search.SearchReads(
+            search_pb2.SearchReadsRequest(purpose=HOMICIDE, case_number="C-1", **kw), metadata=md
+        )
         return sorted(r.read_id for r in reply.reads)
 
     assert await ids(plate_fuzzy="ACCO1Z3") == ["acc-a1", "acc-a2"]  # O/0, Z/2 confusions
     assert await ids(plate_pattern="CMP*") == ["acc-a3", "acc-a4"]
     window = {"start_time": _ts(at(-1)), "end_time": _ts(at(5))}
-    assert await ids(vehicle=S.VehicleFilter(type=read_pb2.VEHICLE_TYPE_TRUCK, colour="White"), **window) == ["acc-a3"]
-    assert await ids(vehicle=S.VehicleFilter(no_plate=True)) == ["acc-a6"]
-    near = S.GeoCircle(center=read_pb2.GeoPoint(latitude=40.758, longitude=-73.985), radius_m=500)
+    assert await ids(vehicle=search_pb2.VehicleFilter(type=read_pb2.VEHICLE_TYPE_TRUCK, colour="White"), **window) == [
+        "acc-a3"
+    ]
+    assert await ids(vehicle=search_pb2.VehicleFilter(no_plate=True)) == ["acc-a6"]
+    near = search_pb2.GeoCircle(center=read_pb2.GeoPoint(latitude=40.758, longitude=-73.985), radius_m=500)
     assert await ids(near=near) == ["acc-a1", "acc-a3", "acc-a6"]
 
 
@@ -286,8 +292,15 @@ def _ts(dt: datetime):
 
 
 async def test_convoy_finds_the_vehicle_seen_at_two_cameras(search, tokens) -> None:
-    req = S.FindConvoyRequest(plate="ACC0123", start_time=_ts(at(-30)), end_time=_ts(at(60)), window_seconds=120,
-                              min_cameras=2, purpose=HOMICIDE, case_number="HOM-1")
+    req = search_pb2.FindConvoyRequest(
+        plate="ACC0123",
+        start_time=_ts(at(-30)),
+        end_time=_ts(at(60)),
+        window_seconds=120,
+        min_cameras=2,
+        purpose=HOMICIDE,
+        case_number="HOM-1",
+    )
     reply = await search.FindConvoy(req, metadata=auth_metadata(await tokens("investigator")))
     assert reply.sightings == 2
     assert [(c.plate_normalized, c.camera_count) for c in reply.companions] == [("CMP777", 2)]
@@ -295,37 +308,42 @@ async def test_convoy_finds_the_vehicle_seen_at_two_cameras(search, tokens) -> N
 
 async def test_image_views_are_audited(search, tokens, accounts, mongo_db) -> None:
     md = auth_metadata(await tokens("officer"))
-    image = await search.GetImage(S.GetImageRequest(image_ref="img-acc-a1", purpose=HOMICIDE, case_number="H-1"),
-                                  metadata=md)
+    image = await search.GetImage(
+        search_pb2.GetImageRequest(image_ref="img-acc-a1", purpose=HOMICIDE, case_number="H-1"), metadata=md
+    )
     assert image.data.startswith(b"\xff\xd8")
     entry = last_audit(mongo_db, action="image.view", user_id=accounts["officer"].user_id)
     assert entry["event"]["subject"] == "img-acc-a1"
-    err = await refused(search.GetImage, S.GetImageRequest(image_ref="img-acc-b1", purpose=HOMICIDE), md)
+    err = await refused(search.GetImage, search_pb2.GetImageRequest(image_ref="img-acc-b1", purpose=HOMICIDE), md)
     assert err.code() == grpc.StatusCode.NOT_FOUND  # another agency's image
 
 
 # --- review, flags and verification ------------------------------------------------------------------------
 
 
-async def test_review_needs_the_role_and_flags_searches_without_case_numbers(search, tokens, accounts, audit_addr,
-                                                                             channel_factory) -> None:
+async def test_review_needs_the_role_and_flags_searches_without_case_numbers(
+    search, tokens, accounts, audit_addr, channel_factory
+) -> None:
     await search.SearchReads(exact(), metadata=auth_metadata(await tokens("officer")))  # no case number
     audit = audit_pb2_grpc.AuditServiceStub(channel_factory(audit_addr))
     err = await refused(audit.ListFlags, audit_pb2.ListFlagsRequest(), auth_metadata(await tokens("officer")))
     assert err.code() == grpc.StatusCode.PERMISSION_DENIED
     flags = await audit.ListFlags(audit_pb2.ListFlagsRequest(), metadata=auth_metadata(await tokens("auditor")))
-    assert any(f.kind == audit_pb2.FLAG_KIND_NO_CASE_NUMBER and f.user_id == accounts["officer"].user_id
-               for f in flags.flags)
-    by_plate = await audit.QueryEntries(audit_pb2.QueryEntriesRequest(plate="ACC0123", page_size=2),
-                                       metadata=auth_metadata(await tokens("auditor")))
+    assert any(
+        f.kind == audit_pb2.FLAG_KIND_NO_CASE_NUMBER and f.user_id == accounts["officer"].user_id for f in flags.flags
+    )
+    by_plate = await audit.QueryEntries(
+        audit_pb2.QueryEntriesRequest(plate="ACC0123", page_size=2), metadata=auth_metadata(await tokens("auditor"))
+    )
     assert len(by_plate.entries) == 2 and by_plate.next_before_sequence > 0
     assert all("ACC0123" in e.event.plates for e in by_plate.entries)
 
 
 def run_verify(stack, db_name: str) -> subprocess.CompletedProcess:
     env = {**os.environ, **stack.env, "SIGHTLINE_AUDIT_MONGO_DB": db_name}
-    return subprocess.run([sys.executable, "-m", "services.cli", "audit", "verify"], env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", "audit", "verify"], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 async def test_audit_verify_passes_then_names_the_edited_entry(stack, search, tokens, mongo_db) -> None:

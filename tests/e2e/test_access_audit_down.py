@@ -16,7 +16,7 @@ from services.common.auth import auth_metadata
 from services.devstack.stack import LocalStack, Ports
 from sightline.search.v1 import search_pb2, search_pb2_grpc
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from sightline.common.v1 import read_pb2
 from sightline.ingest.v1 import ingest_pb2
 from sightline.search.v1 import search_pb2, search_pb2_grpc
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 
 
 def make_frame(camera: str, frame_id: str, at: datetime) -> ingest_pb2.Frame:

@@ -24,7 +24,7 @@ from sightline.identity.v1 import identity_pb2, identity_pb2_grpc
 from sightline.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from sightline.search.v1 import search_pb2, search_pb2_grpc
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 
 S, ID, A, IN = search_pb2, identity_pb2, audit_pb2, ingest_pb2
 ROLES = ["officer", "investigator", "supervisor", "auditor", "admin", "partner", "beta_officer", "gamma_partner"]

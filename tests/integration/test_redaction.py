@@ -21,6 +21,8 @@ from services.inference.vision.runner import OnnxRunner
 from services.inference.vision.settings import VisionSettings
 from services.simulator.render import Scene, SceneOptions, render_scene
 
+pytestmark = pytest.mark.integration
+
 PORTRAIT = "usr/share/doc/facedetect/examples/grace_hopper_512x512.jpg"
 FACE_AT, FACE_SIDE = (20, 20), 256  # where the portrait is pasted (x, y) and its size
 FACE = (80, 60, 220, 220)  # x1, y1, x2, y2 of the face inside the frame
@@ -68,7 +70,6 @@ def check_redacted(scene: Scene, frame: np.ndarray, redacted: np.ndarray, plate_
     assert difference.mean() <= plate_tolerance
 
 
-@pytest.mark.unit
 def test_in_process_pipeline_blurs_the_face_and_leaves_the_plate(scene_with_face) -> None:
     scene, frame = scene_with_face
     settings = VisionSettings()
@@ -78,7 +79,6 @@ def test_in_process_pipeline_blurs_the_face_and_leaves_the_plate(scene_with_face
     assert scene.truth.plate_text in [read.normalized for read in result.plates]
 
 
-@pytest.mark.integration
 async def test_triton_stores_the_face_blurred(scene_with_face, triton_url: str) -> None:
     from services.ingest.adapters.triton import TritonAlpr
 
@@ -100,7 +100,6 @@ async def test_triton_stores_the_face_blurred(scene_with_face, triton_url: str) 
     assert scene.truth.plate_text in [plate["normalized"] for plate in reads["plates"]]
 
 
-@pytest.mark.unit
 def test_a_face_as_small_as_a_drivers_is_found_when_a_vehicle_is_in_view(portrait: np.ndarray) -> None:
     """A face 26 pixels wide in a 1280x720 frame (a driver behind a windscreen) is covered by the boxes of the
     face search that a vehicle in view triggers; the 256-pixel pass alone misses it (scripts/eval_faces.py

@@ -17,7 +17,6 @@ consumer; it first takes over passes its dead predecessor left pending (XAUTOCLA
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from datetime import UTC, datetime
@@ -30,11 +29,11 @@ from prometheus_client import Counter, Histogram
 
 from services.audit.client import AuditUnavailable
 from services.common.reads import read_to_document
-from services.common.streams import ConsumerGroup, consumer_name, trace_carrier
+from services.common.streams import ConsumerGroup, Entry, consume, trace_carrier
 from services.hotlist.adapters.sharing import SharingDirectory
-from services.hotlist.alerting import AlertRaiser
 from services.hotlist.domain.matcher import Match
-from services.hotlist.index_sync import IndexSync
+from services.hotlist.service_layer.alerting import AlertRaiser
+from services.hotlist.service_layer.index_sync import IndexSync
 from services.hotlist.settings import HotlistSettings
 from sightline.common.v1 import pass_pb2
 
@@ -50,15 +49,12 @@ MATCH_SECONDS = Histogram("sightline_hotlist_match_seconds", "Index lookup time 
 class StreamMatcher:
     def __init__(self, redis: aioredis.Redis, settings: HotlistSettings, sync: IndexSync, raiser: AlertRaiser,
                  sharing: SharingDirectory):
-        self._s = settings
         self._sync = sync
         self._raiser = raiser
         self._sharing = sharing
-        self._group = ConsumerGroup(redis, settings.pass_stream, settings.matcher_group,
-                                    consumer_name(settings.matcher_consumer), settings.matcher_batch,
-                                    settings.matcher_claim_idle_ms)
+        self._group = ConsumerGroup(redis, settings.matcher_consumer_config())
 
-    async def process(self, entries: list) -> int:
+    async def process(self, entries: list[Entry]) -> int:
         """Matches a batch, stores its alerts, then acknowledges it. Returns the number of entries."""
         if not entries:
             return 0
@@ -107,23 +103,5 @@ class StreamMatcher:
             await self._raiser.raise_alerts([(doc, own)], historical=False, token="")
 
     async def run(self) -> None:
-        """Until cancelled; Redis or MongoDB errors are retried (nothing is acknowledged that was not done)."""
-        log.info("matcher starting", extra={"consumer": self._group.consumer, "group": self._group.group})
-        next_claim = 0.0
-        while True:
-            try:
-                await self._group.ensure(self._s.matcher_start_id)
-                async for entries in self._group.own_pending():
-                    await self.process(entries)
-                while True:
-                    await self._sync.refresh()
-                    if time.monotonic() >= next_claim:
-                        async for entries in self._group.claimed():
-                            await self.process(entries)
-                        next_claim = time.monotonic() + self._s.matcher_claim_interval_s
-                    await self.process(await self._group.new(self._s.matcher_block_ms))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - unacknowledged passes are redelivered via claim()
-                log.warning("matcher error; retrying", extra={"error": repr(exc)[:300]})
-                await asyncio.sleep(1)
+        """Until cancelled; the index follows list changes between batches (services.common.streams.consume)."""
+        await consume(self._group, self.process, self._sync.refresh)
