@@ -40,6 +40,13 @@ def percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
 
+def median_of(runs: list[dict]) -> dict:
+    """The median of each figure over the rounds (nested dicts of numbers)."""
+    first = runs[0]
+    return {k: median_of([r[k] for r in runs]) if isinstance(v, dict) else statistics.median(r[k] for r in runs)
+            for k, v in first.items()}
+
+
 def start(root: Path, tls: bool, triton_url: str | None) -> LocalStack:
     stack = LocalStack(root, Ports.free(), tls=tls)
     stack.env.update(SIGHTLINE_DATA_DIR=str(root / "data"), SIGHTLINE_AUDIT_ADDRESS=stack.address("audit"),
@@ -168,6 +175,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=60, help="JPEG frames through Triton per stack; 0: none")
     parser.add_argument("--window", type=int, default=2)
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of each, alternating (medians reported)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -182,14 +190,20 @@ def main() -> None:
                 triton = LocalStack(Path(tmp) / "triton", Ports.free())
                 triton.start_triton()
                 triton_url = triton.env["SIGHTLINE_TRITON_URL"]
-            for label, tls in (("tls", True), ("plain", False)):
-                print(f"starting the {label} stack …", flush=True)
-                stack = start(Path(tmp) / label, tls, triton_url if args.frames else None)
-                try:
-                    results[label] = asyncio.run(measure(stack, args, jpegs))
-                finally:
+            # Rounds alternate plain and TLS, so that a machine whose load drifts (a shared CI runner) weighs on
+            # both alike; each figure is the median over the rounds.
+            rounds: dict[str, list[dict]] = {"tls": [], "plain": []}
+            stacks = {label: start(Path(tmp) / label, tls, triton_url if args.frames else None)
+                      for label, tls in (("plain", False), ("tls", True))}
+            try:
+                for r in range(args.rounds):
+                    for label in ("plain", "tls") if r % 2 == 0 else ("tls", "plain"):
+                        rounds[label].append(asyncio.run(measure(stacks[label], args, jpegs)))
+                        print(f"round {r + 1} {label}", json.dumps(rounds[label][-1]), flush=True)
+            finally:
+                for stack in stacks.values():
                     stack.stop()
-                print(label, json.dumps(results[label]), flush=True)
+            results = {label: median_of(runs) for label, runs in rounds.items()}
         finally:
             if triton is not None:
                 triton.stop()
@@ -204,7 +218,7 @@ def main() -> None:
              ("search p95, ms", tls["search"]["p95_ms"], plain["search"]["p95_ms"])]
     print(f"\n{'':28}{'TLS':>10}{'plain':>10}{'TLS/plain':>11}")
     for name, with_tls, without in rows:
-        print(f"{name:28}{with_tls:>10}{without:>10}{with_tls / without if without else float('nan'):>11.2f}")
+        print(f"{name:28}{with_tls:>10.1f}{without:>10.1f}{with_tls / without if without else float('nan'):>11.2f}")
     if args.out:
         args.out.write_text(json.dumps({**results, "args": vars(args) | {"out": str(args.out)}}, indent=2))
 

@@ -120,16 +120,19 @@ class LocalStack:
             return TlsSettings(tls_enabled=False)
         pki = self.pki
         if site is None:
-            return TlsSettings(tls_ca_file=pki.ca, tls_client_cert_file=None, tls_client_key_file=None)
+            return TlsSettings(tls_enabled=True, tls_ca_file=pki.ca, tls_client_cert_file=None,
+                               tls_client_key_file=None)
         gateway = pki.gateway(site) if site == DEV_SITE else pki.ensure((), (site,)).gateway(site)
-        return TlsSettings(tls_ca_file=pki.ca, tls_client_cert_file=gateway.cert, tls_client_key_file=gateway.key)
+        return TlsSettings(tls_enabled=True, tls_ca_file=pki.ca, tls_client_cert_file=gateway.cert,
+                           tls_client_key_file=gateway.key)
 
     def client_env(self, site: str = DEV_SITE) -> dict[str, str]:
         """The same as environment variables, for a tool run as a subprocess (simulator, CLI)."""
         tls = self.client_tls(site)
         if not tls.tls_enabled:
             return {"SIGHTLINE_TLS_ENABLED": "false"}
-        return {"SIGHTLINE_TLS_CA_FILE": str(tls.tls_ca_file), "SIGHTLINE_TLS_CLIENT_CERT_FILE":
+        return {"SIGHTLINE_TLS_ENABLED": "true", "SIGHTLINE_TLS_CA_FILE": str(tls.tls_ca_file),
+                "SIGHTLINE_TLS_CLIENT_CERT_FILE":
                 str(tls.tls_client_cert_file), "SIGHTLINE_TLS_CLIENT_KEY_FILE": str(tls.tls_client_key_file)}
 
     def channel(self, name: str, options: Sequence[tuple[str, Any]] = (), site: str | None = DEV_SITE
