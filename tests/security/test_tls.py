@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 from cryptography import x509
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -170,3 +171,16 @@ async def test_a_renewed_certificate_is_served_without_restart_while_a_stream_st
     assert [a.acks[0].status for a in acks] == [pb.FRAME_STATUS_STORED] * 4
     assert mongo_db["frames"].count_documents({"_id": {"$regex": f"^{camera}"}}) == 4
     assert "TLS certificate reloaded" in own.procs["ingest"].log_path.read_text()
+
+
+async def test_the_console_serves_https_only_with_hsts_and_secure_cookies(console_url: str) -> None:
+    assert console_url.startswith("https://")
+    async with httpx.AsyncClient(base_url=console_url) as client:  # trusts the session CA (SSL_CERT_FILE)
+        reply = await client.get("/login")
+    assert reply.status_code == 200 and reply.headers["strict-transport-security"].startswith("max-age=")
+    cookies = reply.headers.get_list("set-cookie")
+    assert cookies and all("secure" in c.lower() and "httponly" in c.lower() for c in cookies)
+    plain = "http://" + console_url.removeprefix("https://")
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(httpx.HTTPError):  # plain HTTP to the HTTPS port gets no page
+            (await client.get(f"{plain}/login")).raise_for_status()
