@@ -75,11 +75,17 @@ def redis_url(stack: LocalStack) -> str:
 
 @pytest.fixture(scope="session")
 def triton_url(stack: LocalStack) -> str:
-    if url := os.environ.get("SIGHTLINE_TRITON_URL"):
+    if url := os.environ.get("SIGHTLINE_TRITON_URL"):  # a Triton already running, serving plain text
         stack.env["SIGHTLINE_TRITON_URL"] = url
+        stack.env["SIGHTLINE_TRITON_TLS"] = "false"
     elif "triton" not in stack.procs:
         stack.start_triton()
     return stack.env["SIGHTLINE_TRITON_URL"]
+
+
+def triton_ca(stack: LocalStack) -> Path | None:
+    """The CA a Triton client verifies the stack's Triton against (None: it serves plain text)."""
+    return stack.pki.ca if stack.env.get("SIGHTLINE_TRITON_TLS") == "true" else None
 
 
 @pytest.fixture(scope="session")

@@ -39,7 +39,7 @@ SERVICES = {"audit": "services.audit", "identity": "services.identity", "ingest"
 WEB = {"portal": "services.portal", "console": "services.console"}
 CONSOLE_BACKENDS = ("identity", "search", "hotlist", "audit", "retention")
 # Every server of the stack gets its own certificate from the development CA.
-TLS_SERVERS = (*SERVICES, *WEB, "mongod", "redis")
+TLS_SERVERS = (*SERVICES, *WEB, "mongod", "redis", "triton")
 
 
 # What the services use: stopped after them, so that each can drain.
@@ -191,14 +191,19 @@ class LocalStack:
         env = {"SIGHTLINE_TRITON_VENV": str(venv), "SIGHTLINE_TRITON_HTTP_PORT": str(self.ports.triton_http),
                "SIGHTLINE_TRITON_GRPC_PORT": str(self.ports.triton_grpc),
                "SIGHTLINE_TRITON_METRICS_PORT": str(self.ports.triton_metrics)}
+        tls = self.server_tls("triton")
+        if tls is not None:  # ingest → Triton carries frames: its gRPC endpoint serves TLS only
+            env.update(SIGHTLINE_TRITON_GRPC_TLS_CERT_FILE=str(tls.cert),
+                       SIGHTLINE_TRITON_GRPC_TLS_KEY_FILE=str(tls.key))
         proc = spawn("triton", [sys.executable, "-m", "services.inference.launcher"], self.logs, env)
         self.procs["triton"] = proc
         url = f"127.0.0.1:{self.ports.triton_grpc}"
         try:
-            asyncio.run(wait_ready(url, timeout, ("alpr",)))
+            asyncio.run(wait_ready(url, timeout, ("alpr",), tls.ca if tls else None))
         except TimeoutError as exc:
             raise RuntimeError(f"{exc}\n{proc.tail()}") from exc
         self.env["SIGHTLINE_TRITON_URL"] = url
+        self.env["SIGHTLINE_TRITON_TLS"] = "true" if tls else "false"
 
     def service_env(self, name: str, **extra_env: str) -> dict[str, str]:
         """The environment service `name` runs with (tools acting with its settings use it too)."""

@@ -361,7 +361,8 @@ async def make_spec(settings: IngestSettings) -> ServiceSpec:
     redis = redis_client(settings)
     keys = KeyStore(db, load_master_key(settings), settings.data_key_cache_s)
     store = FrameStore(mongo, db, keys, settings.record_cache_s, settings.record_cache_size)
-    alpr = TritonAlpr(settings.triton_url, settings.triton_model, settings.triton_timeout_s)
+    alpr = TritonAlpr(settings.triton_url, settings.triton_model, settings.triton_timeout_s,
+                      settings.ca_path() if settings.triton_tls and settings.tls_enabled else None)
     publisher = ReadPublisher(redis, settings.read_stream, settings.read_stream_maxlen)
     audit = AuditClient(settings.audit_address, settings.audit_timeout_s,
                         service_signer(settings.service_name, settings), settings)

@@ -13,6 +13,9 @@ class IngestSettings(ServiceSettings, MongoSettings, RedisSettings, DataKeySetti
         default=True, description="Camera gateways connect with mutual TLS: their client certificate names their "
                                   "site (docs/security.md); required on every connection to ingest.")
     triton_url: str = Field(default="127.0.0.1:8001", description="Triton's gRPC endpoint (host:port).")
+    triton_tls: bool = Field(
+        default=True, description="Call Triton's gRPC endpoint over TLS, verified against SIGHTLINE_TLS_CA_FILE "
+                                  "(frames cross that hop); false only for a Triton serving plain text.")
     triton_model: str = Field(default="alpr", description="Triton model that runs the per-frame pipeline.")
     triton_timeout_s: float = Field(
         default=10.0, gt=0, le=120, description="Deadline, in seconds, of one frame's call to Triton.")

@@ -400,12 +400,15 @@ def test_every_service_serves_tls_from_its_own_secret_mounted_read_only(manifest
         assert (env.get("SIGHTLINE_TLS_REQUIRE_CLIENT_CERT") == "true") == (name == "ingest"), name
         if name in ("portal", "console"):
             assert c["readinessProbe"]["httpGet"]["scheme"] == "HTTPS", name
+    triton = next(c for name, _, c in containers(manifests) if name == "triton")
+    assert "--grpc-use-ssl=true" in triton["args"]  # ingest's frames to Triton: TLS too
 
 
 def test_cert_manager_issues_one_certificate_per_service() -> None:
     certificates = [m for m in render("--set", "tls.certManager.enabled=true") if m["kind"] == "Certificate"]
-    assert {c["spec"]["secretName"] for c in certificates} == {f"sl-sightline-{n}-tls" for n in PYTHON_SERVICES}
+    assert {c["spec"]["secretName"] for c in certificates} == {f"sl-sightline-{n}-tls"
+                                                               for n in [*PYTHON_SERVICES, "triton"]}
     for cert in certificates:
         name = cert["metadata"]["name"]
         assert name in cert["spec"]["dnsNames"] and cert["spec"]["issuerRef"]["kind"] == "ClusterIssuer"
-        assert cert["spec"]["renewBefore"] == "720h" and "client auth" in cert["spec"]["usages"]
+        assert cert["spec"]["renewBefore"] == "720h" and "server auth" in cert["spec"]["usages"]
