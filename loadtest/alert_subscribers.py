@@ -123,8 +123,8 @@ def main() -> int:
     scenario = Scenario.load(args.scenario).scaled(args.rate_scale, args.time_scale)
     stack = start_stack(
         ["audit", "identity", "ingest", "tracker", "hotlist"],
-        SIGHTLINE_MATCHER_START_ID="0",
-        SIGHTLINE_TRACKER_START_ID="0",
+        SIGHTLINE_MATCHER__START_ID="0",
+        SIGHTLINE_TRACKER__START_ID="0",
     )
     try:
         summary = asyncio.run(run(scenario, stack))

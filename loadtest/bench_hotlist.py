@@ -151,8 +151,8 @@ async def plant_crash_reads(stack: LocalStack, reads: int) -> int:
     await setup_list(hot, supervisor(stack), "crash", [f"CR{i:05d}" for i in range(reads)])
     await channel.close()
     stack.procs["hotlist"].stop()
-    stack.start_service("hotlist", SIGHTLINE_MATCHER_BATCH="5", SIGHTLINE_MATCHER_CLAIM_IDLE_MS="1000",
-                        SIGHTLINE_MATCHER_CLAIM_INTERVAL_S="0.5")
+    stack.start_service("hotlist", SIGHTLINE_MATCHER__BATCH="5", SIGHTLINE_MATCHER__CLAIM_IDLE_MS="1000",
+                        SIGHTLINE_MATCHER__CLAIM_INTERVAL_S="0.5")
     await asyncio.sleep(1.0)
     client = redis_client(RedisSettings(redis_url=stack.env["SIGHTLINE_REDIS_URL"]))
     pub = ReadPublisher(client, RedisSettings().read_stream, 1_000_000)
@@ -171,12 +171,12 @@ def bench_crash(stack: LocalStack, reads: int) -> None:
         time.sleep(0.05)
     stack.procs["hotlist"].kill()
     before = mongo.count_documents({"list_id": "crash"})
-    stack.start_service("hotlist", SIGHTLINE_MATCHER_CLAIM_IDLE_MS="1000", SIGHTLINE_MATCHER_CLAIM_INTERVAL_S="0.5")
+    stack.start_service("hotlist", SIGHTLINE_MATCHER__CLAIM_IDLE_MS="1000", SIGHTLINE_MATCHER__CLAIM_INTERVAL_S="0.5")
     r = redis_sync.Redis.from_url(stack.env["SIGHTLINE_REDIS_URL"])
     matcher = HotlistSettings()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (mongo.count_documents({"list_id": "crash"}) < planted
-                                           or r.xpending(matcher.pass_stream, matcher.matcher_group)["pending"]):
+                                           or r.xpending(matcher.pass_stream, matcher.matcher.group)["pending"]):
         time.sleep(0.2)
     time.sleep(1.0)
     ids = [d["read"]["_id"] for d in mongo.find({"list_id": "crash"}, {"read._id": 1})]  # one entry per read
@@ -203,7 +203,7 @@ def main() -> None:
             stack.start_mongo()
             stack.start_redis()
             stack.start_service("audit")
-            stack.start_service("hotlist", SIGHTLINE_MATCHER_START_ID="0")
+            stack.start_service("hotlist", SIGHTLINE_MATCHER__START_ID="0")
             stack.start_service("tracker")  # reads → vehicle passes → matcher, as in production
             asyncio.run(bench_latency(stack, args.rate, args.seconds))
             bench_crash(stack, args.crash_reads)

@@ -34,7 +34,7 @@ from services.common.settings import MongoSettings, RedisSettings
 from services.common.storage import mongo_client, mongo_database, redis_client
 from services.devstack.stack import LocalStack, Ports
 from services.retention.adapters.store import RetentionStore
-from services.retention.verify import Verifier
+from services.retention.service_layer.verify import Verifier
 
 AGENCY = "pd-bench"  # one agency per pass: pd-bench-full, pd-bench-ttl
 BATCH = 10_000

@@ -111,7 +111,7 @@ def main() -> None:
         print("starting local stack (mongod, redis, tracker) …", flush=True)
         stack.start_mongo()
         stack.start_redis()
-        stack.start_service("tracker", SIGHTLINE_PASS_GAP_S=str(GAP_S), SIGHTLINE_TRACKER_START_ID="$")
+        stack.start_service("tracker", SIGHTLINE_PASS_GAP_S=str(GAP_S), SIGHTLINE_TRACKER__START_ID="$")
         url = stack.env["SIGHTLINE_REDIS_URL"]
         time.sleep(1.0)  # the consumer group exists before the first read
     try:

@@ -44,8 +44,8 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from services.common.plates import normalize_plate  # noqa: E402
 from services.inference.vision.pipeline import AlprPipeline, PlateRead  # noqa: E402
-from services.inference.vision.plates import normalize_plate  # noqa: E402
 from services.inference.vision.runner import OnnxRunner  # noqa: E402
 from services.inference.vision.settings import VisionSettings  # noqa: E402
 
@@ -314,10 +314,12 @@ def _commit() -> str:
     return done.stdout.strip() or "unknown"
 
 
-def selected(samples: list[Sample], split: str, limit: int | None) -> list[Sample]:
-    """The split's samples; with ``limit``, at most that many spread evenly over the set (its files are in
-    the order of their source: states or cameras together)."""
+def selected(samples: list[Sample], split: str, limit: int | None, folds: list[int] | None = None) -> list[Sample]:
+    """The split's samples (of ``folds`` alone where given: a model trained without them is measured on
+    them); with ``limit``, at most that many spread evenly over the set (its files are in the order of their
+    source: states or cameras together)."""
     chosen = [s for s in samples if s.part == split or (split == "all" and s.part != "trained")]
+    chosen = [s for s in chosen if folds is None or s.fold in folds]
     return chosen[:: math.ceil(len(chosen) / limit)] if limit and len(chosen) > limit else chosen
 
 
@@ -327,6 +329,7 @@ def main() -> int:
     parser.add_argument("--split", choices=["tune", "final", "all"], default="final")
     parser.add_argument("--sets", nargs="+", choices=list(FAMILIES), default=list(FAMILIES))
     parser.add_argument("--limit", type=int, default=None, help="at most this many images per set, spread evenly")
+    parser.add_argument("--folds", type=int, nargs="+", default=None, help="only these folds of the tune parts")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads per model")
     parser.add_argument("--out", type=Path, default=ROOT / "reports", help="folder for the JSON and HTML report")
     parser.add_argument("--tag", default="", help="added to the report's file names")
@@ -346,7 +349,7 @@ def main() -> int:
         pipeline = AlprPipeline(runner, settings.model_copy(update={"plate_family": FAMILIES[dataset]}))
         if not (args.datasets / dataset).is_dir():
             parser.error(f"no set {dataset!r} in {args.datasets}")
-        samples = selected(load(dataset, args.datasets / dataset), args.split, args.limit)
+        samples = selected(load(dataset, args.datasets / dataset), args.split, args.limit, args.folds)
         records = [evaluate(pipeline, s) for s in tqdm(samples, desc=dataset, unit="image", file=sys.stderr)]
         summary = summarise(records)
         report["sets"][dataset] = summary

@@ -115,6 +115,11 @@ def synthetic_plate(rng: np.random.Generator) -> tuple[np.ndarray, str]:
     if rng.random() < 0.3:
         design = dataclasses.replace(design, font=str(rng.choice(["DejaVuSans.ttf", "DejaVuSansMono.ttf"])))
     face = cv2.cvtColor(render.render_plate(design), cv2.COLOR_RGB2BGR)
+    return mount(rng, face), render.normalize_plate(design.display)
+
+
+def mount(rng: np.random.Generator, face: np.ndarray) -> np.ndarray:
+    """A plate face perspective-warped onto a bumper-coloured surround, cropped loosely as a detector would."""
     ph, pw = face.shape[:2]
     margin = 0.35
     canvas_w, canvas_h = int(pw * (1 + 2 * margin)), int(ph * (1 + 2 * margin * 2))
@@ -129,8 +134,7 @@ def synthetic_plate(rng: np.random.Generator) -> tuple[np.ndarray, str]:
     x1, y1 = dst.min(axis=0)
     x2, y2 = dst.max(axis=0)
     mx, my = 0.08 * (x2 - x1), 0.3 * (y2 - y1)
-    crop = canvas[int(max(0, y1 - my)) : int(y2 + my), int(max(0, x1 - mx)) : int(x2 + mx)]
-    return crop, render.normalize_plate(design.display)
+    return canvas[int(max(0, y1 - my)) : int(y2 + my), int(max(0, x1 - mx)) : int(x2 + mx)]
 
 
 def _fill(rng: np.random.Generator, formats: tuple[str, ...], letters: str) -> str:

@@ -22,6 +22,7 @@ from pymongo import MongoClient
 
 from services.common.tls import secure_channel
 from services.devstack.pki import DevPki
+from services.devstack.servers import free_port
 from services.devstack.stack import TLS_SERVERS, LocalStack, Ports
 
 
@@ -88,10 +89,26 @@ def triton_ca(stack: LocalStack) -> Path | None:
     return stack.pki.ca if stack.env.get("SIGHTLINE_TRITON_TLS") == "true" else None
 
 
+# Ingest started for its camera registry only (no Triton): replaced by a full one when a test needs frames read.
+_REGISTRY_ONLY: set[str] = set()
+
+
 @pytest.fixture(scope="session")
 def ingest_addr(stack: LocalStack, mongo_uri: str, redis_url: str, triton_url: str) -> str:
+    if "ingest" in _REGISTRY_ONLY:
+        stack.procs.pop("ingest").stop()
+        _REGISTRY_ONLY.discard("ingest")
     if "ingest" not in stack.procs:
         stack.start_service("ingest", SIGHTLINE_MAX_FRAME_BYTES=str(2 * 1024 * 1024))
+    return stack.address("ingest")
+
+
+@pytest.fixture(scope="session")
+def camera_registry_addr(stack: LocalStack, mongo_uri: str, redis_url: str, audit_addr: str) -> str:
+    """Ingest's CameraRegistryService, without starting Triton when no test needs frames read."""
+    if "ingest" not in stack.procs:
+        stack.start_service("ingest", SIGHTLINE_TRITON_URL=f"127.0.0.1:{free_port()}")
+        _REGISTRY_ONLY.add("ingest")
     return stack.address("ingest")
 
 
@@ -257,8 +274,8 @@ async def tokens(identity_addr: str, accounts: dict[str, Account], mongo_db):
 
 # The matcher reads the pass stream from its start, takes over a dead predecessor's passes within a second,
 # and re-reads the agencies' hot-list sharing every half second.
-HOTLIST_ENV = {"SIGHTLINE_MATCHER_START_ID": "0", "SIGHTLINE_MATCHER_CLAIM_IDLE_MS": "1000",
-               "SIGHTLINE_MATCHER_CLAIM_INTERVAL_S": "0.5", "SIGHTLINE_SHARING_REFRESH_S": "0.5",
+HOTLIST_ENV = {"SIGHTLINE_MATCHER__START_ID": "0", "SIGHTLINE_MATCHER__CLAIM_IDLE_MS": "1000",
+               "SIGHTLINE_MATCHER__CLAIM_INTERVAL_S": "0.5", "SIGHTLINE_SHARING_REFRESH_S": "0.5",
                "SIGHTLINE_DRAIN_SECONDS": "0"}
 
 

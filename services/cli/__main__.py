@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from services.cli import audit, hotlist, identity, ops, recognize, storage
+from services.cli import admin, audit, hotlist, identity, ops, recognize, storage
 from services.gateway import command as gateway
 from services.retention import command as retention
 from services.simulator import command as simulate
@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     ops.add_parser(subparsers)
     hotlist.add_parser(subparsers)
     identity.add_parser(subparsers)
+    admin.add_parsers(subparsers)
     simulate.add_parser(subparsers)
     gateway.add_parser(subparsers)
     retention.add_parser(subparsers)

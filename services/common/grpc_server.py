@@ -28,6 +28,8 @@ from services.common.tls import TlsError, server_credentials
 log = logging.getLogger(__name__)
 
 Check = Callable[[], Awaitable[object]]
+# How long shutdown waits for cancelled background tasks (consumers, sweepers) to end.
+BACKGROUND_STOP_S = 5.0
 
 
 @dataclass
@@ -242,7 +244,10 @@ async def serve(settings: ServiceSettings, make_spec: Callable[[], Awaitable[Ser
         await probes.stop(0)
     for task in tasks:
         task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    # A task whose client library swallowed the cancellation must not hold the shutdown up.
+    _, still_running = await asyncio.wait(tasks, timeout=BACKGROUND_STOP_S)
+    if still_running:
+        log.warning("background tasks did not stop; leaving them", extra={"tasks": len(still_running)})
     for close in spec.close:
         await close()
     provider.shutdown()

@@ -12,28 +12,40 @@ import logging
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import ResponseError
 
 Entry = tuple[bytes, dict[bytes, bytes]]
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ConsumerConfig:
-    """How one consumer reads one stream; each consuming service builds it from its own settings."""
+class ConsumerSettings(BaseModel):
+    """How one consumer reads its stream; each consuming service nests one (SIGHTLINE_<NAME>__<FIELD>)."""
 
-    stream: str
-    group: str
-    consumer: str  # empty: one name unique to this process (consumer_name)
-    start_id: str  # where a new group starts: "$" only entries added from now on, "0" the whole stream
-    batch: int
-    block_ms: int
-    claim_idle_ms: int
-    claim_interval_s: float
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    group: str = Field(description="Consumer group on the stream; every replica of the consumer joins it.")
+    consumer: str = Field(
+        default="",
+        description="This replica's consumer name; empty: host name and process id (a restarted process is a new "
+                    "consumer and takes over its predecessor's pending entries through XAUTOCLAIM).")
+    start_id: str = Field(
+        default="$",
+        description="Where a newly created group starts: \"$\" only entries added from then on, \"0\" the whole "
+                    "stream.")
+    batch: int = Field(default=200, ge=1, le=10_000, description="Entries read or claimed from the stream at once.")
+    block_ms: int = Field(
+        default=200, ge=10, le=5000,
+        description="Milliseconds a read waits for new entries (XREADGROUP block); also the longest between two "
+                    "rounds of the consumer's own work (refreshing an index, closing passes).")
+    claim_idle_ms: int = Field(
+        default=30_000, ge=100,
+        description="Milliseconds an entry may stay pending, unacknowledged, with another consumer (one that "
+                    "died) before this one claims it.")
+    claim_interval_s: float = Field(default=5.0, gt=0, description="Seconds between looks for entries to claim.")
 
 
 def consumer_name(configured: str = "") -> str:
@@ -52,9 +64,9 @@ def _entries(reply: Any) -> list[Entry]:
 
 
 class ConsumerGroup:
-    def __init__(self, redis: aioredis.Redis, config: ConsumerConfig):
+    def __init__(self, redis: aioredis.Redis, stream: str, config: ConsumerSettings):
         self.config = config
-        self.stream, self.group, self.consumer = config.stream, config.group, consumer_name(config.consumer)
+        self.stream, self.group, self.consumer = stream, config.group, consumer_name(config.consumer)
         self._r = redis
         self._batch = config.batch
         self._claim_idle_ms = config.claim_idle_ms
@@ -99,13 +111,19 @@ class ConsumerGroup:
             await self._r.xack(self.stream, self.group, *ids)
 
 
+def _cancelled() -> bool:
+    """This task was asked to stop, even if a client library swallowed the CancelledError."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 async def consume(group: ConsumerGroup, process: Callable[[list[Entry]], Awaitable[object]],
                   each_round: Callable[[], Awaitable[object]]) -> None:
     """Until cancelled: this consumer's own pending entries first, then rounds of `each_round`, claims of idle
     entries every claim_interval_s, and the next new batch. `process` acknowledges what it has made durable;
     Redis or storage errors restart the loop after a second, and what was not acknowledged comes back."""
     config = group.config
-    log.info("consumer starting", extra={"stream": config.stream, "consumer": group.consumer, "group": group.group})
+    log.info("consumer starting", extra={"stream": group.stream, "consumer": group.consumer, "group": group.group})
     loop = asyncio.get_running_loop()
     next_claim = 0.0
     while True:
@@ -113,15 +131,18 @@ async def consume(group: ConsumerGroup, process: Callable[[list[Entry]], Awaitab
             await group.ensure(config.start_id)
             async for entries in group.own_pending():
                 await process(entries)
-            while True:
+            while not _cancelled():
                 await each_round()
                 if loop.time() >= next_claim:
                     async for entries in group.claimed():
                         await process(entries)
                     next_claim = loop.time() + config.claim_interval_s
                 await process(await group.new(config.block_ms))
+            raise asyncio.CancelledError
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - unacknowledged entries are redelivered (own_pending, claimed)
-            log.warning("consumer error; retrying", extra={"stream": config.stream, "error": repr(exc)[:300]})
+            if _cancelled():  # a client turned the cancellation into its own error
+                raise asyncio.CancelledError from exc
+            log.warning("consumer error; retrying", extra={"stream": group.stream, "error": repr(exc)[:300]})
             await asyncio.sleep(1)

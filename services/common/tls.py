@@ -141,11 +141,26 @@ def server_credentials(settings: TlsSettings) -> grpc.ServerCredentials | None:
                                                require_client_authentication=settings.tls_require_client_cert)
 
 
+def client_pair(settings: TlsSettings) -> tuple[Path, Path] | None:
+    """The certificate a client presents when a server asks for one (ingest does): the client certificate
+    named, else the process's own server certificate (a service calling another: its certificate carries
+    client auth too), else, with dev keys, the local stack's tools certificate; None: none."""
+    if settings.tls_client_cert_file is not None:
+        if settings.tls_client_key_file is None:
+            raise TlsError("SIGHTLINE_TLS_CLIENT_KEY_FILE is not set")
+        return settings.tls_client_cert_file, settings.tls_client_key_file
+    if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+        return settings.tls_cert_file, settings.tls_key_file
+    if settings.dev_keys and (tools := settings.data_dir / "tls" / "tools.crt").exists():
+        return tools, tools.with_suffix(".key")
+    return None
+
+
 def channel_credentials(settings: TlsSettings) -> grpc.ChannelCredentials:
     key = chain = None
-    if settings.tls_client_cert_file is not None:
-        chain = _read(settings.tls_client_cert_file, "SIGHTLINE_TLS_CLIENT_CERT_FILE")
-        key = _read(settings.tls_client_key_file, "SIGHTLINE_TLS_CLIENT_KEY_FILE")
+    if (pair := client_pair(settings)) is not None:
+        chain = _read(pair[0], "SIGHTLINE_TLS_CLIENT_CERT_FILE")
+        key = _read(pair[1], "SIGHTLINE_TLS_CLIENT_KEY_FILE")
     return grpc.ssl_channel_credentials(root_certificates=_read(settings.ca_path(), "SIGHTLINE_TLS_CA_FILE"),
                                         private_key=key, certificate_chain=chain)
 

@@ -33,6 +33,7 @@ from services.common.auth import Permission, Principal, auth_metadata, token_ver
 from services.common.purpose import purpose_label
 from services.common.rejected import Rejected
 from services.common.web import harden, health_route
+from services.console import admin
 from services.console.adapters.backends import Backends
 from services.console.domain import forms
 from services.console.domain.forms import CSRF_COOKIE, SESSION_COOKIE, Csrf, FormError, cookie_options
@@ -56,6 +57,7 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.globals["purpose_label"] = purpose_label
+templates.env.globals.update(admin.TEMPLATE_GLOBALS)
 HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self'; script-src 'self'; style-src 'self'; "
                                "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
@@ -430,6 +432,7 @@ def create_app(settings: ConsoleSettings) -> Starlette:
         Route("/holds", auth(console.place_hold), methods=["POST"]),
         Route("/holds/{hold_id}/release", auth(console.release_hold), methods=["POST"]),
         Route("/audit", auth(console.audit_page)),
+        *admin.routes(console),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         health_route(console.backends.dependencies()),
     ]

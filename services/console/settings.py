@@ -21,6 +21,9 @@ class ConsoleSettings(ServiceSettings, HttpSettings, KeySettings):
     retention_address: str = Field(
         default="127.0.0.1:50056",
         description="Retention service (host:port): evidence holds and deletion reports; empty: they are not offered.")
+    ingest_address: str = Field(
+        default="127.0.0.1:50051",
+        description="Ingest service (host:port): the camera registry of the admin's camera pages; empty: not offered.")
     call_timeout_s: float = Field(
         default=10.0, gt=0, le=120, description="Deadline, in seconds, of one gRPC call made for a page.")
     csrf_secret: SecretStr = Field(

@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import secrets
 import sys
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import pyotp
-import qrcode
 
 from services.cli.identity import bootstrap
+from services.common.qr import qr_text
 from services.common.tls import secure_channel
 from services.identity.domain.accounts import AccountError
 from services.identity.settings import IdentitySettings
@@ -90,14 +89,6 @@ async def create_demo_accounts(settings: IdentitySettings, identity_address: str
             role = identity_pb2.Role.Name(roles[0]).removeprefix("ROLE_").lower()
             created.append(DemoAccount(username, role, password, reply.totp_secret, reply.totp_uri))
     return created
-
-
-def qr_text(uri: str) -> str:
-    code = qrcode.QRCode(border=1)
-    code.add_data(uri)
-    out = io.StringIO()
-    code.print_ascii(out=out, invert=True)
-    return out.getvalue()
 
 
 def report(accounts: list[DemoAccount], console_url: str, with_qr: bool) -> str:

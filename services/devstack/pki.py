@@ -66,6 +66,11 @@ class DevPki:
     def server(self, name: str) -> Pair:
         return Pair(self.folder / f"{name}.crt", self.folder / f"{name}.key")
 
+    @property
+    def tools(self) -> Pair:
+        """The client certificate the CLI presents to the local stack's ingest (which requires one)."""
+        return Pair(self.folder / "tools.crt", self.folder / "tools.key")
+
     def gateway(self, site: str = DEV_SITE) -> Pair:
         return Pair(self.folder / f"gateway-{site}.crt", self.folder / f"gateway-{site}.key")
 
@@ -150,6 +155,8 @@ class DevPki:
                 if not self._fresh(self.gateway(site), ca_cert):
                     self._issue(ca_key, ca_cert, self.gateway(site), f"{SITE_PREFIX}{site}", server=False,
                                 client=True)
+            if not self._fresh(self.tools, ca_cert):
+                self._issue(ca_key, ca_cert, self.tools, "tools", server=False, client=True)
         return self
 
 

@@ -37,7 +37,7 @@ SERVICES = {"audit": "services.audit", "identity": "services.identity", "ingest"
             "tracker": "services.tracker", "retention": "services.retention"}
 # The HTTP front ends: the public transparency portal and the staff console (which calls these services).
 WEB = {"portal": "services.portal", "console": "services.console"}
-CONSOLE_BACKENDS = ("identity", "search", "hotlist", "audit", "retention")
+CONSOLE_BACKENDS = ("identity", "search", "hotlist", "audit", "retention", "ingest")
 # Every server of the stack gets its own certificate from the development CA.
 TLS_SERVERS = (*SERVICES, *WEB, "mongod", "redis", "triton")
 
@@ -111,7 +111,8 @@ class LocalStack:
         env = {"SIGHTLINE_TLS_ENABLED": "true", "SIGHTLINE_TLS_CA_FILE": str(pki.ca),
                "SIGHTLINE_TLS_CERT_FILE": str(pair.cert), "SIGHTLINE_TLS_KEY_FILE": str(pair.key)}
         if name == "ingest":  # camera gateways: mutual TLS, their certificates from the same CA
-            env.update(SIGHTLINE_TLS_REQUIRE_CLIENT_CERT="true", SIGHTLINE_TLS_CLIENT_CA_FILE=str(pki.ca))
+            env.update(SIGHTLINE_TLS_REQUIRE_CLIENT_CERT="true", SIGHTLINE_TLS_CLIENT_CA_FILE=str(pki.ca),
+                       SIGHTLINE_DEFAULT_CAMERA_SITE=DEV_SITE)
         return env
 
     def client_tls(self, site: str | None = DEV_SITE) -> TlsSettings:

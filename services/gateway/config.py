@@ -127,9 +127,10 @@ class RtspSource(_Strict):
     _password = field_validator("password_file")(_existing_file)
 
 
-class MjpegSource(_Strict):
-    type: Literal["mjpeg"] = Field(description="source kind: a multipart MJPEG stream over HTTP")
-    url: str = Field(description="http(s) URL of a multipart MJPEG stream")
+class _HttpSource(_Strict):
+    """What both HTTP sources take: the camera's URL, basic auth from a file, timeouts and reconnects."""
+
+    url: str = Field(description="http(s) URL of the camera")
     username: str | None = Field(default=None, description="HTTP basic-auth user")
     password_file: Path | None = Field(default=None, description="file holding the HTTP password")
     timeout_s: float = Field(default=10.0, gt=0, description="no data for this long: the camera is gone")
@@ -140,18 +141,14 @@ class MjpegSource(_Strict):
     _password = field_validator("password_file")(_existing_file)
 
 
-class SnapshotSource(_Strict):
-    type: Literal["snapshot"] = Field(description="source kind: an HTTP URL polled for one JPEG at a time")
-    url: str = Field(description="http(s) URL answering one JPEG per GET")
-    interval_s: float = Field(default=0.5, gt=0, description="seconds between polls")
-    username: str | None = Field(default=None, description="HTTP basic-auth user")
-    password_file: Path | None = Field(default=None, description="file holding the HTTP password")
-    timeout_s: float = Field(default=5.0, gt=0, description="per request")
-    reconnect_initial_s: float = Field(default=1.0, gt=0, description="first retry delay after a failure")
-    reconnect_max_s: float = Field(default=60.0, gt=0, description="longest retry delay")
+class MjpegSource(_HttpSource):
+    type: Literal["mjpeg"] = Field(description="source kind: a multipart MJPEG stream over HTTP")
 
-    _url = field_validator("url")(_http_url)
-    _password = field_validator("password_file")(_existing_file)
+
+class SnapshotSource(_HttpSource):
+    type: Literal["snapshot"] = Field(description="source kind: an HTTP URL polled for one JPEG at a time")
+    interval_s: float = Field(default=0.5, gt=0, description="seconds between polls")
+    timeout_s: float = Field(default=5.0, gt=0, description="per request")
 
 
 class FileSource(_Strict):

@@ -1,13 +1,22 @@
 from __future__ import annotations
 
 from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
 from services.common.auth import KeySettings
 from services.common.settings import MongoSettings, RedisSettings, ServiceSettings
-from services.common.streams import ConsumerConfig
+from services.common.streams import ConsumerSettings
+
+
+class MatcherConsumer(ConsumerSettings):
+    group: str = Field(
+        default="hotlist-matcher",
+        description="Consumer group of the matcher on the pass stream; every matcher replica joins it.")
 
 
 class HotlistSettings(ServiceSettings, MongoSettings, RedisSettings, KeySettings):
+    model_config = SettingsConfigDict(env_prefix="SIGHTLINE_", extra="ignore", frozen=True, env_nested_delimiter="__")
+
     service_name: str = Field(default="hotlist", description="Name of this service in its logs, traces and tokens.")
     grpc_port: int = Field(default=50053, ge=1, le=65535, description="Port of the hotlist service's gRPC server.")
     matcher_enabled: bool = Field(
@@ -16,29 +25,9 @@ class HotlistSettings(ServiceSettings, MongoSettings, RedisSettings, KeySettings
     pass_stream: str = Field(
         default="sightline:passes:v1",
         description="Redis stream of vehicle passes published by the tracker, which the matcher consumes.")
-    matcher_group: str = Field(
-        default="hotlist-matcher",
-        description="Consumer group of the matcher on the pass stream; every matcher replica joins it.")
-    matcher_consumer: str = Field(
-        default="",
-        description="This replica's consumer name in the group; empty: host name and process id (a restarted "
-                    "process is a new consumer and takes over its predecessor's pending passes through XAUTOCLAIM).")
-    matcher_start_id: str = Field(
-        default="$",
-        description="Where a newly created consumer group starts: \"$\" only passes published from then on, \"0\" "
-                    "the whole stream.")
-    matcher_batch: int = Field(
-        default=200, ge=1, le=10_000, description="Passes the matcher reads or claims from the stream at once.")
-    matcher_block_ms: int = Field(
-        default=200, ge=10, le=5000,
-        description="Milliseconds the matcher waits for new passes (XREADGROUP block); also the longest a list "
-                    "change waits before the index is refreshed.")
-    matcher_claim_idle_ms: int = Field(
-        default=30_000, ge=100,
-        description="Milliseconds a pass may stay pending, unacknowledged, with another consumer (one that died) "
-                    "before this matcher claims it.")
-    matcher_claim_interval_s: float = Field(
-        default=5.0, gt=0, description="Seconds between the matcher's looks for passes to claim.")
+    matcher: MatcherConsumer = Field(
+        default_factory=MatcherConsumer,
+        description="How the matcher reads the pass stream (SIGHTLINE_MATCHER__GROUP, __START_ID, __BATCH, ...).")
     hotlist_key_prefix: str = Field(
         default="sightline:hotlist", description="Prefix of the Redis keys that hold the active list versions.")
     alert_channel: str = Field(
@@ -77,8 +66,3 @@ class HotlistSettings(ServiceSettings, MongoSettings, RedisSettings, KeySettings
     audit_timeout_s: float = Field(
         default=3.0, gt=0, le=30, description="Deadline, in seconds, of one call to the audit service.")
 
-    def matcher_consumer_config(self) -> ConsumerConfig:
-        return ConsumerConfig(stream=self.pass_stream, group=self.matcher_group, consumer=self.matcher_consumer,
-                              start_id=self.matcher_start_id, batch=self.matcher_batch,
-                              block_ms=self.matcher_block_ms, claim_idle_ms=self.matcher_claim_idle_ms,
-                              claim_interval_s=self.matcher_claim_interval_s)

@@ -47,7 +47,9 @@ from services.identity.domain.accounts import (
     Credentials,
     check_agency_id,
     check_new_password,
+    generate_password,
     locked,
+    new_totp_secret,
     new_user_document,
     normalize_username,
     roles_from_proto,
@@ -277,22 +279,55 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
 
     async def CreateUser(self, request, context):  # noqa: N802
         admin = await self._admin(context, "user.create")
+        generated = "" if request.initial_password else generate_password()
+        password = request.initial_password or generated
         try:
             username = normalize_username(request.username)
             roles = roles_from_proto(list(request.roles))
-            check_new_password(request.initial_password, username, self._settings.min_password_length)
+            check_new_password(password, username, self._settings.min_password_length)
         except AccountError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         if await self._store.user_by_name(username) is not None:
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, "username taken")
-        password_hash = await asyncio.to_thread(self._credentials.hash, request.initial_password)
+        password_hash = await asyncio.to_thread(self._credentials.hash, password)
         doc, secret = new_user_document(username, admin.agency_id, request.display_name, roles, password_hash,
                                         training_document(request.training), datetime.now(UTC))
         await self._gate.record(admin, self._change_event(
             "user.create", doc["_id"], {"username": username, "roles": roles}))
         await self._store.insert_user(doc)
         return identity_pb2.CreateUserResponse(user=user_to_proto(doc), totp_secret=secret,
-                                               totp_uri=totp_uri(secret, username, admin.agency_id))
+                                               totp_uri=totp_uri(secret, username, admin.agency_id),
+                                               generated_password=generated)
+
+    async def ListUsers(self, request, context):  # noqa: N802
+        admin = await self._admin(context, "user.list")
+        return identity_pb2.ListUsersResponse(users=[user_to_proto(d)
+                                                     for d in await self._store.users(admin.agency_id)])
+
+    async def GetUser(self, request, context):  # noqa: N802
+        admin = await self._admin(context, "user.view")
+        user = await self._store.user(request.user_id) if request.user_id else None
+        if user is None or user["agency_id"] != admin.agency_id:
+            await self._gate.deny(admin, audit_pb2.AuditEvent(action="user.view", subject=request.user_id[:128]),
+                                  Rejected(Code.NOT_FOUND, _NO_SUCH_USER))
+        return user_to_proto(user)
+
+    async def ResetPassword(self, request, context):  # noqa: N802
+        admin = await self._admin(context, "user.reset_password")
+        password = generate_password()
+        password_hash = await asyncio.to_thread(self._credentials.hash, password)
+        doc = await self._change_user(context, admin, request.user_id, "user.reset_password",
+                                      {"password_hash": password_hash, "password_changed_at": datetime.now(UTC)}, {})
+        await self._revoke(context, doc["_id"])
+        return identity_pb2.ResetPasswordResponse(user=user_to_proto(doc), generated_password=password)
+
+    async def ResetTotp(self, request, context):  # noqa: N802
+        admin = await self._admin(context, "user.reset_totp")
+        secret = new_totp_secret()
+        doc = await self._change_user(context, admin, request.user_id, "user.reset_totp", {"totp_secret": secret}, {})
+        await self._revoke(context, doc["_id"])
+        return identity_pb2.ResetTotpResponse(user=user_to_proto(doc), totp_secret=secret,
+                                              totp_uri=totp_uri(secret, doc["username"], admin.agency_id))
 
     async def _change_user(self, context, admin: Principal, user_id: str, action: str, changes: dict[str, Any],
                            details: dict[str, Any]) -> dict[str, Any]:

@@ -29,3 +29,27 @@ async def register_camera(channel: grpc.aio.Channel, camera: ingest_pb2.Camera,
     secret = reply.secret or (await registry.RotateCameraSecret(
         ingest_pb2.RotateCameraSecretRequest(camera_id=camera.camera_id), metadata=admin, timeout=30)).secret
     return camera_metadata([(camera.camera_id, secret)])
+
+
+class CameraRegistry:
+    """CameraRegistryService as an agency admin (permission cameras:manage), every call with a deadline."""
+
+    def __init__(self, channel: grpc.aio.Channel, timeout: float = 10.0):
+        self._stub = ingest_pb2_grpc.CameraRegistryServiceStub(channel)
+        self._timeout = timeout
+
+    async def list(self, token: str) -> list[ingest_pb2.Camera]:
+        reply = await self._stub.ListCameras(ingest_pb2.ListCamerasRequest(), metadata=auth_metadata(token),
+                                             timeout=self._timeout)
+        return list(reply.cameras)
+
+    async def upsert(self, token: str, camera: ingest_pb2.Camera) -> ingest_pb2.UpsertCameraResponse:
+        """Register or update `camera`; the reply's secret is set (once) when it was created."""
+        return await self._stub.UpsertCamera(ingest_pb2.UpsertCameraRequest(camera=camera),
+                                             metadata=auth_metadata(token), timeout=self._timeout)
+
+    async def rotate(self, token: str, camera_id: str) -> str:
+        """A new secret for the camera (the old one stops working), returned once."""
+        reply = await self._stub.RotateCameraSecret(ingest_pb2.RotateCameraSecretRequest(camera_id=camera_id),
+                                                    metadata=auth_metadata(token), timeout=self._timeout)
+        return reply.secret

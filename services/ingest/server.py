@@ -8,23 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 
 import grpc
-from prometheus_client import Counter, Histogram
+from prometheus_client import Histogram
 from pymongo.errors import DuplicateKeyError
 
 from services.audit.client import AccessGate, AuditClient
 from services.common.auth import Permission, Principal, token_verifier
 from services.common.counters import ReadCounters
-from services.common.data_keys import KeyShredded, KeyStore, load_master_key
-from services.common.grpc_server import ServiceSpec, abort, retry_until_done, status_of
+from services.common.data_keys import KeyStore, load_master_key
+from services.common.grpc_server import ServiceSpec, abort, retry_until_done
 from services.common.reads import ensure_indexes
 from services.common.rejected import Code, Rejected
-from services.common.retention_policy import capture_day, effective_days
 from services.common.service_tokens import service_signer
 from services.common.storage import (
     mongo_client,
@@ -34,163 +32,37 @@ from services.common.storage import (
     redis_dependency,
 )
 from services.ingest.adapters.camera_auth import authenticate_cameras, check_site, new_secret, secret_hash
-from services.ingest.adapters.store import FrameStore, ReadOnlyFrame, StoredFrame
+from services.ingest.adapters.store import FrameStore
 from services.ingest.adapters.stream import ReadPublisher
 from services.ingest.adapters.triton import TritonAlpr
 from services.ingest.domain.frames import (
     FrameLimits,
-    build_reads,
-    frame_key,
-    gateway_reads,
     validate_camera_id,
-    validate_frame,
-    validate_frame_reads,
     validate_site_id,
 )
+from services.ingest.service_layer.intake import FRAMES, FrameIntake, reject
 from services.ingest.settings import IngestSettings
 from sightline.audit.v1 import audit_pb2
-from sightline.common.v1 import read_pb2
 from sightline.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-FRAMES = Counter("sightline_ingest_frames_total", "Frames received, by outcome", ["status"])
-READS_STORED = Counter("sightline_ingest_reads_stored_total", "Reads durably stored")
 FRAME_SECONDS = Histogram("sightline_ingest_frame_seconds", "Frame received to acknowledged",
                           buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10))
-# Triton's own queue time is nv_inference_queue_duration_us on its metrics port (8002).
-INFERENCE_SECONDS = Histogram("sightline_ingest_inference_seconds", "Triton ALPR call, queue and transfer included",
-                              buckets=(0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 2, 5))
-_IMAGE_NAMESPACE = uuid.UUID("0f0c9a4e-3b7d-4c55-8f3e-7a1d2b6c9e01")
 
 
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
-    def __init__(self, settings: IngestSettings, store: FrameStore, alpr: TritonAlpr, publisher: ReadPublisher,
-                 counters: ReadCounters):
-        self._settings = settings
+    def __init__(self, intake: FrameIntake, store: FrameStore, stream_concurrency: int):
+        self._intake = intake
         self._store = store
-        self._alpr = alpr
-        self._publisher = publisher
-        self._counters = counters
-        self._limits = FrameLimits(settings.max_frame_bytes, settings.max_frame_pixels,
-                                   timedelta(seconds=settings.max_clock_skew_s))
-        self._caps = settings.cap_table()
-
-    async def _admit(self, frame: ingest_pb2.Frame | ingest_pb2.FrameReads,
-                     now: datetime) -> tuple[str, int, datetime, datetime]:
-        """(agency, retention days, captured_at, expire_at) of a validated frame from an authenticated camera."""
-        camera = await self._store.camera(frame.camera_id)
-        if camera is None:
-            raise Rejected(Code.NOT_FOUND, f"camera {frame.camera_id!r} is not registered or active")
-        captured_at = frame.captured_at.ToDatetime(tzinfo=UTC)
-        agency_id = camera["agency_id"]
-        days = effective_days(self._caps, await self._store.agency(agency_id), self._settings.read_retention_days)
-        expire_at = captured_at + timedelta(days=days)
-        if expire_at <= now:
-            raise Rejected(Code.INVALID_ARGUMENT,
-                                f"captured_at is older than the agency's {days}-day retention period")
-        return agency_id, days, captured_at, expire_at
-
-    async def process(self, frame: ingest_pb2.Frame, cameras: frozenset[str]) -> ingest_pb2.FrameAck:
-        """Validate, recognise, store durably, publish. Raises Rejected."""
-        now = datetime.now(UTC)
-        _check_camera(frame, cameras)
-        validate_frame(frame, self._limits, now)
-        agency_id, days, captured_at, expire_at = await self._admit(frame, now)
-        key = frame_key(frame.camera_id, frame.frame_id)
-        ack = ingest_pb2.FrameAck(camera_id=frame.camera_id, frame_id=frame.frame_id)
-        if (existing := await self._store.existing(frame.camera_id, frame.frame_id)) is not None:
-            ack.status = ingest_pb2.FRAME_STATUS_DUPLICATE
-            ack.read_ids.extend(existing)
-            return ack
-        with INFERENCE_SECONDS.time():
-            result, redacted = await self._alpr.recognise(frame.jpeg)
-        image_ref = str(uuid.uuid5(_IMAGE_NAMESPACE, key))
-        reads = build_reads(frame, agency_id, result, image_ref, now, expire_at)
-        try:
-            stored = await self._store.store(key, reads, image_ref, redacted, captured_at, expire_at, now, agency_id)
-        except KeyShredded as exc:
-            raise Rejected(Code.FAILED_PRECONDITION, SHREDDED) from exc
-        if stored.duplicate:
-            ack.status = ingest_pb2.FRAME_STATUS_DUPLICATE
-            ack.read_ids.extend(stored.read_ids)
-            return ack
-        READS_STORED.inc(len(reads))
-        await self._count(agency_id, capture_day(captured_at), reads, days)
-        await self._publish([key], reads)
-        ack.status = ingest_pb2.FRAME_STATUS_STORED
-        ack.read_ids.extend(stored.read_ids)
-        ack.reads.extend(reads)
-        return ack
-
-    async def _count(self, agency_id: str, day: str, reads: list[read_pb2.Read], days: int) -> None:
-        try:
-            await self._counters.count(agency_id, day, reads, days)
-        except Exception as exc:  # noqa: BLE001 - statistics only; the frame is stored
-            log.warning("read counters not updated", extra={"error": repr(exc)[:200]})
-
-    async def _publish(self, keys: list[str], reads: list[read_pb2.Read]) -> None:
-        if not keys:
-            return
-        try:
-            if reads:
-                await self._publisher.publish(reads)
-            await self._store.mark_published_many(keys)
-        except Exception as exc:  # noqa: BLE001 - the outbox sweeper publishes it later
-            log.warning("read stream publish deferred to the outbox", extra={"error": repr(exc)[:200]})
-
-    async def store_reads(self, batch: ingest_pb2.ReadBatch, cameras: frozenset[str]) -> ingest_pb2.ReadBatchAck:
-        """A gateway's own reads, stored like a frame's pipeline reads: one transaction for the batch's new
-        frames, then counted and published together."""
-        now = datetime.now(UTC)
-        acks = [ingest_pb2.FrameAck(camera_id=f.camera_id, frame_id=f.frame_id) for f in batch.frames]
-        admitted: list[tuple[ingest_pb2.FrameAck, ReadOnlyFrame, int]] = []
-        for ack, frame in zip(acks, batch.frames, strict=True):
-            try:
-                _check_camera(frame, cameras)
-                validate_frame_reads(frame, self._limits, now)
-                agency_id, days, captured_at, expire_at = await self._admit(frame, now)
-            except Rejected as exc:
-                _reject(ack, exc)
-                continue
-            reads = gateway_reads(frame, agency_id, now, expire_at)
-            admitted.append((ack, ReadOnlyFrame(frame_key(frame.camera_id, frame.frame_id), reads, captured_at,
-                                                expire_at, agency_id), days))
-        stored = await self._store_batch([item for _, item, _ in admitted], now)
-        fresh: list[tuple[ReadOnlyFrame, int]] = []
-        for (ack, item, days), result in zip(admitted, stored, strict=True):
-            if isinstance(result, Rejected):
-                _reject(ack, result)
-                continue
-            ack.read_ids.extend(result.read_ids)
-            ack.status = ingest_pb2.FRAME_STATUS_DUPLICATE if result.duplicate else ingest_pb2.FRAME_STATUS_STORED
-            if not result.duplicate:
-                fresh.append((item, days))
-        READS_STORED.inc(sum(len(item.reads) for item, _ in fresh))
-        by_day: dict[tuple[str, str, int], list[read_pb2.Read]] = {}
-        for item, days in fresh:
-            by_day.setdefault((item.agency_id, capture_day(item.captured_at), days), []).extend(item.reads)
-        for (agency_id, day, days), reads in by_day.items():
-            await self._count(agency_id, day, reads, days)
-        await self._publish([item.key for item, _ in fresh], [r for item, _ in fresh for r in item.reads])
-        for ack in acks:
-            FRAMES.labels(ingest_pb2.FrameStatus.Name(ack.status).removeprefix("FRAME_STATUS_").lower()).inc()
-        return ingest_pb2.ReadBatchAck(acks=acks)
-
-    async def _store_batch(self, items: list[ReadOnlyFrame], now: datetime) -> list[StoredFrame | Rejected]:
-        try:
-            return list(await self._store.store_batch(items, now)) if items else []
-        except KeyShredded:
-            if len(items) == 1:
-                return [Rejected(Code.FAILED_PRECONDITION, SHREDDED)]
-            return [(await self._store_batch([item], now))[0] for item in items]
+        self._stream_concurrency = stream_concurrency
 
     async def _ack(self, frame: ingest_pb2.Frame, cameras: frozenset[str]) -> ingest_pb2.FrameAck:
         started = asyncio.get_running_loop().time()
         try:
-            ack = await self.process(frame, cameras)
+            ack = await self._intake.process(frame, cameras)
         except Rejected as exc:
-            ack = _reject(ingest_pb2.FrameAck(camera_id=frame.camera_id, frame_id=frame.frame_id), exc)
+            ack = reject(ingest_pb2.FrameAck(camera_id=frame.camera_id, frame_id=frame.frame_id), exc)
         except Exception:
             log.exception("frame failed", extra={"camera_id": frame.camera_id})
             ack = ingest_pb2.FrameAck(camera_id=frame.camera_id, frame_id=frame.frame_id,
@@ -222,7 +94,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         # Up to stream_concurrency frames are in flight; a full queue stops reading from the gateway
         # (HTTP/2 flow control pushes back), and acknowledgements leave in the order frames arrived.
         cameras = await self._cameras(context)
-        pending: asyncio.Queue[asyncio.Task | None] = asyncio.Queue(maxsize=self._settings.stream_concurrency)
+        pending: asyncio.Queue[asyncio.Task | None] = asyncio.Queue(maxsize=self._stream_concurrency)
 
         async def read_frames() -> None:
             try:
@@ -245,7 +117,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
 
     async def _batch_ack(self, batch: ingest_pb2.ReadBatch, cameras: frozenset[str], context):
         try:
-            return await self.store_reads(batch, cameras)
+            return await self._intake.store_reads(batch, cameras)
         except Exception:
             log.exception("read batch failed", extra={"frames": len(batch.frames)})
             await context.abort(grpc.StatusCode.UNAVAILABLE,
@@ -260,22 +132,6 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             yield await self._batch_ack(batch, cameras, context)
 
 
-SHREDDED = "the capture day's retention has ended and its data key is destroyed"
-
-
-def _check_camera(frame: ingest_pb2.Frame | ingest_pb2.FrameReads, cameras: frozenset[str]) -> None:
-    """Before any work is spent on it: the frame is from a camera this call authenticated as."""
-    if frame.camera_id not in cameras:
-        raise Rejected(Code.PERMISSION_DENIED,
-                            f"this call holds no credential for camera {frame.camera_id[:128]!r}")
-
-
-def _reject(ack: ingest_pb2.FrameAck, exc: Rejected) -> ingest_pb2.FrameAck:
-    ack.status, ack.error_message = ingest_pb2.FRAME_STATUS_REJECTED, exc.message
-    ack.error_code = status_of(exc.code).value[0]
-    return ack
-
-
 def _status_by_value(value: int) -> grpc.StatusCode:
     return next(code for code in grpc.StatusCode if code.value[0] == value)
 
@@ -287,9 +143,10 @@ def _camera_event(action: str, subject: str) -> audit_pb2.AuditEvent:
 class CameraRegistryServicer(ingest_pb2_grpc.CameraRegistryServiceServicer):
     """Agency admins register their own agency's cameras; every change and every refusal is audited."""
 
-    def __init__(self, store: FrameStore, verifier, audit: AuditClient):
+    def __init__(self, store: FrameStore, verifier, audit: AuditClient, default_site: str = ""):
         self._store = store
         self._gate = AccessGate(verifier, audit)
+        self._default_site = default_site
 
     async def _admin(self, context, action: str, subject: str) -> Principal:
         return await self._gate.admit(context, Permission.MANAGE_CAMERAS, event=_camera_event(action, subject))
@@ -310,6 +167,8 @@ class CameraRegistryServicer(ingest_pb2_grpc.CameraRegistryServiceServicer):
         camera.agency_id = admin.agency_id
         try:
             validate_camera_id(camera.camera_id)
+            if not camera.site_id:  # an update keeps the camera's site; a new camera gets the default, if any
+                camera.site_id = await self._store.camera_site(camera.camera_id) or self._default_site
             validate_site_id(camera.site_id)
         except Rejected as exc:
             await abort(context, exc)
@@ -366,8 +225,12 @@ async def make_spec(settings: IngestSettings) -> ServiceSpec:
     publisher = ReadPublisher(redis, settings.read_stream, settings.read_stream_maxlen)
     audit = AuditClient(settings.audit_address, settings.audit_timeout_s,
                         service_signer(settings.service_name, settings), settings)
-    registry = CameraRegistryServicer(store, token_verifier(settings, redis), audit)
-    ingest = IngestServicer(settings, store, alpr, publisher, ReadCounters(redis, settings.counter_ttl_days))
+    registry = CameraRegistryServicer(store, token_verifier(settings, redis), audit, settings.default_camera_site)
+    limits = FrameLimits(settings.max_frame_bytes, settings.max_frame_pixels,
+                         timedelta(seconds=settings.max_clock_skew_s))
+    intake = FrameIntake(store, alpr, publisher, ReadCounters(redis, settings.counter_ttl_days), limits,
+                         settings.cap_table(), settings.read_retention_days)
+    ingest = IngestServicer(intake, store, settings.stream_concurrency)
 
     async def sweep_outbox() -> None:
         while True:

@@ -12,6 +12,9 @@ class IngestSettings(ServiceSettings, MongoSettings, RedisSettings, DataKeySetti
     tls_require_client_cert: bool = Field(
         default=True, description="Camera gateways connect with mutual TLS: their client certificate names their "
                                   "site (docs/security.md); required on every connection to ingest.")
+    default_camera_site: str = Field(
+        default="", description="Site given to a camera registered without one (the local stack: dev-site, its "
+                                "simulator's); empty, as in production: UpsertCamera requires the site.")
     triton_url: str = Field(default="127.0.0.1:8001", description="Triton's gRPC endpoint (host:port).")
     triton_tls: bool = Field(
         default=True, description="Call Triton's gRPC endpoint over TLS, verified against SIGHTLINE_TLS_CA_FILE "

@@ -16,8 +16,8 @@ from typing import Any
 from services.common.data_keys import KeyStore, load_master_key
 from services.common.storage import mongo_client, mongo_database, redis_client
 from services.retention.adapters.store import RetentionStore
+from services.retention.service_layer.verify import Verifier
 from services.retention.settings import RetentionSettings
-from services.retention.verify import Verifier
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:

@@ -2,7 +2,7 @@
 
 Every hold and release, and every change of an agency's retention, is written to the audit trail before it
 takes effect; when the audit trail cannot be written the call fails with UNAVAILABLE and nothing changes.
-Refusals by a known caller are audited too. The verification job runs in the background (verify.py).
+Refusals by a known caller are audited too. The verification job runs in the background (service_layer/verify.py).
 """
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-import grpc
 from google.protobuf.json_format import MessageToDict
 from prometheus_client import Counter
 
@@ -21,23 +20,23 @@ from services.audit.client import AccessGate, AuditClient
 from services.common.auth import Permission, token_verifier
 from services.common.data_keys import KeyStore, load_master_key
 from services.common.grpc_server import ServiceSpec, retry_until_done
-from services.common.reads import READS, ensure_indexes, to_datetime, to_timestamp
+from services.common.reads import ensure_indexes, to_datetime, to_timestamp
 from services.common.rejected import Code, Rejected
-from services.common.retention_policy import PolicyError, check_setting, effective_days
+from services.common.retention_policy import effective_days
 from services.common.service_tokens import service_signer
 from services.common.storage import mongo_client, mongo_database, mongo_dependency, redis_client, redis_dependency
 from services.retention.adapters.store import RetentionStore
-from services.retention.domain.holds import InvalidHold, Scope, check_request, reads_filter
-from services.retention.holds import HoldManager
+from services.retention.domain.holds import Scope
+from services.retention.service_layer.evidence import Retention
+from services.retention.service_layer.holds import HoldManager
+from services.retention.service_layer.verify import Verifier
 from services.retention.settings import RetentionSettings
-from services.retention.verify import Verifier
 from sightline.audit.v1 import audit_pb2
 from sightline.retention.v1 import retention_pb2, retention_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 DAYS_SHREDDED = Counter("sightline_retention_days_shredded_total", "Capture days shredded, by outcome", ["ok"])
-HOLDS = Counter("sightline_retention_holds_total", "Holds placed and released", ["action"])
 
 
 
@@ -91,59 +90,31 @@ def _scope(request: retention_pb2.PlaceHoldRequest) -> Scope:
 
 
 class RetentionServicer(retention_pb2_grpc.RetentionServiceServicer):
-    def __init__(
-        self,
-        settings: RetentionSettings,
-        store: RetentionStore,
-        holds: HoldManager,
-        verifier,
-        audit: AuditClient,
-        lock: asyncio.Lock,
-    ):
-        self._settings = settings
+    def __init__(self, retention: Retention, store: RetentionStore, gate: AccessGate):
+        self._retention = retention
         self._store = store
-        self._holds = holds
-        self._gate = AccessGate(verifier, audit)
-        self._caps = settings.cap_table()
-        # Holds, releases and the verification job never run at the same time.
-        self._lock = lock
+        self._gate = gate
 
-    def _retention(self, agency: dict[str, Any] | None, agency_id: str) -> retention_pb2.AgencyRetention:
-        state = str((agency or {}).get("state") or "")
-        cap = self._caps.cap(state)
+    def _agency_retention(self, agency: dict[str, Any] | None, agency_id: str) -> retention_pb2.AgencyRetention:
+        caps = self._retention.caps
+        cap = caps.cap(str((agency or {}).get("state") or ""))
         return retention_pb2.AgencyRetention(
-            agency_id=agency_id,
-            state=state,
-            cap_days=cap.days,
-            cap_source=cap.source,
-            retention_days=effective_days(self._caps, agency, self._settings.read_retention_days),
-        )
-
-    # --- agency retention -----------------------------------------------------------------------------------
+            agency_id=agency_id, state=str((agency or {}).get("state") or ""), cap_days=cap.days,
+            cap_source=cap.source, retention_days=effective_days(caps, agency, self._retention.default_days))
 
     async def GetAgencyRetention(self, request, context):  # noqa: N802 - gRPC method name
         principal = await self._gate.admit(
             context, Permission.MANAGE_AGENCY, Permission.MANAGE_HOLDS, Permission.AUDIT_REVIEW
         )
-        return self._retention(await self._store.agency(principal.agency_id), principal.agency_id)
+        return self._agency_retention(await self._store.agency(principal.agency_id), principal.agency_id)
 
     async def SetAgencyRetention(self, request, context):  # noqa: N802
         event = audit_pb2.AuditEvent(action="agency.retention")
         event.details.update({"request": MessageToDict(request, preserving_proto_field_name=True)})
         principal = await self._gate.admit(context, Permission.MANAGE_AGENCY, event=event)
-        event.subject = event.agency_id = principal.agency_id
-        state = request.state.upper()
-        try:
-            check_setting(self._caps, state, request.retention_days)
-        except PolicyError as exc:
-            await self._gate.deny(principal, event, Rejected(Code.FAILED_PRECONDITION, str(exc)))
-        await self._gate.record(principal, event)
-        agency = await self._store.set_retention(principal.agency_id, state, request.retention_days)
-        if agency is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, "your agency is not registered")
-        return self._retention(agency, principal.agency_id)
-
-    # --- holds ----------------------------------------------------------------------------------------------
+        agency = await self._retention.set_agency_retention(principal, request.state.upper(), request.retention_days,
+                                                            event)
+        return self._agency_retention(agency, principal.agency_id)
 
     async def PlaceHold(self, request, context):  # noqa: N802
         hold_id = str(uuid.uuid4())
@@ -152,79 +123,15 @@ class RetentionServicer(retention_pb2_grpc.RetentionServiceServicer):
         )
         event.details.update({"request": MessageToDict(request, preserving_proto_field_name=True)})
         principal = await self._gate.admit(context, Permission.MANAGE_HOLDS, event=event)
-        event.data_agency_ids.append(principal.agency_id)
-        try:
-            scope = check_request(
-                request.case_number, request.justification, _scope(request), self._settings.max_hold_reads
-            )
-        except InvalidHold as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        if scope.plate:
-            event.plates.append(scope.plate)
-        now = datetime.now(UTC)
-        flt = reads_filter(principal.agency_id, scope, now)
-        async with self._lock:
-            count = await self._store.db[READS].count_documents(flt, limit=self._settings.max_hold_reads + 1)
-            if count > self._settings.max_hold_reads:
-                await context.abort(
-                    grpc.StatusCode.FAILED_PRECONDITION,
-                    f"the window covers more than {self._settings.max_hold_reads} reads: narrow it",
-                )
-            event.outcome, event.result_count = audit_pb2.OUTCOME_ALLOWED, count
-            await self._gate.record(principal, event)
-            doc = {
-                "_id": hold_id,
-                "agency_id": principal.agency_id,
-                "case_number": request.case_number,
-                "justification": request.justification,
-                "scope": scope.document(),
-                "status": "active",
-                "requested_by": {"user_id": principal.user_id, "username": principal.username},
-                "created_at": now,
-                "read_count": 0,
-                "image_count": 0,
-            }
-            await self._store.insert_hold(doc)
-            reads, images = await self._holds.place(principal.agency_id, hold_id, flt, now)
-            doc = await self._store.update_hold(hold_id, {"read_count": reads, "image_count": images})
-        HOLDS.labels("place").inc()
-        log.info("hold placed", extra={"hold_id": hold_id, "reads": reads, "images": images})
+        doc = await self._retention.place_hold(principal, hold_id, request.case_number, request.justification,
+                                               _scope(request), event)
         return hold_to_proto(doc)
 
     async def ReleaseHold(self, request, context):  # noqa: N802
         event = audit_pb2.AuditEvent(action="hold.release", subject=request.hold_id[:64], purpose="evidence hold")
         event.details.update({"request": MessageToDict(request, preserving_proto_field_name=True)})
         principal = await self._gate.admit(context, Permission.MANAGE_HOLDS, event=event)
-        event.data_agency_ids.append(principal.agency_id)
-        if not request.reason.strip():
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "reason is required")
-        async with self._lock:
-            hold = await self._store.hold(principal.agency_id, request.hold_id)
-            if hold is None or hold["status"] != "active":
-                await context.abort(grpc.StatusCode.NOT_FOUND, "no such active hold in your agency")
-            event.case_number, event.outcome = hold["case_number"], audit_pb2.OUTCOME_ALLOWED
-            await self._gate.record(principal, event)
-            now = datetime.now(UTC)
-            days = effective_days(
-                self._caps, await self._store.agency(principal.agency_id), self._settings.read_retention_days
-            )
-            counts = await self._holds.release(principal.agency_id, hold["_id"], timedelta(days=days), now)
-            doc = await self._store.update_hold(
-                hold["_id"],
-                {
-                    "status": "released",
-                    "released_at": now,
-                    "released_by": principal.user_id,
-                    "release_reason": request.reason,
-                    "reads_restored": counts.restored,
-                    "reads_deleted": counts.deleted,
-                },
-            )
-        HOLDS.labels("release").inc()
-        log.info(
-            "hold released", extra={"hold_id": hold["_id"], "restored": counts.restored, "deleted": counts.deleted}
-        )
-        return hold_to_proto(doc)
+        return hold_to_proto(await self._retention.release_hold(principal, request.hold_id, request.reason, event))
 
     async def ListHolds(self, request, context):  # noqa: N802
         principal = await self._gate.admit(context, Permission.MANAGE_HOLDS, Permission.AUDIT_REVIEW)
@@ -235,7 +142,7 @@ class RetentionServicer(retention_pb2_grpc.RetentionServiceServicer):
         principal = await self._gate.admit(context, Permission.AUDIT_REVIEW, Permission.MANAGE_AGENCY)
         days = request.days or 30
         if not 1 <= days <= 366:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "days must be 1-366")
+            raise Rejected(Code.INVALID_ARGUMENT, "days must be 1-366")
         docs = await self._store.reports(principal.agency_id, days)
         return retention_pb2.ListReportsResponse(reports=[report_to_proto(d) for d in docs])
 
@@ -273,14 +180,10 @@ async def make_spec(settings: RetentionSettings) -> ServiceSpec:
     keys = KeyStore(db, load_master_key(settings), settings.data_key_cache_s)
     lock = asyncio.Lock()
     verifier = Verifier(store, keys, redis, settings.cap_table(), settings.read_retention_days)
-    servicer = RetentionServicer(
-        settings,
-        store,
-        HoldManager(store, keys, settings.hold_batch_size),
-        token_verifier(settings, redis),
-        audit,
-        lock,
-    )
+    gate = AccessGate(token_verifier(settings, redis), audit)
+    retention = Retention(store, HoldManager(store, keys, settings.hold_batch_size), gate, settings.cap_table(),
+                          settings.read_retention_days, settings.max_hold_reads, lock)
+    servicer = RetentionServicer(retention, store, gate)
 
     async def indexes() -> None:
         await ensure_indexes(db)

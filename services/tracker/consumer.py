@@ -3,7 +3,7 @@
 Delivery is at least once. A read stays unacknowledged until the pass it belongs to is closed, stored in
 MongoDB and published; only then are all its reads acknowledged (XACK). A tracker that dies with passes open
 leaves their reads pending: its successor takes them over (XAUTOCLAIM, once idle longer than
-`tracker_claim_idle_ms`), rebuilds the same passes, and, since a pass id is derived from its camera and
+`tracker.claim_idle_ms`), rebuilds the same passes, and, since a pass id is derived from its camera and
 first read, stores and publishes them under the same ids (the hotlist's alert ids are built on it).
 """
 
@@ -49,7 +49,7 @@ class PassBuilder:
         self._config = settings.tracker_config()
         self.tracker = PassTracker(self._config)
         self._pending: dict[str, _Pending] = {}  # read id -> its stream entry, while its pass is open
-        self._group = ConsumerGroup(redis, settings.tracker_consumer_config())
+        self._group = ConsumerGroup(redis, settings.read_stream, settings.tracker)
 
     async def process(self, entries: list[Entry]) -> None:
         """Adds each read to its pass, publishing a pass's preview when its first confident read comes in."""

@@ -390,7 +390,7 @@ async def test_matcher_killed_mid_stream_loses_and_repeats_nothing(stack, hotlis
     await import_csv(hot, sup, list_id, [f"CR{i:04d}X,CA,V,C{i}" for i in range(500)])
     hits = {f"CR{i:04d}X" for i in range(0, 500, 2)}
     stack.procs["hotlist"].stop()
-    start_hotlist(stack, SIGHTLINE_MATCHER_BATCH="5")
+    start_hotlist(stack, SIGHTLINE_MATCHER__BATCH="5")
     await asyncio.sleep(1.0)
     reads = [make_read(f"CR{i:04d}X" if i % 4 == 0 else f"MISS{i:05d}", read_id=f"crash-{list_id}-{i}")
              for i in range(1000)]

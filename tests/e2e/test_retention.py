@@ -24,7 +24,7 @@ from services.common.storage import mongo_client, mongo_database
 from services.ingest.adapters.store import FrameStore
 from services.ingest.domain.frames import build_reads
 from services.retention.adapters.store import RetentionStore
-from services.retention.verify import Verifier
+from services.retention.service_layer.verify import Verifier
 from sightline.ingest.v1 import ingest_pb2
 from sightline.retention.v1 import retention_pb2, retention_pb2_grpc
 

@@ -139,9 +139,9 @@ def traced_stack(tmp_path_factory: pytest.TempPathFactory, collector) -> Iterato
                          SIGHTLINE_AUDIT_ADDRESS=stack.address("audit"))
         stack.start_service("audit")  # the camera registry audits its changes
         stack.start_service("ingest")
-        stack.start_service("tracker", SIGHTLINE_TRACKER_START_ID="0", SIGHTLINE_PASS_GAP_S="1",
+        stack.start_service("tracker", SIGHTLINE_TRACKER__START_ID="0", SIGHTLINE_PASS_GAP_S="1",
                             SIGHTLINE_DRAIN_SECONDS="0")
-        stack.start_service("hotlist", SIGHTLINE_MATCHER_START_ID="0", SIGHTLINE_DRAIN_SECONDS="0")
+        stack.start_service("hotlist", SIGHTLINE_MATCHER__START_ID="0", SIGHTLINE_DRAIN_SECONDS="0")
         yield stack
     finally:
         stack.stop()

@@ -23,8 +23,8 @@ pytestmark = pytest.mark.e2e
 
 READS = RedisSettings().read_stream
 PASSES = TrackerSettings().pass_stream
-TRACKER_ENV = {"SIGHTLINE_TRACKER_START_ID": "0", "SIGHTLINE_PASS_GAP_S": "1.0", "SIGHTLINE_DRAIN_SECONDS": "0",
-               "SIGHTLINE_TRACKER_CLAIM_IDLE_MS": "1500", "SIGHTLINE_TRACKER_CLAIM_INTERVAL_S": "0.5"}
+TRACKER_ENV = {"SIGHTLINE_TRACKER__START_ID": "0", "SIGHTLINE_PASS_GAP_S": "1.0", "SIGHTLINE_DRAIN_SECONDS": "0",
+               "SIGHTLINE_TRACKER__CLAIM_IDLE_MS": "1500", "SIGHTLINE_TRACKER__CLAIM_INTERVAL_S": "0.5"}
 
 
 @pytest.fixture(scope="module")

@@ -10,28 +10,28 @@ import pytest
 
 from services.common.settings import RedisSettings
 from services.common.storage import redis_client
-from services.common.streams import ConsumerConfig, ConsumerGroup, Entry, consume
+from services.common.streams import ConsumerGroup, ConsumerSettings, Entry, consume
 
 pytestmark = pytest.mark.integration
 
 
-def config(stream: str, consumer: str) -> ConsumerConfig:
-    return ConsumerConfig(stream=stream, group="g", consumer=consumer, start_id="0", batch=10, block_ms=50,
-                          claim_idle_ms=1, claim_interval_s=0.05)
+def config(consumer: str) -> ConsumerSettings:
+    return ConsumerSettings(group="g", consumer=consumer, start_id="0", batch=10, block_ms=50, claim_idle_ms=100,
+                            claim_interval_s=0.05)
 
 
 async def test_claims_a_dead_consumers_entries_then_reads_new_ones_and_retries_a_failed_batch(redis_url: str) -> None:
     redis = redis_client(RedisSettings(redis_url=redis_url))
     stream = f"test:streams:{uuid.uuid4().hex}"
     try:
-        dead = ConsumerGroup(redis, config(stream, "dead"))
+        dead = ConsumerGroup(redis, stream, config("dead"))
         await dead.ensure("0")
         await redis.xadd(stream, {b"n": b"0"})
         assert len(await dead.new(50)) == 1  # delivered to a consumer that then dies, never acknowledged
         for n in (1, 2):
             await redis.xadd(stream, {b"n": str(n).encode()})
 
-        live = ConsumerGroup(redis, config(stream, "live"))
+        live = ConsumerGroup(redis, stream, config("live"))
         done: list[int] = []
         failures = [RuntimeError("storage down")]
         rounds = 0
@@ -55,7 +55,7 @@ async def test_claims_a_dead_consumers_entries_then_reads_new_ones_and_retries_a
         finally:
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
-                await task
+                await asyncio.wait_for(task, 10)  # a cancelled consumer stops, whatever its client was doing
         assert sorted(done) == [0, 1, 2] and len(done) == 3  # the failed batch came back once, nothing twice
         assert rounds > 1
         assert (await redis.xpending(stream, "g"))["pending"] == 0

@@ -100,8 +100,9 @@ async def test_a_site_certificate_cannot_send_another_sites_camera(stack: LocalS
     assert ack.acks[0].status == pb.FRAME_STATUS_STORED
 
 
-async def test_a_camera_registered_without_a_site_is_refused(stack: LocalStack, ingest_addr: str, tokens) -> None:
-    async with stack.channel("ingest") as channel:
+async def test_a_camera_registered_without_a_site_is_refused(private_ingest, tokens) -> None:
+    own, _ = private_ingest  # no default site, as in production (the local stack's is dev-site)
+    async with own.channel("ingest") as channel:
         registry = ingest_pb2_grpc.CameraRegistryServiceStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await registry.UpsertCamera(pb.UpsertCameraRequest(camera=pb.Camera(camera_id="no-site", active=True)),
@@ -132,7 +133,8 @@ def private_ingest(stack: LocalStack, mongo_uri: str, redis_url: str, audit_addr
                     "SIGHTLINE_TRITON_URL": f"127.0.0.1:{own.ports.triton_grpc}", "SIGHTLINE_DRAIN_SECONDS": "0"})
     pair = stack.pki.issue(Pair(tmp_path / "ingest.crt", tmp_path / "ingest.key"), "ingest", server=True,
                            client=False)
-    own.start_service("ingest", SIGHTLINE_TLS_CERT_FILE=str(pair.cert), SIGHTLINE_TLS_KEY_FILE=str(pair.key))
+    own.start_service("ingest", SIGHTLINE_TLS_CERT_FILE=str(pair.cert), SIGHTLINE_TLS_KEY_FILE=str(pair.key),
+                      SIGHTLINE_DEFAULT_CAMERA_SITE="")
     yield own, pair
     own.stop()
 

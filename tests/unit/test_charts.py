@@ -193,7 +193,7 @@ def test_address_variables_follow_connections(manifests: list[Manifest]) -> None
     # the services' settings fields are <name>_address
     assert search["SIGHTLINE_AUDIT_ADDRESS"]["value"] == "sl-sightline-audit:50054"
     assert search["SIGHTLINE_IDENTITY_ADDRESS"]["value"] == "sl-sightline-identity:50055"
-    assert env_of(manifests, "hotlist")["SIGHTLINE_MATCHER_GROUP"]["value"] == "hotlist-matcher"
+    assert env_of(manifests, "hotlist")["SIGHTLINE_MATCHER__GROUP"]["value"] == "hotlist-matcher"
 
 
 KEYS = "/etc/sightline/keys"

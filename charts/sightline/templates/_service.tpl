@@ -166,7 +166,7 @@ spec:
             {{- end }}
             {{- with $svc.autoscaling.redisStreamLag }}
             # The consumer group the service reads the stream with; the KEDA trigger watches the same one.
-            - name: SIGHTLINE_MATCHER_GROUP
+            - name: SIGHTLINE_MATCHER__GROUP
               value: {{ .consumerGroup | quote }}
             {{- end }}
             {{- range $key, $value := $svc.env }}

@@ -7,6 +7,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from services.common.grpc_server import Dependency
 from services.common.tls import secure_channel
 from services.console.settings import ConsoleSettings
+from services.ingest.client import CameraRegistry
 from sightline.audit.v1 import audit_pb2_grpc
 from sightline.hotlist.v1 import hotlist_pb2_grpc
 from sightline.identity.v1 import identity_pb2_grpc
@@ -23,7 +24,8 @@ class Backends:
             name: secure_channel(address, settings, opts)
             for name, address in (("identity", settings.identity_address), ("search", settings.search_address),
                                   ("hotlist", settings.hotlist_address), ("audit", settings.audit_address),
-                                  ("retention", settings.retention_address)) if address
+                                  ("retention", settings.retention_address),
+                                  ("ingest", settings.ingest_address)) if address
         }
         self.identity = identity_pb2_grpc.IdentityServiceStub(self._channels["identity"])
         self.search = search_pb2_grpc.SearchServiceStub(self._channels["search"])
@@ -34,6 +36,9 @@ class Backends:
         self.retention = (retention_pb2_grpc.RetentionServiceStub(self._channels["retention"])
                           if "retention" in self._channels else None)
         self.timeout = settings.call_timeout_s
+        # The camera registry (agency admins' camera pages); None when no ingest address is configured.
+        self.cameras = (CameraRegistry(self._channels["ingest"], self.timeout) if "ingest" in self._channels
+                        else None)
 
     def dependencies(self) -> list[Dependency]:
         """The console is ready while identity (logins) and search answer their health checks."""

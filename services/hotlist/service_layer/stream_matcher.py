@@ -12,7 +12,7 @@ read's own agency's lists raise alerts (fail closed: the partner's hit is logged
 Delivery is at least once: a batch is acknowledged (XACK) only after its alerts are stored, and alert ids
 are idempotent, so a pass redelivered after a crash raises nothing twice. A restarted process is a new
 consumer; it first takes over passes its dead predecessor left pending (XAUTOCLAIM, once idle longer than
-`matcher_claim_idle_ms`), and keeps doing so periodically for any replica that dies.
+`matcher.claim_idle_ms`), and keeps doing so periodically for any replica that dies.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class StreamMatcher:
         self._sync = sync
         self._raiser = raiser
         self._sharing = sharing
-        self._group = ConsumerGroup(redis, settings.matcher_consumer_config())
+        self._group = ConsumerGroup(redis, settings.pass_stream, settings.matcher)
 
     async def process(self, entries: list[Entry]) -> int:
         """Matches a batch, stores its alerts, then acknowledges it. Returns the number of entries."""

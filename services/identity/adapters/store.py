@@ -71,14 +71,27 @@ class IdentityStore:
                  "$unset": {"totp_secret": ""}})
         return doc
 
+    async def users(self, agency_id: str) -> list[dict[str, Any]]:
+        """The agency's users by username, without their password hashes and TOTP secrets."""
+        hidden = {"password_hash": 0, "totp_secret": 0, TOTP_SEALED: 0}
+        return await self._db[USERS].find({"agency_id": agency_id}, hidden).sort("username", ASCENDING).to_list(None)
+
     async def insert_user(self, doc: dict[str, Any]) -> None:
         stored = {k: v for k, v in doc.items() if k != "totp_secret"}
         stored[TOTP_SEALED] = seal_totp(self._master, doc["_id"], doc["totp_secret"])
         await self._db[USERS].insert_one(stored)
 
     async def update_user(self, user_id: str, agency_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:
-        return await self._db[USERS].find_one_and_update({"_id": user_id, "agency_id": agency_id}, {"$set": changes},
-                                                         return_document=ReturnDocument.AFTER)
+        """Apply `changes` to the agency's user; a new `totp_secret` (ResetTotp) is stored sealed."""
+        update: dict[str, Any] = {"$set": dict(changes)}
+        if "totp_secret" in changes:
+            update["$set"][TOTP_SEALED] = seal_totp(self._master, user_id, update["$set"].pop("totp_secret"))
+            update["$unset"] = {"totp_secret": ""}
+        doc = await self._db[USERS].find_one_and_update({"_id": user_id, "agency_id": agency_id}, update,
+                                                        return_document=ReturnDocument.AFTER)
+        if doc is not None:
+            doc.pop(TOTP_SEALED, None)  # the caller has the secret it set, or needs none
+        return doc
 
     async def claim_totp_step(self, user_id: str, totp_step: int, changes: dict[str, Any]) -> bool:
         """Mark TOTP step `totp_step` used (with `changes`); False when that step or a later one was already

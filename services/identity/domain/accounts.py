@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import re
+import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -92,6 +93,15 @@ def totp_step(secret: str, code: str, now: datetime, last_step: int) -> int | No
     return None
 
 
+def generate_password() -> str:
+    """A one-time password an admin hands over (20 characters of a-z, A-Z, 0-9, '-' and '_': 120 bits)."""
+    return secrets.token_urlsafe(15)
+
+
+def new_totp_secret() -> str:
+    return pyotp.random_base32()
+
+
 def totp_uri(secret: str, username: str, agency_id: str) -> str:
     return pyotp.TOTP(secret).provisioning_uri(name=f"{username}@{agency_id}", issuer_name="Sightline")
 
@@ -118,7 +128,7 @@ def training_until(user: dict[str, Any]) -> datetime | None:
 def new_user_document(username: str, agency_id: str, display_name: str, roles: list[str], password_hash: str,
                       training: dict[str, Any] | None, now: datetime) -> tuple[dict[str, Any], str]:
     """A user document and its new TOTP secret."""
-    secret = pyotp.random_base32()
+    secret = new_totp_secret()
     doc = {"_id": uuid.uuid4().hex, "username": username, "agency_id": agency_id, "display_name": display_name,
            "roles": roles, "password_hash": password_hash, "totp_secret": secret, "training": training,
            "active": True, "locked_until": None, "last_totp_step": 0, "created_at": now,

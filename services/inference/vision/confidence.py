@@ -14,7 +14,7 @@ COEFFICIENTS = Path(__file__).with_name("read_confidence.json")
 # The evidence, in this order: the reader's own confidence (as a logit), the chosen text's share of all
 # candidates' scores (the margin over the rest), whether the plate head and PP-OCR's reading each offered it
 # as a line's best reading, whether it fits one of the family's serial layouts, how plate-like it is
-# (plates.plausibility: length, letters and digits mixed) and the crop's height (plate size, in 100 px).
+# (plate_text.plausibility: length, letters and digits mixed) and the crop's height (plate size, in 100 px).
 FEATURES = ("reading_logit", "share", "head_read_it", "pp_ocr_read_it", "fits_layout", "plausibility", "height")
 
 

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from services.common.plates import normalize_plate
+
 from . import detectors
 from .attributes import exposure_gain, vehicle_colour, vehicle_view
 from .confidence import Evidence
@@ -21,7 +23,6 @@ from .imaging import (
     expand_box,
     fitted_size,
 )
-from .plates import normalize_plate
 from .reader import PlateReader
 from .runner import ModelRunner
 from .settings import VisionSettings

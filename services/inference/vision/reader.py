@@ -9,7 +9,7 @@ import numpy as np
 
 from . import ocr
 from .confidence import Evidence, calibrated
-from .plates import Region, apply_conventions, is_state_text, matches_format, plausibility, region_from_text
+from .plate_text import Region, apply_conventions, is_state_text, matches_format, plausibility, region_from_text
 from .runner import ModelRunner
 
 TEXT_DETECTOR, RECOGNISER = "plate_text_detector", "plate_reader"

@@ -184,6 +184,10 @@ class FrameStore:
         self._cache.pop((CAMERAS, camera.camera_id), None)
         return result.upserted_id is not None
 
+    async def camera_site(self, camera_id: str) -> str | None:
+        doc = await self._db[CAMERAS].find_one({"_id": camera_id}, {"site_id": 1})
+        return None if doc is None else doc.get("site_id")
+
     async def camera_agency(self, camera_id: str) -> str | None:
         doc = await self._db[CAMERAS].find_one({"_id": camera_id}, {"agency_id": 1})
         return None if doc is None else doc["agency_id"]

@@ -30,6 +30,10 @@ class RetentionStore:
     async def agency(self, agency_id: str) -> dict[str, Any] | None:
         return await self.db[AGENCIES].find_one({"_id": agency_id})
 
+    async def count_reads(self, flt: dict[str, Any], limit: int) -> int:
+        """Reads matching `flt`, counted up to `limit`."""
+        return await self.db[READS].count_documents(flt, limit=limit)
+
     async def set_retention(self, agency_id: str, state: str, days: int) -> dict[str, Any] | None:
         """The agency's record after the change; None when the agency does not exist."""
         return await self.db[AGENCIES].find_one_and_update(

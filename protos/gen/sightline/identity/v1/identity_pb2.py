@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$sightline/identity/v1/identity.proto\x12\x15sightline.identity.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"w\n\x06\x41gency\x12\x11\n\tagency_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nshare_with\x18\x03 \x03(\t\x12\x1c\n\x14\x63\x61se_number_required\x18\x04 \x01(\x08\x12\x1a\n\x12hotlist_share_with\x18\x05 \x03(\t\"|\n\x08Training\x12\x0e\n\x06\x63ourse\x18\x01 \x01(\t\x12\x30\n\x0c\x63ompleted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf3\x01\n\x04User\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x11\n\tagency_id\x18\x03 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x04 \x01(\t\x12*\n\x05roles\x18\x05 \x03(\x0e\x32\x1b.sightline.identity.v1.Role\x12\x31\n\x08training\x18\x06 \x01(\x0b\x32\x1f.sightline.identity.v1.Training\x12\x0e\n\x06\x61\x63tive\x18\x07 \x01(\x08\x12\x30\n\x0clocked_until\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"E\n\x0cLoginRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x11\n\ttotp_code\x18\x03 \x01(\t\"\x80\x01\n\rLoginResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x04user\x18\x03 \x01(\x0b\x32\x1b.sightline.identity.v1.User\"V\n\x15\x43hangePasswordRequest\x12\x14\n\x0cold_password\x18\x01 \x01(\t\x12\x14\n\x0cnew_password\x18\x02 \x01(\t\x12\x11\n\ttotp_code\x18\x03 \x01(\t\"\x18\n\x16\x43hangePasswordResponse\"\x0f\n\rLogoutRequest\"\x10\n\x0eLogoutResponse\"\xb4\x01\n\x11\x43reateUserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x18\n\x10initial_password\x18\x03 \x01(\t\x12*\n\x05roles\x18\x04 \x03(\x0e\x32\x1b.sightline.identity.v1.Role\x12\x31\n\x08training\x18\x05 \x01(\x0b\x32\x1f.sightline.identity.v1.Training\"f\n\x12\x43reateUserResponse\x12)\n\x04user\x18\x01 \x01(\x0b\x32\x1b.sightline.identity.v1.User\x12\x13\n\x0btotp_secret\x18\x02 \x01(\t\x12\x10\n\x08totp_uri\x18\x03 \x01(\t\"N\n\x0fSetRolesRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12*\n\x05roles\x18\x02 \x03(\x0e\x32\x1b.sightline.identity.v1.Role\"[\n\x15RecordTrainingRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x31\n\x08training\x18\x02 \x01(\x0b\x32\x1f.sightline.identity.v1.Training\"\"\n\x0fLockUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"$\n\x11UnlockUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"f\n\x16SetAgencyPolicyRequest\x12\x12\n\nshare_with\x18\x01 \x03(\t\x12\x1c\n\x14\x63\x61se_number_required\x18\x02 \x01(\x08\x12\x1a\n\x12hotlist_share_with\x18\x03 \x03(\t\"\x12\n\x10GetAgencyRequest*\xa1\x01\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x10\n\x0cROLE_OFFICER\x10\x01\x12\x15\n\x11ROLE_INVESTIGATOR\x10\x02\x12\x13\n\x0fROLE_SUPERVISOR\x10\x03\x12\x10\n\x0cROLE_AUDITOR\x10\x04\x12\x15\n\x11ROLE_AGENCY_ADMIN\x10\x05\x12\x1c\n\x18ROLE_PARTNER_AGENCY_USER\x10\x06\x32\x98\x07\n\x0fIdentityService\x12R\n\x05Login\x12#.sightline.identity.v1.LoginRequest\x1a$.sightline.identity.v1.LoginResponse\x12m\n\x0e\x43hangePassword\x12,.sightline.identity.v1.ChangePasswordRequest\x1a-.sightline.identity.v1.ChangePasswordResponse\x12U\n\x06Logout\x12$.sightline.identity.v1.LogoutRequest\x1a%.sightline.identity.v1.LogoutResponse\x12\x61\n\nCreateUser\x12(.sightline.identity.v1.CreateUserRequest\x1a).sightline.identity.v1.CreateUserResponse\x12O\n\x08SetRoles\x12&.sightline.identity.v1.SetRolesRequest\x1a\x1b.sightline.identity.v1.User\x12[\n\x0eRecordTraining\x12,.sightline.identity.v1.RecordTrainingRequest\x1a\x1b.sightline.identity.v1.User\x12O\n\x08LockUser\x12&.sightline.identity.v1.LockUserRequest\x1a\x1b.sightline.identity.v1.User\x12S\n\nUnlockUser\x12(.sightline.identity.v1.UnlockUserRequest\x1a\x1b.sightline.identity.v1.User\x12_\n\x0fSetAgencyPolicy\x12-.sightline.identity.v1.SetAgencyPolicyRequest\x1a\x1d.sightline.identity.v1.Agency\x12S\n\tGetAgency\x12\'.sightline.identity.v1.GetAgencyRequest\x1a\x1d.sightline.identity.v1.Agencyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$sightline/identity/v1/identity.proto\x12\x15sightline.identity.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"w\n\x06\x41gency\x12\x11\n\tagency_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nshare_with\x18\x03 \x03(\t\x12\x1c\n\x14\x63\x61se_number_required\x18\x04 \x01(\x08\x12\x1a\n\x12hotlist_share_with\x18\x05 \x03(\t\"|\n\x08Training\x12\x0e\n\x06\x63ourse\x18\x01 \x01(\t\x12\x30\n\x0c\x63ompleted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf3\x01\n\x04User\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x11\n\tagency_id\x18\x03 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x04 \x01(\t\x12*\n\x05roles\x18\x05 \x03(\x0e\x32\x1b.sightline.identity.v1.Role\x12\x31\n\x08training\x18\x06 \x01(\x0b\x32\x1f.sightline.identity.v1.Training\x12\x0e\n\x06\x61\x63tive\x18\x07 \x01(\x08\x12\x30\n\x0clocked_until\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"E\n\x0cLoginRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x11\n\ttotp_code\x18\x03 \x01(\t\"\x80\x01\n\rLoginResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x04user\x18\x03 \x01(\x0b\x32\x1b.sightline.identity.v1.User\"V\n\x15\x43hangePasswordRequest\x12\x14\n\x0cold_password\x18\x01 \x01(\t\x12\x14\n\x0cnew_password\x18\x02 \x01(\t\x12\x11\n\ttotp_code\x18\x03 \x01(\t\"\x18\n\x16\x43hangePasswordResponse\"\x0f\n\rLogoutRequest\"\x10\n\x0eLogoutResponse\"\xb4\x01\n\x11\x43reateUserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x18\n\x10initial_password\x18\x03 \x01(\t\x12*\n\x05roles\x18\x04 \x03(\x0e\x32\x1b.sightline.identity.v1.Role\x12\x31\n\x08training\x18\x05 \x01(\x0b\x32\x1f.sightline.identity.v1.Training\"\x82\x01\n\x12\x43reateUserResponse\x12)\n\x04user\x18\x01 \x01(\x0b\x32\x1b.sightline.identity.v1.User\x12\x13\n\x0btotp_secret\x18\x02 \x01(\t\x12\x10\n\x08totp_uri\x18\x03 \x01(\t\x12\x1a\n\x12generated_password\x18\x04 \x01(\t\"\x12\n\x10ListUsersRequest\"?\n\x11ListUsersResponse\x12*\n\x05users\x18\x01 \x03(\x0b\x32\x1b.sightline.identity.v1.User\"!\n\x0eGetUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"\'\n\x14ResetPasswordRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"^\n\x15ResetPasswordResponse\x12)\n\x04user\x18\x01 \x01(\x0b\x32\x1b.sightline.identity.v1.User\x12\x1a\n\x12generated_password\x18\x02 \x01(\t\"#\n\x10ResetTotpRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"e\n\x11ResetTotpResponse\x12)\n\x04user\x18\x01 \x01(\x0b\x32\x1b.sightline.identity.v1.User\x12\x13\n\x0btotp_secret\x18\x02 \x01(\t\x12\x10\n\x08totp_uri\x18\x03 \x01(\t\"N\n\x0fSetRolesRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12*\n\x05roles\x18\x02 \x03(\x0e\x32\x1b.sightline.identity.v1.Role\"[\n\x15RecordTrainingRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x31\n\x08training\x18\x02 \x01(\x0b\x32\x1f.sightline.identity.v1.Training\"\"\n\x0fLockUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"$\n\x11UnlockUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"f\n\x16SetAgencyPolicyRequest\x12\x12\n\nshare_with\x18\x01 \x03(\t\x12\x1c\n\x14\x63\x61se_number_required\x18\x02 \x01(\x08\x12\x1a\n\x12hotlist_share_with\x18\x03 \x03(\t\"\x12\n\x10GetAgencyRequest*\xa1\x01\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x10\n\x0cROLE_OFFICER\x10\x01\x12\x15\n\x11ROLE_INVESTIGATOR\x10\x02\x12\x13\n\x0fROLE_SUPERVISOR\x10\x03\x12\x10\n\x0cROLE_AUDITOR\x10\x04\x12\x15\n\x11ROLE_AGENCY_ADMIN\x10\x05\x12\x1c\n\x18ROLE_PARTNER_AGENCY_USER\x10\x06\x32\x93\n\n\x0fIdentityService\x12R\n\x05Login\x12#.sightline.identity.v1.LoginRequest\x1a$.sightline.identity.v1.LoginResponse\x12m\n\x0e\x43hangePassword\x12,.sightline.identity.v1.ChangePasswordRequest\x1a-.sightline.identity.v1.ChangePasswordResponse\x12U\n\x06Logout\x12$.sightline.identity.v1.LogoutRequest\x1a%.sightline.identity.v1.LogoutResponse\x12\x61\n\nCreateUser\x12(.sightline.identity.v1.CreateUserRequest\x1a).sightline.identity.v1.CreateUserResponse\x12^\n\tListUsers\x12\'.sightline.identity.v1.ListUsersRequest\x1a(.sightline.identity.v1.ListUsersResponse\x12M\n\x07GetUser\x12%.sightline.identity.v1.GetUserRequest\x1a\x1b.sightline.identity.v1.User\x12O\n\x08SetRoles\x12&.sightline.identity.v1.SetRolesRequest\x1a\x1b.sightline.identity.v1.User\x12[\n\x0eRecordTraining\x12,.sightline.identity.v1.RecordTrainingRequest\x1a\x1b.sightline.identity.v1.User\x12O\n\x08LockUser\x12&.sightline.identity.v1.LockUserRequest\x1a\x1b.sightline.identity.v1.User\x12S\n\nUnlockUser\x12(.sightline.identity.v1.UnlockUserRequest\x1a\x1b.sightline.identity.v1.User\x12j\n\rResetPassword\x12+.sightline.identity.v1.ResetPasswordRequest\x1a,.sightline.identity.v1.ResetPasswordResponse\x12^\n\tResetTotp\x12\'.sightline.identity.v1.ResetTotpRequest\x1a(.sightline.identity.v1.ResetTotpResponse\x12_\n\x0fSetAgencyPolicy\x12-.sightline.identity.v1.SetAgencyPolicyRequest\x1a\x1d.sightline.identity.v1.Agency\x12S\n\tGetAgency\x12\'.sightline.identity.v1.GetAgencyRequest\x1a\x1d.sightline.identity.v1.Agencyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sightline.identity.v1.identity_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=1599
-  _globals['_ROLE']._serialized_end=1760
+  _globals['_ROLE']._serialized_start=2025
+  _globals['_ROLE']._serialized_end=2186
   _globals['_AGENCY']._serialized_start=96
   _globals['_AGENCY']._serialized_end=215
   _globals['_TRAINING']._serialized_start=217
@@ -54,20 +54,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LOGOUTRESPONSE']._serialized_end=938
   _globals['_CREATEUSERREQUEST']._serialized_start=941
   _globals['_CREATEUSERREQUEST']._serialized_end=1121
-  _globals['_CREATEUSERRESPONSE']._serialized_start=1123
-  _globals['_CREATEUSERRESPONSE']._serialized_end=1225
-  _globals['_SETROLESREQUEST']._serialized_start=1227
-  _globals['_SETROLESREQUEST']._serialized_end=1305
-  _globals['_RECORDTRAININGREQUEST']._serialized_start=1307
-  _globals['_RECORDTRAININGREQUEST']._serialized_end=1398
-  _globals['_LOCKUSERREQUEST']._serialized_start=1400
-  _globals['_LOCKUSERREQUEST']._serialized_end=1434
-  _globals['_UNLOCKUSERREQUEST']._serialized_start=1436
-  _globals['_UNLOCKUSERREQUEST']._serialized_end=1472
-  _globals['_SETAGENCYPOLICYREQUEST']._serialized_start=1474
-  _globals['_SETAGENCYPOLICYREQUEST']._serialized_end=1576
-  _globals['_GETAGENCYREQUEST']._serialized_start=1578
-  _globals['_GETAGENCYREQUEST']._serialized_end=1596
-  _globals['_IDENTITYSERVICE']._serialized_start=1763
-  _globals['_IDENTITYSERVICE']._serialized_end=2683
+  _globals['_CREATEUSERRESPONSE']._serialized_start=1124
+  _globals['_CREATEUSERRESPONSE']._serialized_end=1254
+  _globals['_LISTUSERSREQUEST']._serialized_start=1256
+  _globals['_LISTUSERSREQUEST']._serialized_end=1274
+  _globals['_LISTUSERSRESPONSE']._serialized_start=1276
+  _globals['_LISTUSERSRESPONSE']._serialized_end=1339
+  _globals['_GETUSERREQUEST']._serialized_start=1341
+  _globals['_GETUSERREQUEST']._serialized_end=1374
+  _globals['_RESETPASSWORDREQUEST']._serialized_start=1376
+  _globals['_RESETPASSWORDREQUEST']._serialized_end=1415
+  _globals['_RESETPASSWORDRESPONSE']._serialized_start=1417
+  _globals['_RESETPASSWORDRESPONSE']._serialized_end=1511
+  _globals['_RESETTOTPREQUEST']._serialized_start=1513
+  _globals['_RESETTOTPREQUEST']._serialized_end=1548
+  _globals['_RESETTOTPRESPONSE']._serialized_start=1550
+  _globals['_RESETTOTPRESPONSE']._serialized_end=1651
+  _globals['_SETROLESREQUEST']._serialized_start=1653
+  _globals['_SETROLESREQUEST']._serialized_end=1731
+  _globals['_RECORDTRAININGREQUEST']._serialized_start=1733
+  _globals['_RECORDTRAININGREQUEST']._serialized_end=1824
+  _globals['_LOCKUSERREQUEST']._serialized_start=1826
+  _globals['_LOCKUSERREQUEST']._serialized_end=1860
+  _globals['_UNLOCKUSERREQUEST']._serialized_start=1862
+  _globals['_UNLOCKUSERREQUEST']._serialized_end=1898
+  _globals['_SETAGENCYPOLICYREQUEST']._serialized_start=1900
+  _globals['_SETAGENCYPOLICYREQUEST']._serialized_end=2002
+  _globals['_GETAGENCYREQUEST']._serialized_start=2004
+  _globals['_GETAGENCYREQUEST']._serialized_end=2022
+  _globals['_IDENTITYSERVICE']._serialized_start=2189
+  _globals['_IDENTITYSERVICE']._serialized_end=3488
 # @@protoc_insertion_point(module_scope)

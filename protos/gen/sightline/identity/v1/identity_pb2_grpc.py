@@ -56,6 +56,16 @@ class IdentityServiceStub:
                 request_serializer=sightline_dot_identity_dot_v1_dot_identity__pb2.CreateUserRequest.SerializeToString,
                 response_deserializer=sightline_dot_identity_dot_v1_dot_identity__pb2.CreateUserResponse.FromString,
                 _registered_method=True)
+        self.ListUsers = channel.unary_unary(
+                '/sightline.identity.v1.IdentityService/ListUsers',
+                request_serializer=sightline_dot_identity_dot_v1_dot_identity__pb2.ListUsersRequest.SerializeToString,
+                response_deserializer=sightline_dot_identity_dot_v1_dot_identity__pb2.ListUsersResponse.FromString,
+                _registered_method=True)
+        self.GetUser = channel.unary_unary(
+                '/sightline.identity.v1.IdentityService/GetUser',
+                request_serializer=sightline_dot_identity_dot_v1_dot_identity__pb2.GetUserRequest.SerializeToString,
+                response_deserializer=sightline_dot_identity_dot_v1_dot_identity__pb2.User.FromString,
+                _registered_method=True)
         self.SetRoles = channel.unary_unary(
                 '/sightline.identity.v1.IdentityService/SetRoles',
                 request_serializer=sightline_dot_identity_dot_v1_dot_identity__pb2.SetRolesRequest.SerializeToString,
@@ -75,6 +85,16 @@ class IdentityServiceStub:
                 '/sightline.identity.v1.IdentityService/UnlockUser',
                 request_serializer=sightline_dot_identity_dot_v1_dot_identity__pb2.UnlockUserRequest.SerializeToString,
                 response_deserializer=sightline_dot_identity_dot_v1_dot_identity__pb2.User.FromString,
+                _registered_method=True)
+        self.ResetPassword = channel.unary_unary(
+                '/sightline.identity.v1.IdentityService/ResetPassword',
+                request_serializer=sightline_dot_identity_dot_v1_dot_identity__pb2.ResetPasswordRequest.SerializeToString,
+                response_deserializer=sightline_dot_identity_dot_v1_dot_identity__pb2.ResetPasswordResponse.FromString,
+                _registered_method=True)
+        self.ResetTotp = channel.unary_unary(
+                '/sightline.identity.v1.IdentityService/ResetTotp',
+                request_serializer=sightline_dot_identity_dot_v1_dot_identity__pb2.ResetTotpRequest.SerializeToString,
+                response_deserializer=sightline_dot_identity_dot_v1_dot_identity__pb2.ResetTotpResponse.FromString,
                 _registered_method=True)
         self.SetAgencyPolicy = channel.unary_unary(
                 '/sightline.identity.v1.IdentityService/SetAgencyPolicy',
@@ -120,7 +140,21 @@ class IdentityServiceServicer:
     def CreateUser(self, request, context):
         """Agency administration (role AGENCY_ADMIN, own agency only). Every change, and every refusal, is audited;
         a user of another agency is answered NOT_FOUND "no such user in your agency", like one that does not exist.
+        With initial_password empty, identity generates a one-time password and answers it once.
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUsers(self, request, context):
+        """The users of the caller's agency, by username.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUser(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -147,6 +181,20 @@ class IdentityServiceServicer:
 
     def UnlockUser(self, request, context):
         """Lifts a lock, and ends the username's failed-login backoff.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResetPassword(self, request, context):
+        """A new generated password for the user, answered once; revokes the user's tokens.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResetTotp(self, request, context):
+        """A new TOTP secret for the user (enrol it again), answered once; revokes the user's tokens.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -187,6 +235,16 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     request_deserializer=sightline_dot_identity_dot_v1_dot_identity__pb2.CreateUserRequest.FromString,
                     response_serializer=sightline_dot_identity_dot_v1_dot_identity__pb2.CreateUserResponse.SerializeToString,
             ),
+            'ListUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUsers,
+                    request_deserializer=sightline_dot_identity_dot_v1_dot_identity__pb2.ListUsersRequest.FromString,
+                    response_serializer=sightline_dot_identity_dot_v1_dot_identity__pb2.ListUsersResponse.SerializeToString,
+            ),
+            'GetUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUser,
+                    request_deserializer=sightline_dot_identity_dot_v1_dot_identity__pb2.GetUserRequest.FromString,
+                    response_serializer=sightline_dot_identity_dot_v1_dot_identity__pb2.User.SerializeToString,
+            ),
             'SetRoles': grpc.unary_unary_rpc_method_handler(
                     servicer.SetRoles,
                     request_deserializer=sightline_dot_identity_dot_v1_dot_identity__pb2.SetRolesRequest.FromString,
@@ -206,6 +264,16 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.UnlockUser,
                     request_deserializer=sightline_dot_identity_dot_v1_dot_identity__pb2.UnlockUserRequest.FromString,
                     response_serializer=sightline_dot_identity_dot_v1_dot_identity__pb2.User.SerializeToString,
+            ),
+            'ResetPassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetPassword,
+                    request_deserializer=sightline_dot_identity_dot_v1_dot_identity__pb2.ResetPasswordRequest.FromString,
+                    response_serializer=sightline_dot_identity_dot_v1_dot_identity__pb2.ResetPasswordResponse.SerializeToString,
+            ),
+            'ResetTotp': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetTotp,
+                    request_deserializer=sightline_dot_identity_dot_v1_dot_identity__pb2.ResetTotpRequest.FromString,
+                    response_serializer=sightline_dot_identity_dot_v1_dot_identity__pb2.ResetTotpResponse.SerializeToString,
             ),
             'SetAgencyPolicy': grpc.unary_unary_rpc_method_handler(
                     servicer.SetAgencyPolicy,
@@ -339,6 +407,60 @@ class IdentityService:
             _registered_method=True)
 
     @staticmethod
+    def ListUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sightline.identity.v1.IdentityService/ListUsers',
+            sightline_dot_identity_dot_v1_dot_identity__pb2.ListUsersRequest.SerializeToString,
+            sightline_dot_identity_dot_v1_dot_identity__pb2.ListUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sightline.identity.v1.IdentityService/GetUser',
+            sightline_dot_identity_dot_v1_dot_identity__pb2.GetUserRequest.SerializeToString,
+            sightline_dot_identity_dot_v1_dot_identity__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def SetRoles(request,
             target,
             options=(),
@@ -436,6 +558,60 @@ class IdentityService:
             '/sightline.identity.v1.IdentityService/UnlockUser',
             sightline_dot_identity_dot_v1_dot_identity__pb2.UnlockUserRequest.SerializeToString,
             sightline_dot_identity_dot_v1_dot_identity__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResetPassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sightline.identity.v1.IdentityService/ResetPassword',
+            sightline_dot_identity_dot_v1_dot_identity__pb2.ResetPasswordRequest.SerializeToString,
+            sightline_dot_identity_dot_v1_dot_identity__pb2.ResetPasswordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResetTotp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sightline.identity.v1.IdentityService/ResetTotp',
+            sightline_dot_identity_dot_v1_dot_identity__pb2.ResetTotpRequest.SerializeToString,
+            sightline_dot_identity_dot_v1_dot_identity__pb2.ResetTotpResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -49,7 +49,11 @@ class IdentityServiceStub:
     CreateUser: _grpc.UnaryUnaryMultiCallable[_identity_pb2.CreateUserRequest, _identity_pb2.CreateUserResponse]
     """Agency administration (role AGENCY_ADMIN, own agency only). Every change, and every refusal, is audited;
     a user of another agency is answered NOT_FOUND "no such user in your agency", like one that does not exist.
+    With initial_password empty, identity generates a one-time password and answers it once.
     """
+    ListUsers: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ListUsersRequest, _identity_pb2.ListUsersResponse]
+    """The users of the caller's agency, by username."""
+    GetUser: _grpc.UnaryUnaryMultiCallable[_identity_pb2.GetUserRequest, _identity_pb2.User]
     SetRoles: _grpc.UnaryUnaryMultiCallable[_identity_pb2.SetRolesRequest, _identity_pb2.User]
     """Revokes the user's tokens: the new roles apply from their next login."""
     RecordTraining: _grpc.UnaryUnaryMultiCallable[_identity_pb2.RecordTrainingRequest, _identity_pb2.User]
@@ -57,6 +61,10 @@ class IdentityServiceStub:
     """Locks the account until unlocked and revokes its tokens."""
     UnlockUser: _grpc.UnaryUnaryMultiCallable[_identity_pb2.UnlockUserRequest, _identity_pb2.User]
     """Lifts a lock, and ends the username's failed-login backoff."""
+    ResetPassword: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ResetPasswordRequest, _identity_pb2.ResetPasswordResponse]
+    """A new generated password for the user, answered once; revokes the user's tokens."""
+    ResetTotp: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ResetTotpRequest, _identity_pb2.ResetTotpResponse]
+    """A new TOTP secret for the user (enrol it again), answered once; revokes the user's tokens."""
     SetAgencyPolicy: _grpc.UnaryUnaryMultiCallable[_identity_pb2.SetAgencyPolicyRequest, _identity_pb2.Agency]
     GetAgency: _grpc.UnaryUnaryMultiCallable[_identity_pb2.GetAgencyRequest, _identity_pb2.Agency]
 
@@ -81,7 +89,11 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     CreateUser: _aio.UnaryUnaryMultiCallable[_identity_pb2.CreateUserRequest, _identity_pb2.CreateUserResponse]  # type: ignore[assignment]
     """Agency administration (role AGENCY_ADMIN, own agency only). Every change, and every refusal, is audited;
     a user of another agency is answered NOT_FOUND "no such user in your agency", like one that does not exist.
+    With initial_password empty, identity generates a one-time password and answers it once.
     """
+    ListUsers: _aio.UnaryUnaryMultiCallable[_identity_pb2.ListUsersRequest, _identity_pb2.ListUsersResponse]  # type: ignore[assignment]
+    """The users of the caller's agency, by username."""
+    GetUser: _aio.UnaryUnaryMultiCallable[_identity_pb2.GetUserRequest, _identity_pb2.User]  # type: ignore[assignment]
     SetRoles: _aio.UnaryUnaryMultiCallable[_identity_pb2.SetRolesRequest, _identity_pb2.User]  # type: ignore[assignment]
     """Revokes the user's tokens: the new roles apply from their next login."""
     RecordTraining: _aio.UnaryUnaryMultiCallable[_identity_pb2.RecordTrainingRequest, _identity_pb2.User]  # type: ignore[assignment]
@@ -89,6 +101,10 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     """Locks the account until unlocked and revokes its tokens."""
     UnlockUser: _aio.UnaryUnaryMultiCallable[_identity_pb2.UnlockUserRequest, _identity_pb2.User]  # type: ignore[assignment]
     """Lifts a lock, and ends the username's failed-login backoff."""
+    ResetPassword: _aio.UnaryUnaryMultiCallable[_identity_pb2.ResetPasswordRequest, _identity_pb2.ResetPasswordResponse]  # type: ignore[assignment]
+    """A new generated password for the user, answered once; revokes the user's tokens."""
+    ResetTotp: _aio.UnaryUnaryMultiCallable[_identity_pb2.ResetTotpRequest, _identity_pb2.ResetTotpResponse]  # type: ignore[assignment]
+    """A new TOTP secret for the user (enrol it again), answered once; revokes the user's tokens."""
     SetAgencyPolicy: _aio.UnaryUnaryMultiCallable[_identity_pb2.SetAgencyPolicyRequest, _identity_pb2.Agency]  # type: ignore[assignment]
     GetAgency: _aio.UnaryUnaryMultiCallable[_identity_pb2.GetAgencyRequest, _identity_pb2.Agency]  # type: ignore[assignment]
 
@@ -134,7 +150,23 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_identity_pb2.CreateUserResponse, _abc.Awaitable[_identity_pb2.CreateUserResponse]]:
         """Agency administration (role AGENCY_ADMIN, own agency only). Every change, and every refusal, is audited;
         a user of another agency is answered NOT_FOUND "no such user in your agency", like one that does not exist.
+        With initial_password empty, identity generates a one-time password and answers it once.
         """
+
+    @_abc_1.abstractmethod
+    def ListUsers(
+        self,
+        request: _identity_pb2.ListUsersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.ListUsersResponse, _abc.Awaitable[_identity_pb2.ListUsersResponse]]:
+        """The users of the caller's agency, by username."""
+
+    @_abc_1.abstractmethod
+    def GetUser(
+        self,
+        request: _identity_pb2.GetUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.User, _abc.Awaitable[_identity_pb2.User]]: ...
 
     @_abc_1.abstractmethod
     def SetRoles(
@@ -166,6 +198,22 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_identity_pb2.User, _abc.Awaitable[_identity_pb2.User]]:
         """Lifts a lock, and ends the username's failed-login backoff."""
+
+    @_abc_1.abstractmethod
+    def ResetPassword(
+        self,
+        request: _identity_pb2.ResetPasswordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.ResetPasswordResponse, _abc.Awaitable[_identity_pb2.ResetPasswordResponse]]:
+        """A new generated password for the user, answered once; revokes the user's tokens."""
+
+    @_abc_1.abstractmethod
+    def ResetTotp(
+        self,
+        request: _identity_pb2.ResetTotpRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.ResetTotpResponse, _abc.Awaitable[_identity_pb2.ResetTotpResponse]]:
+        """A new TOTP secret for the user (enrol it again), answered once; revokes the user's tokens."""
 
     @_abc_1.abstractmethod
     def SetAgencyPolicy(

@@ -1,6 +1,6 @@
 import pytest
 
-from services.inference.vision.plates import Region, normalize_plate, plausibility, region_from_text
+from services.inference.vision.plate_text import Region, normalize_plate, plausibility, region_from_text
 
 pytestmark = pytest.mark.unit
 
@@ -28,7 +28,7 @@ def test_plausibility_prefers_mixed_letters_and_digits_of_plate_length() -> None
 
 
 def test_known_layouts_and_us_o_convention() -> None:
-    from services.inference.vision.plates import apply_conventions, matches_format
+    from services.inference.vision.plate_text import apply_conventions, matches_format
 
     assert matches_format("RK828AG") and matches_format("7ABC123") and not matches_format("RRK828AG")
     assert apply_conventions("GOLFING") == "G0LFING"  # a vanity plate: US labels spell O as 0
@@ -37,7 +37,7 @@ def test_known_layouts_and_us_o_convention() -> None:
 
 
 def test_european_reads_take_the_layout_spelling_of_look_alikes() -> None:
-    from services.inference.vision.plates import LAYOUTS, apply_conventions, resolve_look_alikes
+    from services.inference.vision.plate_text import LAYOUTS, apply_conventions, resolve_look_alikes
 
     eu = LAYOUTS["eu"]
     assert resolve_look_alikes("ZA834C0", eu) == "ZA834CO"  # LLDDDLL: a letter at the end
@@ -51,7 +51,7 @@ def test_european_reads_take_the_layout_spelling_of_look_alikes() -> None:
 
 
 def test_brazilian_and_argentine_families_put_letters_and_digits_where_their_layouts_do() -> None:
-    from services.inference.vision.plates import apply_conventions, matches_format
+    from services.inference.vision.plate_text import apply_conventions, matches_format
 
     assert apply_conventions("0XK3125", "br") == "OXK3125"  # LLL-NNNN: the first letter O, not a zero
     assert apply_conventions("BRA2E1S", "br") == "BRA2E15"  # Mercosur LLLNLNN
@@ -69,7 +69,7 @@ def test_brazilian_and_argentine_families_put_letters_and_digits_where_their_lay
 def test_the_family_setting_takes_only_known_families() -> None:
     import pydantic
 
-    from services.inference.vision.plates import FAMILIES
+    from services.inference.vision.plate_text import FAMILIES
     from services.inference.vision.settings import VisionSettings
 
     for family in FAMILIES:
