@@ -250,17 +250,28 @@ def accounts(mongo_db) -> dict[str, Account]:
 
 
 @pytest.fixture(scope="session")
-async def tokens(identity_addr: str, accounts: dict[str, Account], mongo_db):
-    """tokens(name) -> an access token of that account, logging in again once the cached one is near expiry."""
+async def tokens(identity_addr: str, accounts: dict[str, Account], mongo_db, redis_url: str):
+    """tokens(name) -> an access token of that account, logging in again once the cached one is near expiry or
+    was revoked (a test that logs the shared account out, `sightline logout`, revokes every token of it)."""
+    import jwt
+    import redis as redis_sync
+
+    from services.common.auth import REVOKED_KEY_PREFIX
     from sightline.identity.v1 import identity_pb2, identity_pb2_grpc
 
     cache: dict[str, identity_pb2.LoginResponse] = {}
     channel = secure_channel(identity_addr)
     stub = identity_pb2_grpc.IdentityServiceStub(channel)
+    revocations = redis_sync.Redis.from_url(redis_url)
+
+    def revoked(name: str, token: str) -> bool:
+        before = float(revocations.get(f"{REVOKED_KEY_PREFIX}{accounts[name].user_id}") or 0)
+        return float(jwt.decode(token, options={"verify_signature": False})["iat"]) <= before
 
     async def get(name: str) -> str:
         cached = cache.get(name)
-        if cached is None or cached.expires_at.ToDatetime(tzinfo=UTC) - datetime.now(UTC) < timedelta(minutes=3):
+        if cached is None or cached.expires_at.ToDatetime(tzinfo=UTC) - datetime.now(UTC) < timedelta(minutes=3) \
+                or revoked(name, cached.access_token):
             acc = accounts[name]
             cache[name] = await stub.Login(identity_pb2.LoginRequest(username=acc.username, password=acc.password,
                                                                      totp_code=await acc.fresh_code(mongo_db)))
@@ -268,6 +279,7 @@ async def tokens(identity_addr: str, accounts: dict[str, Account], mongo_db):
 
     yield get
     await channel.close()
+    revocations.close()
 
 
 # --- hotlist -----------------------------------------------------------------------------------------------
