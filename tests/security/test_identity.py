@@ -13,7 +13,6 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import grpc
 import jwt
@@ -30,6 +29,7 @@ from services.common.auth import (
     load_private_key,
 )
 from services.devstack.stack import LocalStack, Ports
+from services.identity.adapters.throttle import KEY_PREFIX as THROTTLE_KEYS
 from services.identity.domain.accounts import Credentials, new_user_document
 from sightline.identity.v1 import identity_pb2, identity_pb2_grpc
 from sightline.ingest.v1 import ingest_pb2, ingest_pb2_grpc
@@ -160,19 +160,16 @@ async def test_an_outsider_cannot_lock_an_account_and_backoff_slows_guessing(ide
 
 @pytest.fixture
 def private_identity(stack: LocalStack, redis_url: str, audit_addr: str, tmp_path, channel_factory):
-    """start(**env) -> a stub of an identity of its own, with its throttles in Redis database 1 (emptied first),
-    so that its settings and counts do not touch the session's identity."""
+    """start(**env) -> a stub of an identity with settings of its own. It shares the session's Redis (a service's
+    user may not select another database), so the throttle it counts for the loopback source is cleared when
+    the test ends: the session's identity is never slowed by this test's deliberate failures."""
     import redis
 
-    parts = urlsplit(redis_url)
-    url = urlunsplit(parts._replace(path="/1"))  # the same server, user and TLS settings, database 1
-    with redis.Redis.from_url(url) as client:
-        client.flushdb()
     stacks: list[LocalStack] = []
 
     def start(**env: str) -> identity_pb2_grpc.IdentityServiceStub:
         own = LocalStack(tmp_path / f"stack{len(stacks)}", Ports.free())
-        own.env.update({**stack.env, "SIGHTLINE_REDIS_URL": url, "SIGHTLINE_DRAIN_SECONDS": "0", **env})
+        own.env.update({**stack.env, "SIGHTLINE_DRAIN_SECONDS": "0", **env})
         own.start_service("identity")
         stacks.append(own)
         return identity_pb2_grpc.IdentityServiceStub(channel_factory(own.address("identity")))
@@ -180,6 +177,8 @@ def private_identity(stack: LocalStack, redis_url: str, audit_addr: str, tmp_pat
     yield start
     for own in stacks:
         own.stop()
+    with redis.Redis.from_url(redis_url) as client:
+        client.delete(*(f"{THROTTLE_KEYS}source:{address}" for address in ("127.0.0.1", "::1")))
 
 
 async def test_failures_from_one_source_slow_that_source_only(private_identity, mongo_db) -> None:
