@@ -225,28 +225,30 @@ ACCOUNTS = {
 }
 
 
+def create_account(mongo_db, name: str, agency: str, roles: list[str], training_days: int = 300) -> Account:
+    """A user of `agency` with `roles`, written straight to MongoDB (a unique username from `name`)."""
+    from services.identity.domain.accounts import Credentials, new_user_document
+
+    now = datetime.now(UTC)
+    username, password = f"{name.replace('_', '.')}.{uuid.uuid4().hex[:6]}", f"correct horse {name} battery"
+    password_hash = Credentials.argon2id(1, 8 * 1024, 1).hash(password)  # cheap for tests; rehashed on login
+    doc, secret = new_user_document(username, agency, name, roles, password_hash,
+                                    {"course": "ALPR policy", "completed_at": now - timedelta(days=60),
+                                     "expires_at": now + timedelta(days=training_days)}, now)
+    mongo_db["users"].insert_one(doc)
+    return Account(username, password, secret, doc["_id"], agency)
+
+
 @pytest.fixture(scope="session")
 def accounts(mongo_db) -> dict[str, Account]:
     """Agencies pd-alpha (shares its reads with pd-beta), pd-beta, pd-gamma and one user per ACCOUNTS entry."""
-    from services.identity.domain.accounts import Credentials, new_user_document
-
-    credentials = Credentials.argon2id(1, 8 * 1024, 1)  # cheap for tests; the service rehashes on login
     mongo_db["agencies"].update_one({"_id": "pd-alpha"}, {"$set": {"name": "Alpha PD", "share_with": ["pd-beta"],
                                                                    "case_number_required": False}}, upsert=True)
     for agency in ("pd-beta", "pd-gamma"):
         mongo_db["agencies"].update_one({"_id": agency}, {"$set": {"name": agency, "share_with": [],
                                                                    "case_number_required": False}}, upsert=True)
-    out: dict[str, Account] = {}
-    now = datetime.now(UTC)
-    suffix = uuid.uuid4().hex[:6]
-    for name, (agency, roles, days) in ACCOUNTS.items():
-        username, password = f"{name.replace('_', '.')}.{suffix}", f"correct horse {name} battery"
-        doc, secret = new_user_document(username, agency, name, roles, credentials.hash(password),
-                                        {"course": "ALPR policy", "completed_at": now - timedelta(days=60),
-                                         "expires_at": now + timedelta(days=days)}, now)
-        mongo_db["users"].insert_one(doc)
-        out[name] = Account(username, password, secret, doc["_id"], agency)
-    return out
+    return {name: create_account(mongo_db, name, agency, roles, days)
+            for name, (agency, roles, days) in ACCOUNTS.items()}
 
 
 @pytest.fixture(scope="session")

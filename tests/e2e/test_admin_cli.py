@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from services.devstack.stack import LocalStack
+from tests.conftest import create_account
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,11 +56,13 @@ def stack_services(stack, identity_addr, hotlist_addr, retention_addr, camera_re
 async def test_admin_runs_the_department_from_the_command_line(stack_services, mongo_db, accounts, account_of,
                                                                identity_addr, tmp_path: Path) -> None:
     cli = Cli(stack_services, tmp_path / "state")
-    no_tty = cli.run("login", "--username", accounts["admin"].username, stdin="")
+    # An admin of its own: logging out at the end revokes every token of the account, the session's too.
+    admin = create_account(mongo_db, "cli_admin", "pd-alpha", ["agency_admin"])
+    no_tty = cli.run("login", "--username", admin.username, stdin="")
     assert no_tty.returncode == 2 and "--stdin" in no_tty.stderr and "Traceback" not in no_tty.stderr
     assert "not logged in" in cli.run("admin", "users", "list").stderr
 
-    await cli.login(accounts["admin"], mongo_db)
+    await cli.login(admin, mongo_db)
     assert stat.S_IMODE(cli.session.stat().st_mode) == 0o600
 
     # Users: create (one-time password and TOTP secret printed once), then run the account by username.

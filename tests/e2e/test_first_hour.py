@@ -99,6 +99,13 @@ def _children(pid: int) -> set[int]:
     return found
 
 
+def _command(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
+    except OSError:
+        return f"{pid} (gone)"
+
+
 def _alive(pid: int) -> bool:
     try:
         return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
@@ -124,7 +131,10 @@ def test_ctrl_c_stops_every_server_even_with_stdout_closed(tmp_path: Path) -> No
         assert len(servers) >= 10  # mongod, redis, triton, seven services, portal, console
         up.stdout.close()  # the reading end goes away, like tee killed by the same Ctrl-C
         up.send_signal(signal.SIGINT)
-        assert up.wait(120) == 0
+        try:  # how long it takes is not the point (a loaded CI machine is slow); that it stops is
+            assert up.wait(300) == 0
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the stack did not stop within 300 s; still running: {sorted(map(_command, servers))}")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and any(_alive(pid) for pid in servers):
             time.sleep(0.5)

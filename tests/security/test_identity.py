@@ -30,11 +30,10 @@ from services.common.auth import (
 )
 from services.devstack.stack import LocalStack, Ports
 from services.identity.adapters.throttle import KEY_PREFIX as THROTTLE_KEYS
-from services.identity.domain.accounts import Credentials, new_user_document
 from sightline.identity.v1 import identity_pb2, identity_pb2_grpc
 from sightline.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from sightline.search.v1 import search_pb2, search_pb2_grpc
-from tests.conftest import Account
+from tests.conftest import Account, create_account
 
 pytestmark = [pytest.mark.e2e, pytest.mark.security]
 
@@ -48,13 +47,7 @@ def source(n: int) -> tuple[tuple[str, str], ...]:
 
 
 def new_account(mongo_db, agency: str = "pd-alpha", roles: tuple[str, ...] = ("officer",)) -> Account:
-    now = datetime.now(UTC)
-    username, password = f"sec.{uuid.uuid4().hex[:10]}", f"correct horse {uuid.uuid4().hex[:6]} battery"
-    doc, secret = new_user_document(username, agency, username, list(roles),
-                                    Credentials.argon2id(1, 8 * 1024, 1).hash(password),
-                                    {"course": "ALPR policy", "expires_at": now + timedelta(days=300)}, now)
-    mongo_db["users"].insert_one(doc)
-    return Account(username, password, secret, doc["_id"], agency)
+    return create_account(mongo_db, "sec", agency, list(roles))
 
 
 def audit_entry(mongo_db, **match) -> dict | None:
