@@ -26,6 +26,7 @@ from runner import OpenLoop, Scenario, histogram, quantiles, write_summary
 from synthetic import Traffic, cameras
 
 from services.common.auth import auth_metadata
+from services.common.tls import secure_channel
 from sightline.hotlist.v1 import hotlist_pb2, hotlist_pb2_grpc
 from sightline.ingest.v1 import ingest_pb2_grpc
 
@@ -65,8 +66,8 @@ async def run(scenario: Scenario, stack) -> dict[str, Any]:
     delay = histogram()
     received: list[int] = []
     async with (
-        grpc.aio.insecure_channel(stack.address("hotlist")) as hch,
-        grpc.aio.insecure_channel(stack.address("ingest"), options=GRPC_OPTIONS) as ich,
+        secure_channel(stack.address("hotlist")) as hch,
+        secure_channel(stack.address("ingest"), options=GRPC_OPTIONS) as ich,
     ):
         list_id = await make_list(hch, hot, admin)
         alerts = hotlist_pb2_grpc.AlertServiceStub(hch)

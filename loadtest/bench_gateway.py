@@ -25,6 +25,7 @@ from pathlib import Path
 
 import cv2
 
+from services.common.tls import secure_channel
 from services.gateway.config import FileSource, PickConfig
 from services.gateway.domain.picking import StillPicker
 from services.gateway.sources import decode_video
@@ -132,7 +133,6 @@ def bench_spool(frames: int, still_kb: int) -> None:
 
 
 async def bench_latency() -> None:
-    import grpc
 
     from loadtest.local import login_new_user, start_stack
     from services.gateway import metrics
@@ -149,8 +149,9 @@ async def bench_latency() -> None:
             passes = render_pass_video(video, 6, seed=5, fps=15)
             admin = await login_new_user(stack.env["SIGHTLINE_MONGO_URI"], stack.address("identity"),
                                          ["agency_admin"])
-            async with grpc.aio.insecure_channel(stack.address("ingest")) as channel:
-                credential = await register_camera(channel, ingest_pb2.Camera(camera_id="bench-gw-1", active=True),
+            async with secure_channel(stack.address("ingest")) as channel:
+                credential = await register_camera(channel, ingest_pb2.Camera(
+                        site_id="dev-site", camera_id="bench-gw-1", active=True),
                                                    admin)
             (folder / "secret").write_text(credential[0][1].partition(":")[2])
             config = SiteConfig.model_validate({

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
 import random
 import statistics
 import string
@@ -21,13 +22,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import grpc
 import redis as redis_sync
 from pymongo import MongoClient
 
 from services.common.auth import auth_metadata
 from services.common.settings import RedisSettings
 from services.common.storage import redis_client
+from services.common.tls import secure_channel
 from services.devstack.stack import LocalStack, Ports
 from services.devstack.tokens import dev_token
 from services.hotlist.domain.matcher import ListIndex
@@ -111,7 +112,7 @@ async def setup_list(hot, md, list_id: str, plates: list[str]) -> None:
 
 
 async def bench_latency(stack: LocalStack, rate: float, seconds: float) -> None:
-    channel = grpc.aio.insecure_channel(stack.address("hotlist"))
+    channel = secure_channel(stack.address("hotlist"))
     hot, alerts = hotlist_pb2_grpc.HotlistServiceStub(channel), hotlist_pb2_grpc.AlertServiceStub(channel)
     md = supervisor(stack)
     await setup_list(hot, md, "lat", [f"LAT{i:04d}" for i in range(1000)])
@@ -145,7 +146,7 @@ async def bench_latency(stack: LocalStack, rate: float, seconds: float) -> None:
 
 
 async def plant_crash_reads(stack: LocalStack, reads: int) -> int:
-    channel = grpc.aio.insecure_channel(stack.address("hotlist"))
+    channel = secure_channel(stack.address("hotlist"))
     hot = hotlist_pb2_grpc.HotlistServiceStub(channel)
     await setup_list(hot, supervisor(stack), "crash", [f"CR{i:05d}" for i in range(reads)])
     await channel.close()
@@ -198,6 +199,7 @@ def main() -> None:
         try:
             stack.env.update(SIGHTLINE_DATA_DIR=str(stack.root / "data"),
                              SIGHTLINE_AUDIT_ADDRESS=stack.address("audit"))
+            os.environ.update(stack.client_env())  # this process's clients trust the stack's CA
             stack.start_mongo()
             stack.start_redis()
             stack.start_service("audit")

@@ -21,9 +21,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import cpu_usage
-import grpc
 from tqdm import tqdm
 
+from services.common.tls import secure_channel
 from services.devstack.stack import LocalStack, Ports
 from services.devstack.tokens import dev_token
 from services.ingest.client import register_camera
@@ -39,8 +39,8 @@ async def run(addr: str, admin_token: str, jpegs: list[bytes], frames: int, came
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     run_id = f"{int(time.time())}"
-    async with grpc.aio.insecure_channel(addr, options=[("grpc.max_send_message_length", 32 << 20)]) as ch:
-        credentials = [await register_camera(ch, ingest_pb2.Camera(
+    async with secure_channel(addr, options=[("grpc.max_send_message_length", 32 << 20)]) as ch:
+        credentials = [await register_camera(ch, ingest_pb2.Camera(site_id="dev-site",
             camera_id=f"bench-{c}", name=f"bench camera {c}", active=True), admin_token) for c in range(cameras)]
         stub = ingest_pb2_grpc.IngestServiceStub(ch)
         bar = tqdm(total=frames, unit="frame", desc="ingest")
@@ -93,6 +93,7 @@ def main() -> None:
     if addr is None:
         stack = LocalStack(Path(tempfile.mkdtemp(prefix="sightline-bench-")), Ports.free())
         stack.env.update(SIGHTLINE_DATA_DIR=str(stack.root / "data"), SIGHTLINE_AUDIT_ADDRESS=stack.address("audit"))
+        os.environ.update(stack.client_env())  # this process's clients trust the stack's CA
         print("starting local stack (mongod, redis, triton, audit, ingest) …", flush=True)
         stack.start_mongo()
         stack.start_redis()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import statistics
 import string
@@ -23,7 +24,6 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import grpc
 import pyotp
 from pymongo import MongoClient
 from tqdm import tqdm
@@ -38,6 +38,7 @@ from services.common.plates import CONFUSION_CLASSES, skeleton
 from services.common.reads import READS, ensure_indexes
 from services.common.service_tokens import service_signer
 from services.common.storage import mongo_client
+from services.common.tls import secure_channel
 from services.devstack.stack import LocalStack, Ports
 from services.identity.domain.accounts import Credentials, new_user_document
 from services.search.adapters.indexes import ensure_search_indexes
@@ -174,8 +175,8 @@ def confuse(plate: str, rng: random.Random) -> str:
 
 async def run_queries(stack: LocalStack, pool: list[str], end: datetime, creds: tuple[str, str, str],
                       repeats: int, rng: random.Random) -> list[dict]:
-    async with grpc.aio.insecure_channel(stack.address("identity")) as ich, \
-            grpc.aio.insecure_channel(stack.address("search")) as sch:
+    async with secure_channel(stack.address("identity")) as ich, \
+            secure_channel(stack.address("search")) as sch:
         username, password, secret = creds
         login = await identity_pb2_grpc.IdentityServiceStub(ich).Login(identity_pb2.LoginRequest(
             username=username, password=password, totp_code=pyotp.TOTP(secret).now()))
@@ -227,6 +228,7 @@ def main() -> int:
         stack = LocalStack(Path(tmp), Ports.free())
         stack.env.update({"SIGHTLINE_DATA_DIR": str(Path(tmp) / "data"),
                           "SIGHTLINE_AUDIT_ADDRESS": stack.address("audit"), "SIGHTLINE_DRAIN_SECONDS": "0"})
+        os.environ.update(stack.client_env())  # this process's clients trust the stack's CA
         try:
             stack.start_mongo()
             uri = stack.env["SIGHTLINE_MONGO_URI"]

@@ -10,16 +10,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from pathlib import Path
 
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
 
+from services.inference.launcher import triton_client
 from services.simulator.render import render_scene
 
 
-async def bench(url: str, concurrency: int, frames: int, warmup: int) -> None:
+async def bench(url: str, concurrency: int, frames: int, warmup: int, ca: Path | None = None) -> None:
     jpegs = [render_scene(seed).jpeg for seed in range(16)]
-    client = grpcclient.InferenceServerClient(url)
+    client = triton_client(url, ca)
     latencies: list[float] = []
 
     async def one(index: int, record: bool) -> None:
@@ -51,11 +53,13 @@ async def bench(url: str, concurrency: int, frames: int, warmup: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default="127.0.0.1:8001", help="Triton gRPC host:port")
+    parser.add_argument("--ca", type=Path, help="CA of a Triton serving gRPC over TLS (the local stack's: "
+                        ".local/data/tls/ca.crt); default: plain text")
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--frames", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=4)
     args = parser.parse_args()
-    asyncio.run(bench(args.url, args.concurrency, args.frames, args.warmup))
+    asyncio.run(bench(args.url, args.concurrency, args.frames, args.warmup, args.ca))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from runner import OpenLoop, Scenario, write_summary
 from synthetic import Camera, Traffic, cameras
 from tqdm import tqdm
 
+from services.common.tls import secure_channel
 from services.devstack.stack import LocalStack
 from services.ingest.client import register_camera
 from sightline.ingest.v1 import ingest_pb2, ingest_pb2_grpc
@@ -45,7 +46,7 @@ async def register_all(channel: grpc.aio.Channel, cams: list[Camera], admin_toke
 
     async def one(cam: Camera) -> tuple[str, tuple]:
         async with limit:
-            proto = ingest_pb2.Camera(camera_id=cam.camera_id, name=cam.camera_id, active=True)
+            proto = ingest_pb2.Camera(site_id="dev-site", camera_id=cam.camera_id, name=cam.camera_id, active=True)
             proto.location.latitude, proto.location.longitude = cam.latitude, cam.longitude
             md = await register_camera(channel, proto, admin_token)
             bar.update()
@@ -142,7 +143,7 @@ async def main_async(args: argparse.Namespace, scenario: Scenario, stack: LocalS
         admin = await login_new_user(stack.env["SIGHTLINE_MONGO_URI"], stack.address("identity"), ["agency_admin"])
     cams = cameras(int(opts.get("cameras", 100)), opts.get("camera_prefix", "load-cam"))
     run_id = f"{int(time.time())}"
-    async with grpc.aio.insecure_channel(addr, options=GRPC_OPTIONS) as channel:
+    async with secure_channel(addr, options=GRPC_OPTIONS) as channel:
         creds = await register_all(channel, cams, admin)
         stub = ingest_pb2_grpc.IngestServiceStub(channel)
         if mode == "frames":

@@ -3,15 +3,16 @@ users created in MongoDB like the test fixtures do, logged in through the identi
 
 from __future__ import annotations
 
+import os
 import tempfile
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import grpc
 import pyotp
 from pymongo import MongoClient
 
+from services.common.tls import secure_channel
 from services.devstack.stack import LocalStack, Ports
 from services.identity.domain.accounts import Credentials, new_user_document
 from sightline.identity.v1 import identity_pb2, identity_pb2_grpc
@@ -25,6 +26,7 @@ def start_stack(services: list[str], triton: bool = False, **env: str) -> LocalS
     stack = LocalStack(root, Ports.free())
     stack.env.update(SIGHTLINE_DATA_DIR=str(root / "data"), SIGHTLINE_AUDIT_ADDRESS=stack.address("audit"),
                      SIGHTLINE_DRAIN_SECONDS="0", **env)
+    os.environ.update(stack.client_env())  # this process's clients trust the stack's CA
     if not triton:  # ingest then serves metadata-only reads (its health reports Triton missing)
         stack.env.setdefault("SIGHTLINE_TRITON_URL", f"127.0.0.1:{stack.ports.triton_grpc}")
     print(f"starting mongod, redis{', triton' if triton else ''}, {', '.join(services)} under {root} …", flush=True)
@@ -53,7 +55,7 @@ async def login_new_user(uri: str, identity_addr: str, roles: list[str], agency:
     seed_agency(uri, agency)
     with MongoClient(uri) as client:
         client["sightline"]["users"].insert_one(doc)
-    async with grpc.aio.insecure_channel(identity_addr) as ch:
+    async with secure_channel(identity_addr) as ch:
         reply = await identity_pb2_grpc.IdentityServiceStub(ch).Login(identity_pb2.LoginRequest(
             username=username, password=password, totp_code=pyotp.TOTP(secret).now()), wait_for_ready=True,
             timeout=30)

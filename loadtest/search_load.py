@@ -19,7 +19,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import grpc
 from bench_search import confuse, ts
 from generate_reads import build_indexes, insert
 from ingest_load import GRPC_OPTIONS, reads_request, register_all
@@ -28,6 +27,7 @@ from runner import OpenLoop, Scenario, Stage, write_summary
 from synthetic import COLOURS, Traffic, cameras
 
 from services.common.auth import auth_metadata
+from services.common.tls import secure_channel
 from sightline.ingest.v1 import ingest_pb2_grpc
 from sightline.search.v1 import search_pb2, search_pb2_grpc
 
@@ -81,8 +81,8 @@ async def run(args: argparse.Namespace, scenario: Scenario, stack) -> dict[str, 
         admin = await login_new_user(uri, stack.address("identity"), ["agency_admin"])
         pids = {name: proc.popen.pid for name, proc in stack.procs.items()}
     async with (
-        grpc.aio.insecure_channel(search_addr) as sch,
-        grpc.aio.insecure_channel(ingest_addr, options=GRPC_OPTIONS) as ich,
+        secure_channel(search_addr) as sch,
+        secure_channel(ingest_addr, options=GRPC_OPTIONS) as ich,
     ):
         search = OpenLoop(
             "search",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,8 +20,24 @@ import grpc
 import pytest
 from pymongo import MongoClient
 
+from services.common.tls import secure_channel
+from services.devstack.pki import DevPki
 from services.devstack.servers import free_port
-from services.devstack.stack import LocalStack, Ports
+from services.devstack.stack import TLS_SERVERS, LocalStack, Ports
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One development CA for the whole session, every stack's servers certified by it: every test's client
+    (in this process and in the tools it runs) trusts it and presents the dev-site camera gateway's
+    certificate, so every call goes over TLS, ingest's over mutual TLS."""
+    if "SIGHTLINE_DEV_PKI_DIR" in os.environ:
+        return
+    pki = DevPki(Path(tempfile.mkdtemp(prefix="sightline-pki-"))).ensure(TLS_SERVERS)
+    gateway = pki.gateway()
+    # SSL_CERT_FILE: this process's HTTPS clients (httpx, urllib) trust the CA too (no test reaches the internet).
+    os.environ.update(SIGHTLINE_DEV_PKI_DIR=str(pki.folder), SIGHTLINE_TLS_CA_FILE=str(pki.ca),
+                      SSL_CERT_FILE=str(pki.ca), SIGHTLINE_TLS_CLIENT_CERT_FILE=str(gateway.cert),
+                      SIGHTLINE_TLS_CLIENT_KEY_FILE=str(gateway.key))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -59,11 +76,17 @@ def redis_url(stack: LocalStack) -> str:
 
 @pytest.fixture(scope="session")
 def triton_url(stack: LocalStack) -> str:
-    if url := os.environ.get("SIGHTLINE_TRITON_URL"):
+    if url := os.environ.get("SIGHTLINE_TRITON_URL"):  # a Triton already running, serving plain text
         stack.env["SIGHTLINE_TRITON_URL"] = url
+        stack.env["SIGHTLINE_TRITON_TLS"] = "false"
     elif "triton" not in stack.procs:
         stack.start_triton()
     return stack.env["SIGHTLINE_TRITON_URL"]
+
+
+def triton_ca(stack: LocalStack) -> Path | None:
+    """The CA a Triton client verifies the stack's Triton against (None: it serves plain text)."""
+    return stack.pki.ca if stack.env.get("SIGHTLINE_TRITON_TLS") == "true" else None
 
 
 # Ingest started for its camera registry only (no Triton): replaced by a full one when a test needs frames read.
@@ -107,7 +130,7 @@ async def channel_factory():
     channels: list[grpc.aio.Channel] = []
 
     def make(addr: str) -> grpc.aio.Channel:
-        ch = grpc.aio.insecure_channel(addr, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)])
+        ch = secure_channel(addr, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)])
         channels.append(ch)
         return ch
 
@@ -229,17 +252,28 @@ def accounts(mongo_db) -> dict[str, Account]:
 
 
 @pytest.fixture(scope="session")
-async def tokens(identity_addr: str, accounts: dict[str, Account], mongo_db):
-    """tokens(name) -> an access token of that account, logging in again once the cached one is near expiry."""
+async def tokens(identity_addr: str, accounts: dict[str, Account], mongo_db, redis_url: str):
+    """tokens(name) -> an access token of that account, logging in again once the cached one is near expiry or
+    was revoked (a test that logs the shared account out, `sightline logout`, revokes every token of it)."""
+    import jwt
+    import redis as redis_sync
+
+    from services.common.auth import REVOKED_KEY_PREFIX
     from sightline.identity.v1 import identity_pb2, identity_pb2_grpc
 
     cache: dict[str, identity_pb2.LoginResponse] = {}
-    channel = grpc.aio.insecure_channel(identity_addr)
+    channel = secure_channel(identity_addr)
     stub = identity_pb2_grpc.IdentityServiceStub(channel)
+    revocations = redis_sync.Redis.from_url(redis_url)
+
+    def revoked(name: str, token: str) -> bool:
+        before = float(revocations.get(f"{REVOKED_KEY_PREFIX}{accounts[name].user_id}") or 0)
+        return float(jwt.decode(token, options={"verify_signature": False})["iat"]) <= before
 
     async def get(name: str) -> str:
         cached = cache.get(name)
-        if cached is None or cached.expires_at.ToDatetime(tzinfo=UTC) - datetime.now(UTC) < timedelta(minutes=3):
+        if cached is None or cached.expires_at.ToDatetime(tzinfo=UTC) - datetime.now(UTC) < timedelta(minutes=3) \
+                or revoked(name, cached.access_token):
             acc = accounts[name]
             cache[name] = await stub.Login(identity_pb2.LoginRequest(username=acc.username, password=acc.password,
                                                                      totp_code=await acc.fresh_code(mongo_db)))
@@ -247,6 +281,7 @@ async def tokens(identity_addr: str, accounts: dict[str, Account], mongo_db):
 
     yield get
     await channel.close()
+    revocations.close()
 
 
 # --- hotlist -----------------------------------------------------------------------------------------------
@@ -311,8 +346,10 @@ def console_url(stack: LocalStack, identity_addr: str, search_addr: str, audit_a
 
 CHROMIUM = Path(os.environ.get("SIGHTLINE_CHROMIUM", "/usr/bin/chromium"))
 HAVE_CHROMIUM = CHROMIUM.exists()
+# The console and portal serve HTTPS with the session's development CA, which Chromium (NSS) is not told
+# about: the test browser accepts their certificates.
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
+                 "--disable-component-update", "--no-first-run", "--ignore-certificate-errors"]
 
 
 @pytest.fixture(scope="session")

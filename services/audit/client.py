@@ -22,6 +22,7 @@ from services.common.auth import Permission, Principal, TokenVerifier, auth_meta
 from services.common.grpc_server import Dependency
 from services.common.rejected import Code, Rejected
 from services.common.service_tokens import ServiceSigner
+from services.common.tls import TlsSettings, secure_channel
 from sightline.audit.v1 import audit_pb2, audit_pb2_grpc
 
 SERVICE_NAME = audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name
@@ -40,9 +41,10 @@ class AuditUnavailable(Exception):
 
 
 class AuditClient:
-    def __init__(self, address: str, timeout_s: float, signer: ServiceSigner):
+    def __init__(self, address: str, timeout_s: float, signer: ServiceSigner, tls: TlsSettings | None = None):
+        """`tls`: the caller's TLS settings (a service passes its own); None reads them from the environment."""
         self._signer = signer
-        self._channel = grpc.aio.insecure_channel(address)
+        self._channel = secure_channel(address, tls)
         self._stub = audit_pb2_grpc.AuditServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._timeout = timeout_s

@@ -28,6 +28,7 @@ from google.protobuf.message import Message
 
 from services.common.auth import KeySettings, auth_metadata
 from services.common.qr import qr_text
+from services.common.tls import secure_channel
 from services.console.domain import admin as forms
 from services.console.domain.forms import FormError
 from services.ingest.client import CameraRegistry
@@ -101,7 +102,7 @@ async def _login(args: argparse.Namespace) -> int:
     code = _ask("TOTP code: ", False, args.stdin).strip()
     if not password or not code:
         raise Refused("give the password and the code", 2)
-    async with grpc.aio.insecure_channel(address("identity")) as channel:
+    async with secure_channel(address("identity")) as channel:
         reply = await identity_pb2_grpc.IdentityServiceStub(channel).Login(identity_pb2.LoginRequest(
             username=args.username, password=password, totp_code=code), timeout=TIMEOUT_S)
     path = save_token(reply.access_token)
@@ -119,7 +120,7 @@ async def _logout(args: argparse.Namespace) -> int:
         return 0
     token = path.read_text().strip()
     try:
-        async with grpc.aio.insecure_channel(address("identity")) as channel:
+        async with secure_channel(address("identity")) as channel:
             await identity_pb2_grpc.IdentityServiceStub(channel).Logout(
                 identity_pb2.LogoutRequest(), metadata=auth_metadata(token), timeout=TIMEOUT_S)
     except grpc.aio.AioRpcError as exc:
@@ -154,7 +155,7 @@ def _secrets_text(user: identity_pb2.User, password: str, totp_secret: str, uri:
 
 async def _users(args: argparse.Namespace, token: str) -> int:
     md = auth_metadata(token)
-    async with grpc.aio.insecure_channel(address("identity")) as channel:
+    async with secure_channel(address("identity")) as channel:
         stub = identity_pb2_grpc.IdentityServiceStub(channel)
 
         async def resolve(who: str) -> str:
@@ -216,7 +217,7 @@ def _camera_line(c: Any) -> str:
 
 
 async def _cameras(args: argparse.Namespace, token: str) -> int:
-    async with grpc.aio.insecure_channel(address("ingest")) as channel:
+    async with secure_channel(address("ingest")) as channel:
         registry = CameraRegistry(channel, TIMEOUT_S)
         cmd = args.cameras_command
         if cmd == "list":
@@ -258,8 +259,8 @@ async def _cameras(args: argparse.Namespace, token: str) -> int:
 
 async def _agency(args: argparse.Namespace, token: str) -> int:
     md = auth_metadata(token)
-    async with grpc.aio.insecure_channel(address("identity")) as ich, \
-            grpc.aio.insecure_channel(address("retention")) as rch:
+    async with secure_channel(address("identity")) as ich, \
+            secure_channel(address("retention")) as rch:
         identity = identity_pb2_grpc.IdentityServiceStub(ich)
         retention = retention_pb2_grpc.RetentionServiceStub(rch)
         cmd = args.agency_command
@@ -303,7 +304,7 @@ async def _file_chunks(path: Path, list_id: str) -> AsyncIterator[hotlist_pb2.Im
 
 async def _hotlists(args: argparse.Namespace, token: str) -> int:
     md = auth_metadata(token)
-    async with grpc.aio.insecure_channel(address("hotlist")) as channel:
+    async with secure_channel(address("hotlist")) as channel:
         stub = hotlist_pb2_grpc.HotlistServiceStub(channel)
         cmd = args.hotlists_command
         if cmd == "list":

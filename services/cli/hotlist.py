@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from services.common.auth import auth_metadata
 from services.common.purpose import CRIMINAL, NON_CRIMINAL
+from services.common.tls import secure_channel
 from sightline.hotlist.v1 import hotlist_pb2, hotlist_pb2_grpc
 from sightline.search.v1 import search_pb2
 
@@ -63,7 +64,7 @@ async def _chunks(path: Path, list_id: str, fmt: int, bar: tqdm) -> AsyncIterato
 async def _import(args: argparse.Namespace) -> int:
     token = os.environ.get("SIGHTLINE_TOKEN", "")
     metadata = auth_metadata(token) if token else None
-    async with grpc.aio.insecure_channel(args.address) as channel:
+    async with secure_channel(args.address) as channel:
         stub = hotlist_pb2_grpc.HotlistServiceStub(channel)
         with tqdm(total=args.file.stat().st_size, unit="B", unit_scale=True, desc=f"import {args.list_id}") as bar:
             try:

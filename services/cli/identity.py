@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 
 from services.audit.client import AuditClient, AuditUnavailable
+from services.common.data_keys import load_master_key
 from services.common.service_tokens import service_signer
 from services.common.storage import mongo_client, mongo_database
 from services.identity.adapters.store import IdentityStore
@@ -56,9 +57,9 @@ async def bootstrap(settings: IdentitySettings, args: argparse.Namespace, passwo
     mongo = mongo_client(settings)
     # Recorded as the identity service (its service key), whose database this command writes.
     audit = AuditClient(settings.audit_address, settings.audit_timeout_s,
-                        service_signer(settings.service_name, settings))
+                        service_signer(settings.service_name, settings), settings)
     try:
-        store = IdentityStore(mongo_database(mongo, settings))
+        store = IdentityStore(mongo_database(mongo, settings), load_master_key(settings))
         await store.ensure_indexes()
         if await store.user_by_name(username) is not None:
             raise AccountError("username taken")

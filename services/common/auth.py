@@ -18,14 +18,18 @@ once into `<data_dir>/keys/` (never commit it). Production sets the files and tu
 
 from __future__ import annotations
 
+import base64
 import fcntl
+import hashlib
+import logging
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import grpc
 import jwt
@@ -39,6 +43,8 @@ from services.common.rejected import Code, Rejected
 
 TOKEN_KEY = "token_ed25519"
 ISSUER = "sightline-identity"
+log = logging.getLogger(__name__)
+
 AUDIENCE = "sightline"
 ALGORITHM = "EdDSA"
 # The local stack's data folder in this checkout (services/devstack keeps its state under <repo>/.local).
@@ -64,6 +70,10 @@ class KeySettings(BaseSettings):
         default=None,
         description="PEM Ed25519 public key that verifies access tokens (every service); unset with dev keys: "
                     "<data_dir>/keys/token_ed25519.pub.pem.")
+    token_public_keys_dir: Path | None = Field(default=None, description=(
+        "Folder of identity's public keys (*.pem), every one of which verifies access tokens by its kid: add the "
+        "new key here before identity signs with it, remove the old one after the tokens' lifetime. Re-read "
+        "without a restart. With token_public_key_file, both are used."))
     token_leeway_s: int = Field(
         default=30, ge=0, le=300, description="Seconds of clock skew tolerated when checking a token's times.")
     service_key_file: Path | None = Field(default=None, description=(
@@ -211,11 +221,67 @@ return 1
 """
 
 
+def key_id(public_key: Ed25519PublicKey) -> str:
+    """A signing key's `kid`: the first 16 bytes of the SHA-256 of its raw public key, base64url."""
+    digest = hashlib.sha256(public_key.public_bytes_raw()).digest()[:16]
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+KeySource = Callable[[], Sequence[Ed25519PublicKey]]
+
+
 class TokenVerifier:
-    def __init__(self, public_key: Ed25519PublicKey, leeway_s: int = 30, revocations: Revocations | None = None):
-        self._key = public_key
+    """Verifies access tokens against a set of identity public keys, chosen by the token's `kid`: during a
+    rotation the previous key and the new one are both in the set, so tokens signed by either verify; a key
+    removed from the set stops verifying. With a `source` (a folder of public keys), an unknown `kid` makes
+    the verifier look at the source again (at most every `reload_s`), and the set is refreshed that often
+    anyway: keys are added and removed without a restart."""
+
+    def __init__(self, public_key: Ed25519PublicKey | Sequence[Ed25519PublicKey], leeway_s: int = 30,
+                 revocations: Revocations | None = None, source: KeySource | None = None, reload_s: float = 10.0):
+        self._keys = self._index([public_key] if isinstance(public_key, Ed25519PublicKey) else public_key)
         self._leeway = leeway_s
         self._revocations = revocations
+        self._source = source
+        self._reload_s = reload_s
+        self._loaded_at = time.monotonic()
+
+    @staticmethod
+    def _index(keys: Iterable[Ed25519PublicKey]) -> dict[str, Ed25519PublicKey]:
+        return {key_id(k): k for k in keys}
+
+    @property
+    def key_ids(self) -> frozenset[str]:
+        return frozenset(self._keys)
+
+    def _reload(self, force: bool) -> None:
+        if self._source is None:
+            return
+        now = time.monotonic()
+        if now - self._loaded_at < self._reload_s and not (force and now - self._loaded_at >= 1.0):
+            return
+        self._loaded_at = now
+        try:
+            keys = self._index(self._source())
+        except (OSError, ValueError, SystemExit) as exc:
+            log.warning("token keys not reloaded; keeping the current set", extra={"error": str(exc)[:200]})
+            return
+        if keys:
+            self._keys = keys
+
+    def _key_for(self, token: str) -> Ed25519PublicKey | list[Ed25519PublicKey]:
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.InvalidTokenError as exc:
+            raise Rejected(Code.UNAUTHENTICATED, f"invalid access token ({exc})") from exc
+        self._reload(force=False)
+        if kid is None:  # signed before keys had ids: any key of the set
+            return list(self._keys.values())
+        if kid not in self._keys:
+            self._reload(force=True)
+        if kid not in self._keys:
+            raise Rejected(Code.UNAUTHENTICATED, "access token signed by an unknown or retired key")
+        return self._keys[str(kid)]
 
     async def authenticate(self, token: str) -> Principal:
         """`verify`, then refuse a token of a user whose tokens were revoked after it was issued."""
@@ -225,11 +291,22 @@ class TokenVerifier:
             raise Rejected(Code.UNAUTHENTICATED, "access token revoked: log in again")
         return principal
 
+    def _decode(self, token: str, keys: Ed25519PublicKey | list[Ed25519PublicKey]) -> dict[str, Any]:
+        candidates = keys if isinstance(keys, list) else [keys]
+        error: jwt.InvalidTokenError = jwt.InvalidSignatureError("no key")
+        for key in candidates:
+            try:
+                return jwt.decode(token, key, algorithms=[ALGORITHM], audience=AUDIENCE, issuer=ISSUER,
+                                  leeway=self._leeway, options={"require": ["exp", "iat", "sub", "agency"]})
+            except jwt.InvalidSignatureError as exc:
+                error = exc
+        raise error
+
     def verify(self, token: str) -> Principal:
         """The principal of a validly signed, unexpired token (revocation is checked by `authenticate`)."""
+        keys = self._key_for(token)
         try:
-            claims = jwt.decode(token, self._key, algorithms=[ALGORITHM], audience=AUDIENCE, issuer=ISSUER,
-                                leeway=self._leeway, options={"require": ["exp", "iat", "sub", "agency"]})
+            claims = self._decode(token, keys)
         except jwt.ExpiredSignatureError as exc:
             raise Rejected(Code.UNAUTHENTICATED, "access token expired: log in again") from exc
         except jwt.InvalidTokenError as exc:
@@ -253,10 +330,11 @@ class TokenVerifier:
 
 
 class TokenIssuer:
-    """Signs access tokens (the identity service, and tools holding its key)."""
+    """Signs access tokens (the identity service, and tools holding its key), naming the key in `kid`."""
 
     def __init__(self, private_key: Ed25519PrivateKey, ttl: timedelta):
         self._key = private_key
+        self.kid = key_id(private_key.public_key())
         self.ttl = ttl
 
     def issue(self, principal: Principal, now: datetime, amr: Iterable[str]) -> tuple[str, datetime]:
@@ -273,7 +351,7 @@ class TokenIssuer:
         }
         if principal.training_until is not None:
             claims["training_until"] = int(principal.training_until.timestamp())
-        return jwt.encode(claims, self._key, algorithm=ALGORITHM), expires
+        return jwt.encode(claims, self._key, algorithm=ALGORITHM, headers={"kid": self.kid}), expires
 
 
 def bearer_token(context: grpc.aio.ServicerContext) -> str | None:
@@ -352,5 +430,13 @@ def token_verifier(settings: KeySettings, redis: aioredis.Redis | None) -> Token
     """The verifier of a service: the identity public key, and the revocation entries in `redis` (None only for
     the console, which reaches no database and whose every call is checked again by the service it calls)."""
     revocations = Revocations(redis, settings.revocation_cache_s) if redis is not None else None
-    return TokenVerifier(load_public_key(settings.token_public_key_file, settings, TOKEN_KEY), settings.token_leeway_s,
-                         revocations)
+
+    def keys() -> list[Ed25519PublicKey]:
+        folder = settings.token_public_keys_dir
+        found = [load_public_key(p, settings, TOKEN_KEY) for p in sorted(folder.glob("*.pem"))] if folder else []
+        if settings.token_public_key_file is not None or not found:
+            found.append(load_public_key(settings.token_public_key_file, settings, TOKEN_KEY))
+        return found
+
+    return TokenVerifier(keys(), settings.token_leeway_s, revocations,
+                         source=keys if settings.token_public_keys_dir is not None else None)

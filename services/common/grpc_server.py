@@ -23,6 +23,7 @@ from services.common.logging import setup_logging
 from services.common.rejected import Code, Rejected
 from services.common.settings import ServiceSettings
 from services.common.telemetry import setup_telemetry
+from services.common.tls import TlsError, server_credentials
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +179,27 @@ def build_server(settings: ServiceSettings) -> grpc.aio.Server:
     return grpc.aio.server(options=opts, interceptors=[RejectionsAsStatus()])
 
 
+def bind_port(server: grpc.aio.Server, settings: ServiceSettings, address: str) -> None:
+    """Listen on `address` with TLS only (the one place every service's port is opened); a plain-text or
+    untrusted client is refused during the handshake. Missing certificate files stop the start."""
+    try:
+        credentials = server_credentials(settings)
+    except TlsError as exc:
+        raise SystemExit(f"TLS: {exc} (set SIGHTLINE_TLS_CERT_FILE and SIGHTLINE_TLS_KEY_FILE)") from exc
+    if credentials is None:
+        log.warning("TLS DISABLED: serving plain text; calls, tokens and credentials cross the network in clear",
+                    extra={"address": address})
+        bound = server.add_insecure_port(address)
+    else:
+        bound = server.add_secure_port(address, credentials)
+        log.info("TLS only: plain-text and untrusted clients are refused at the handshake (grpc logs "
+                 "'Handshake failed' with the reason)",
+                 extra={"address": address, "cert_file": str(settings.tls_cert_file),
+                        "mutual_tls": settings.tls_require_client_cert})
+    if bound == 0:
+        raise SystemExit(f"cannot bind {address}")
+
+
 async def serve(settings: ServiceSettings, make_spec: Callable[[], Awaitable[ServiceSpec]]) -> None:
     """Run a service until SIGTERM/SIGINT. `make_spec` builds clients and servicers (after telemetry)."""
     setup_logging(settings.service_name, settings.log_level)
@@ -192,8 +214,15 @@ async def serve(settings: ServiceSettings, make_spec: Callable[[], Awaitable[Ser
         server,
     )
     address = f"{settings.grpc_host}:{settings.grpc_port}"
-    if server.add_insecure_port(address) == 0:
-        raise SystemExit(f"cannot bind {address}")
+    bind_port(server, settings, address)
+    probes: grpc.aio.Server | None = None
+    if settings.health_port:
+        # The kubelet's gRPC probes speak no TLS: the health service alone, in plain text, on its own port.
+        probes = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, probes)
+        if probes.add_insecure_port(f"{settings.grpc_host}:{settings.health_port}") == 0:
+            raise SystemExit(f"cannot bind health port {settings.health_port}")
+        await probes.start()
     reporter = HealthReporter(health_servicer, spec.service_names, spec.dependencies)
     await reporter.check_once()
     await server.start()
@@ -211,6 +240,8 @@ async def serve(settings: ServiceSettings, make_spec: Callable[[], Awaitable[Ser
     await reporter.enter_shutdown()
     await asyncio.sleep(settings.drain_seconds)
     await server.stop(settings.shutdown_grace_seconds)
+    if probes is not None:
+        await probes.stop(0)
     for task in tasks:
         task.cancel()
     # A task whose client library swallowed the cancellation must not hold the shutdown up.

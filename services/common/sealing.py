@@ -91,3 +91,16 @@ def reseal_read(doc: dict[str, Any], old: bytes, new: bytes) -> bytes:
 
 def reseal_image(doc: dict[str, Any], old: bytes, new: bytes) -> bytes:
     return seal_image(doc["_id"], open_image(doc["_id"], bytes(doc["data"]), old), new)
+
+
+def _totp_aad(user_id: str) -> str:
+    return f"totp:{user_id}"
+
+
+def seal_totp(master: bytes, user_id: str, secret: str) -> bytes:
+    """A user's TOTP secret sealed with the master key, bound to the user (identity stores only this)."""
+    return seal(master, secret.encode(), _totp_aad(user_id))
+
+
+def open_totp(master: bytes, user_id: str, blob: bytes) -> str:
+    return open_sealed(master, bytes(blob), _totp_aad(user_id)).decode()

@@ -12,9 +12,12 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.retention_policy import CapTable
+from services.common.tls import TlsSettings
 
 
-class ServiceSettings(BaseSettings):
+class ServiceSettings(TlsSettings):
+    """Every gRPC server's settings, TLS included (services/common/tls.py)."""
+
     model_config = SettingsConfigDict(env_prefix="SIGHTLINE_", extra="ignore", frozen=True)
 
     service_name: str = Field(
@@ -24,6 +27,10 @@ class ServiceSettings(BaseSettings):
     grpc_host: str = Field(
         default="0.0.0.0", description="Address the gRPC server binds to (0.0.0.0: every interface).")
     grpc_port: int = Field(default=50051, ge=1, le=65535, description="Port of the gRPC server.")
+    health_port: int = Field(
+        default=0, ge=0, le=65535,
+        description="Plain-text port serving the standard health service only (grpc.health.v1: SERVING or "
+                    "NOT_SERVING, nothing else), for the kubelet's gRPC probes, which speak no TLS; 0: none.")
     metrics_port: int = Field(
         default=0, ge=0, le=65535,
         description="Port of the Prometheus /metrics endpoint; 0 disables it (tests run many services on one host).")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import uvicorn
 from pydantic import Field
@@ -37,6 +38,9 @@ class HttpSettings(BaseSettings):
         default="127.0.0.1",
         description="Proxies (the ingress) whose X-Forwarded-Proto and X-Forwarded-For headers are trusted, comma "
                     "separated; \"*\" trusts any.")
+    http_tls: bool = Field(default=True, description="Serve HTTPS with the TLS certificate and key of the "
+                           "service's settings (SIGHTLINE_TLS_CERT_FILE / _KEY_FILE, re-read on restart). Off only "
+                           "behind an ingress that terminates TLS (the chart's ingress.tls) or with TLS disabled.")
     allowed_hosts: list[str] = Field(
         default=["127.0.0.1", "localhost"], min_length=1,
         description="Host names this front end answers to (the request's Host header, port aside); any other "
@@ -101,10 +105,18 @@ def serve_http(make_app: Callable[[], Starlette], settings: ServiceSettings, htt
     setup_logging(settings.service_name, settings.log_level)
     setup_telemetry(settings.service_name, settings.metrics_port)
 
+    tls: dict[str, Any] = {}
+    if http.http_tls and settings.tls_enabled:
+        if settings.tls_cert_file is None or settings.tls_key_file is None:
+            raise SystemExit("HTTPS: set SIGHTLINE_TLS_CERT_FILE and SIGHTLINE_TLS_KEY_FILE (or "
+                             "SIGHTLINE_HTTP_TLS=false behind a TLS-terminating ingress)")
+        tls = {"ssl_certfile": str(settings.tls_cert_file), "ssl_keyfile": str(settings.tls_key_file)}
+
     async def serve() -> None:
         config = uvicorn.Config(make_app(), host=http.http_host, port=http.http_port, log_config=None,
                                 access_log=False, proxy_headers=True, forwarded_allow_ips=http.forwarded_allow_ips,
-                                timeout_graceful_shutdown=int(settings.shutdown_grace_seconds), server_header=False)
+                                timeout_graceful_shutdown=int(settings.shutdown_grace_seconds), server_header=False,
+                                **tls)
         await uvicorn.Server(config).serve()
 
     asyncio.run(serve())

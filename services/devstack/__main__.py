@@ -66,7 +66,9 @@ def main() -> int:
     if args.command == "run":
         if not args.argv:
             run.error("name the command to run")
-        return subprocess.call(args.argv, env={**os.environ, **LocalStack(args.data_dir).storage_env(args.service)})
+        borrowed = LocalStack(args.data_dir)
+        return subprocess.call(args.argv, env={**os.environ, **borrowed.storage_env(args.service),
+                                               **borrowed.tls_env(args.service)})
     stack = LocalStack(args.data_dir, Ports.free() if args.free_ports else Ports())
     if busy := stack.ports_in_use():
         say(f"ports already in use: {busy} — is another stack running?")
@@ -96,7 +98,8 @@ def main() -> int:
             while True:
                 time.sleep(3600)
         sim_env = {**os.environ, "SIGHTLINE_SIM_ADMIN_TOKEN": dev_token(stack.data_dir, "demo-pd", ["agency_admin"]),
-                   "SIGHTLINE_SIM_CREDENTIALS_FILE": str(args.data_dir / "camera-credentials.json")}
+                   "SIGHTLINE_SIM_CREDENTIALS_FILE": str(args.data_dir / "camera-credentials.json"),
+                   **stack.client_env()}
         simulator = subprocess.Popen([sys.executable, "-m", "services.simulator", "--target", stack.address("ingest"),
                                       "--cameras", str(args.cameras), "--fps", str(args.fps), "--print-reads"],
                                      env=sim_env)

@@ -15,6 +15,7 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from services.cli.storage import ADMIN, MONGO_PRIVILEGES, SERVICES, redis_acl_file, user_name
 
@@ -67,12 +68,15 @@ class StorageCredentials:
             return f"{ADMIN}:{self.admin_password}"
         return f"{user_name(service)}:{self.passwords[service]}"
 
-    def mongo_uri(self, port: int, service: str | None = None, replset: str = "rs0") -> str:
-        """The service's MongoDB URI (None: the administrator's)."""
-        return f"mongodb://{self._user(service)}@127.0.0.1:{port}/?replicaSet={replset}&authSource=admin"
+    def mongo_uri(self, port: int, service: str | None = None, replset: str = "rs0", ca: Path | None = None) -> str:
+        """The service's MongoDB URI (None: the administrator's); over TLS verifying `ca` when given."""
+        tls = f"&tls=true&tlsCAFile={quote(str(ca))}" if ca is not None else ""
+        return f"mongodb://{self._user(service)}@127.0.0.1:{port}/?replicaSet={replset}&authSource=admin{tls}"
 
-    def redis_url(self, port: int, service: str | None = None) -> str:
-        """The service's Redis URL (None: the administrator's)."""
+    def redis_url(self, port: int, service: str | None = None, ca: Path | None = None) -> str:
+        """The service's Redis URL (None: the administrator's); over TLS (rediss) verifying `ca` when given."""
+        if ca is not None:
+            return f"rediss://{self._user(service)}@127.0.0.1:{port}/0?ssl_ca_certs={quote(str(ca))}"
         return f"redis://{self._user(service)}@127.0.0.1:{port}/0"
 
     def mongo_passwords(self) -> dict[str, str]:

@@ -19,11 +19,11 @@ import sys
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-import grpc
 import pyotp
 
 from services.cli.identity import bootstrap
 from services.common.qr import qr_text
+from services.common.tls import secure_channel
 from services.identity.domain.accounts import AccountError
 from services.identity.settings import IdentitySettings
 from sightline.identity.v1 import identity_pb2, identity_pb2_grpc
@@ -73,7 +73,7 @@ async def create_demo_accounts(settings: IdentitySettings, identity_address: str
     except AccountError:
         return []
     created = [DemoAccount(admin, "agency_admin", admin_password, secret, uri)]
-    async with grpc.aio.insecure_channel(identity_address) as channel:
+    async with secure_channel(identity_address, settings) as channel:
         identity = identity_pb2_grpc.IdentityServiceStub(channel)
         login = await identity.Login(identity_pb2.LoginRequest(username=admin, password=admin_password,
                                                                totp_code=pyotp.TOTP(secret).now()), timeout=30)
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.devstack.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--identity", required=True, help="identity service address (host:port)")
-    parser.add_argument("--console-url", default="http://127.0.0.1:8081")
+    parser.add_argument("--console-url", default="https://127.0.0.1:8081")
     parser.add_argument("--no-qr", action="store_true", help="print the TOTP secrets without QR codes")
     args = parser.parse_args(argv)
     try:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis
 from pymongo import MongoClient
@@ -114,8 +115,27 @@ def mongod_binary() -> str:
 TRANSACTION_LIFETIME_S = 10
 
 
+@dataclass(frozen=True)
+class ServerTls:
+    """A server's certificate, key and the CA its clients verify it against (the dev PKI's)."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+    def combined(self) -> Path:
+        """Certificate and key in one PEM (mongod's --tlsCertificateKeyFile), rewritten from the pair."""
+        path = self.key.with_name(self.key.stem + "-combined.pem")
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(self.cert.read_bytes() + self.key.read_bytes())
+        tmp.rename(path)
+        return path
+
+
 def start_mongo(data_dir: Path, port: int, log_dir: Path, credentials: StorageCredentials,
-                replset: str = "rs0") -> Proc:
+                replset: str = "rs0", tls: ServerTls | None = None) -> Proc:
     """A one-node replica set (transactions, majority writes, change streams) that requires authentication.
 
     On a fresh data dir the replica set is initiated and the administrator created through the localhost
@@ -133,11 +153,17 @@ def start_mongo(data_dir: Path, port: int, log_dir: Path, credentials: StorageCr
                             # A writer killed inside a transaction leaves it open, its documents locked
                             # (WriteConflict for whoever resends them), until mongod aborts it at this age
                             # (default 60 s). Sightline's transactions last milliseconds.
-                            "--setParameter", f"transactionLifetimeLimitSeconds={TRANSACTION_LIFETIME_S}"], log_dir)
+                            "--setParameter", f"transactionLifetimeLimitSeconds={TRANSACTION_LIFETIME_S}",
+                            # TLS only: clients verify the server against the dev CA; they authenticate with
+                            # SCRAM users, not certificates.
+                            *(["--tlsMode", "requireTLS", "--tlsCertificateKeyFile", str(tls.combined()),
+                                "--tlsCAFile", str(tls.ca), "--tlsAllowConnectionsWithoutCertificates"]
+                              if tls else [])], log_dir)
     wait_until(f"mongod on port {port}", lambda: port_open(port), proc)
-    direct = MongoClient("127.0.0.1", port, directConnection=True, serverSelectionTimeoutMS=2000)
+    client_tls: dict[str, Any] = {"tls": True, "tlsCAFile": str(tls.ca)} if tls else {}
+    direct = MongoClient("127.0.0.1", port, directConnection=True, serverSelectionTimeoutMS=2000, **client_tls)
     admin = MongoClient("127.0.0.1", port, directConnection=True, serverSelectionTimeoutMS=2000, username=ADMIN,
-                        password=credentials.admin_password, authSource="admin")
+                        password=credentials.admin_password, authSource="admin", **client_tls)
     try:
         if "setName" not in direct.admin.command("hello"):  # a fresh data dir: the localhost exception
             direct.admin.command("replSetInitiate",
@@ -159,17 +185,22 @@ def start_mongo(data_dir: Path, port: int, log_dir: Path, credentials: StorageCr
     return proc
 
 
-def start_redis(data_dir: Path, port: int, log_dir: Path, credentials: StorageCredentials) -> Proc:
+def start_redis(data_dir: Path, port: int, log_dir: Path, credentials: StorageCredentials,
+                tls: ServerTls | None = None) -> Proc:
     """Redis with an append-only file fsynced on every write (stream entries survive a restart), the default
     user off and one ACL user per service (services/cli/storage.py)."""
     binary = shutil.which("redis-server")
     if not binary:
         raise RuntimeError("redis-server not found: apt-get install redis-server")
     data_dir.mkdir(parents=True, exist_ok=True)
-    proc = spawn("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
+    # TLS: the TLS port only (plain port 0); clients verify the server, and authenticate as ACL users.
+    ports = ["--port", "0", "--tls-port", str(port), "--tls-cert-file", str(tls.cert), "--tls-key-file",
+             str(tls.key), "--tls-ca-cert-file", str(tls.ca), "--tls-auth-clients", "no"] if tls else \
+        ["--port", str(port)]
+    proc = spawn("redis", [binary, *ports, "--bind", "127.0.0.1", "--dir", str(data_dir),
                            "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--protected-mode",
                            "yes", "--aclfile", str(credentials.redis_acl())], log_dir)
-    client = redis.Redis.from_url(credentials.redis_url(port))
+    client = redis.Redis.from_url(credentials.redis_url(port, ca=tls.ca if tls else None))
     wait_until(f"redis on port {port}", client.ping, proc)
     client.close()
     return proc

@@ -9,14 +9,19 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from services.cli.storage import MONGO_PRIVILEGES
+from services.common.tls import TlsSettings, secure_channel
 from services.devstack.credentials import StorageCredentials
+from services.devstack.pki import DEV_SITE, DevPki
 from services.devstack.servers import (
     Proc,
+    ServerTls,
     free_port,
     port_open,
     spawn,
@@ -33,6 +38,8 @@ SERVICES = {"audit": "services.audit", "identity": "services.identity", "ingest"
 # The HTTP front ends: the public transparency portal and the staff console (which calls these services).
 WEB = {"portal": "services.portal", "console": "services.console"}
 CONSOLE_BACKENDS = ("identity", "search", "hotlist", "audit", "retention", "ingest")
+# Every server of the stack gets its own certificate from the development CA.
+TLS_SERVERS = (*SERVICES, *WEB, "mongod", "redis", "triton")
 
 
 # What the services use: stopped after them, so that each can drain.
@@ -67,6 +74,8 @@ class LocalStack:
     ports: Ports = field(default_factory=Ports)
     procs: dict[str, Proc] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    # False: every hop in clear text (the TLS benchmark's baseline only).
+    tls: bool = True
 
     def __post_init__(self) -> None:
         # Every service of this stack shares its dev keys (signing and verifying tokens, data keys) and audits
@@ -85,19 +94,84 @@ class LocalStack:
         return self.root / "data"
 
     @property
+    def pki(self) -> DevPki:
+        """The development CA and certificates: `<data_dir>/tls`, or SIGHTLINE_DEV_PKI_DIR (the test session
+        shares one CA between its stacks); created once, renewed within 30 days of expiry, on each start."""
+        folder = self.env.get("SIGHTLINE_DEV_PKI_DIR") or os.environ.get("SIGHTLINE_DEV_PKI_DIR")
+        pki = DevPki(Path(folder) if folder else Path(self.env["SIGHTLINE_DATA_DIR"]) / "tls")
+        pki.ensure(TLS_SERVERS)
+        return pki
+
+    def tls_env(self, name: str) -> dict[str, str]:
+        """Server `name`'s TLS settings: its certificate and key, and the CA it trusts as a client."""
+        if not self.tls:
+            return {"SIGHTLINE_TLS_ENABLED": "false"}
+        pki = self.pki
+        pair = pki.server(name)
+        env = {"SIGHTLINE_TLS_ENABLED": "true", "SIGHTLINE_TLS_CA_FILE": str(pki.ca),
+               "SIGHTLINE_TLS_CERT_FILE": str(pair.cert), "SIGHTLINE_TLS_KEY_FILE": str(pair.key)}
+        if name == "ingest":  # camera gateways: mutual TLS, their certificates from the same CA
+            env.update(SIGHTLINE_TLS_REQUIRE_CLIENT_CERT="true", SIGHTLINE_TLS_CLIENT_CA_FILE=str(pki.ca),
+                       SIGHTLINE_DEFAULT_CAMERA_SITE=DEV_SITE)
+        return env
+
+    def client_tls(self, site: str | None = DEV_SITE) -> TlsSettings:
+        """A tool's or test's TLS settings: trust the stack's CA, present `site`'s gateway certificate."""
+        if not self.tls:
+            return TlsSettings(tls_enabled=False)
+        pki = self.pki
+        if site is None:
+            return TlsSettings(tls_enabled=True, tls_ca_file=pki.ca, tls_client_cert_file=None,
+                               tls_client_key_file=None)
+        gateway = pki.gateway(site) if site == DEV_SITE else pki.ensure((), (site,)).gateway(site)
+        return TlsSettings(tls_enabled=True, tls_ca_file=pki.ca, tls_client_cert_file=gateway.cert,
+                           tls_client_key_file=gateway.key)
+
+    def client_env(self, site: str = DEV_SITE) -> dict[str, str]:
+        """The same as environment variables, for a tool run as a subprocess (simulator, CLI)."""
+        tls = self.client_tls(site)
+        if not tls.tls_enabled:
+            return {"SIGHTLINE_TLS_ENABLED": "false"}
+        return {"SIGHTLINE_TLS_ENABLED": "true", "SIGHTLINE_TLS_CA_FILE": str(tls.tls_ca_file),
+                "SIGHTLINE_TLS_CLIENT_CERT_FILE":
+                str(tls.tls_client_cert_file), "SIGHTLINE_TLS_CLIENT_KEY_FILE": str(tls.tls_client_key_file)}
+
+    def channel(self, name: str, options: Sequence[tuple[str, Any]] = (), site: str | None = DEV_SITE
+                ) -> Any:
+        """A TLS channel to service `name` (or to a host:port), trusting the stack's CA."""
+        target = name if ":" in name else self.address(name)
+        return secure_channel(target, self.client_tls(site), options)
+
+    @property
     def credentials(self) -> StorageCredentials:
         """The MongoDB and Redis credentials kept in the stack's data dir (SIGHTLINE_DATA_DIR)."""
         return StorageCredentials.ensure(Path(self.env["SIGHTLINE_DATA_DIR"]))
 
+    def server_tls(self, name: str) -> ServerTls | None:
+        if not self.tls:
+            return None
+        pki = self.pki
+        pair = pki.server(name)
+        return ServerTls(pair.cert, pair.key, pki.ca)
+
+    @property
+    def storage_ca(self) -> Path | None:
+        """The CA that MongoDB and Redis clients verify the servers against (None: TLS off)."""
+        return self.pki.ca if self.tls else None
+
     def start_mongo(self) -> None:
-        """mongod; `env` then holds the administrator's URI, for tools and test fixtures (not services)."""
-        self.procs["mongod"] = start_mongo(self.root / "mongo", self.ports.mongo, self.logs, self.credentials)
-        self.env["SIGHTLINE_MONGO_URI"] = self.credentials.mongo_uri(self.ports.mongo)
+        """mongod (TLS only); `env` then holds the administrator's URI, for tools and test fixtures (not
+        services)."""
+        self.procs["mongod"] = start_mongo(self.root / "mongo", self.ports.mongo, self.logs, self.credentials,
+                                           tls=self.server_tls("mongod"))
+        self.env["SIGHTLINE_MONGO_URI"] = self.credentials.mongo_uri(self.ports.mongo, ca=self.storage_ca)
 
     def start_redis(self) -> None:
-        """redis-server; `env` then holds the administrator's URL, for tools and test fixtures (not services)."""
-        self.procs["redis"] = start_redis(self.root / "redis", self.ports.redis, self.logs, self.credentials)
-        self.env["SIGHTLINE_REDIS_URL"] = self.credentials.redis_url(self.ports.redis)
+        """redis-server (TLS only); `env` then holds the administrator's URL, for tools and test fixtures (not
+        services)."""
+        self.procs["redis"] = start_redis(self.root / "redis", self.ports.redis, self.logs, self.credentials,
+                                          tls=self.server_tls("redis"))
+        self.env["SIGHTLINE_REDIS_URL"] = self.credentials.redis_url(self.ports.redis, ca=self.storage_ca)
 
     def storage_env(self, name: str) -> dict[str, str]:
         """The stack's settings for service `name`, with its own MongoDB and Redis users in place of the
@@ -109,8 +183,8 @@ class LocalStack:
         redis_port = urlsplit(self.env["SIGHTLINE_REDIS_URL"]).port if "SIGHTLINE_REDIS_URL" in self.env \
             else self.ports.redis
         if name in MONGO_PRIVILEGES:
-            env["SIGHTLINE_MONGO_URI"] = self.credentials.mongo_uri(mongo_port, name)
-        env["SIGHTLINE_REDIS_URL"] = self.credentials.redis_url(redis_port, name)
+            env["SIGHTLINE_MONGO_URI"] = self.credentials.mongo_uri(mongo_port, name, ca=self.storage_ca)
+        env["SIGHTLINE_REDIS_URL"] = self.credentials.redis_url(redis_port, name, ca=self.storage_ca)
         return env
 
     def start_triton(self, timeout: float = 600) -> None:
@@ -118,20 +192,25 @@ class LocalStack:
         env = {"SIGHTLINE_TRITON_VENV": str(venv), "SIGHTLINE_TRITON_HTTP_PORT": str(self.ports.triton_http),
                "SIGHTLINE_TRITON_GRPC_PORT": str(self.ports.triton_grpc),
                "SIGHTLINE_TRITON_METRICS_PORT": str(self.ports.triton_metrics)}
+        tls = self.server_tls("triton")
+        if tls is not None:  # ingest → Triton carries frames: its gRPC endpoint serves TLS only
+            env.update(SIGHTLINE_TRITON_GRPC_TLS_CERT_FILE=str(tls.cert),
+                       SIGHTLINE_TRITON_GRPC_TLS_KEY_FILE=str(tls.key))
         proc = spawn("triton", [sys.executable, "-m", "services.inference.launcher"], self.logs, env)
         self.procs["triton"] = proc
         url = f"127.0.0.1:{self.ports.triton_grpc}"
         try:
-            asyncio.run(wait_ready(url, timeout, ("alpr",)))
+            asyncio.run(wait_ready(url, timeout, ("alpr",), tls.ca if tls else None))
         except TimeoutError as exc:
             raise RuntimeError(f"{exc}\n{proc.tail()}") from exc
         self.env["SIGHTLINE_TRITON_URL"] = url
+        self.env["SIGHTLINE_TRITON_TLS"] = "true" if tls else "false"
 
     def service_env(self, name: str, **extra_env: str) -> dict[str, str]:
         """The environment service `name` runs with (tools acting with its settings use it too)."""
         port = getattr(self.ports, name)
-        return {**self.storage_env(name), "SIGHTLINE_GRPC_PORT": str(port), "SIGHTLINE_GRPC_HOST": "127.0.0.1",
-                **extra_env}
+        return {**self.storage_env(name), **self.tls_env(name), "SIGHTLINE_GRPC_PORT": str(port),
+                "SIGHTLINE_GRPC_HOST": "127.0.0.1", **extra_env}
 
     def start_service(self, name: str, **extra_env: str) -> Proc:
         port = getattr(self.ports, name)
@@ -143,7 +222,7 @@ class LocalStack:
         """The portal or the console, waited for until its HTTP port accepts."""
         port = getattr(self.ports, name)
         backends = {f"SIGHTLINE_{svc.upper()}_ADDRESS": self.address(svc) for svc in CONSOLE_BACKENDS}
-        env = {**self.storage_env(name), **backends, "SIGHTLINE_HTTP_PORT": str(port),
+        env = {**self.storage_env(name), **self.tls_env(name), **backends, "SIGHTLINE_HTTP_PORT": str(port),
                "SIGHTLINE_HTTP_HOST": "127.0.0.1", **extra_env}
         proc = start_service(WEB[name], env, self.logs, port)
         self.procs[name] = proc
@@ -167,7 +246,7 @@ class LocalStack:
         return f"127.0.0.1:{getattr(self.ports, name)}"
 
     def url(self, name: str) -> str:
-        return f"http://{self.address(name)}"
+        return f"{'https' if self.tls else 'http'}://{self.address(name)}"
 
     def stop(self) -> None:
         """The services and front ends together (each drains), then the servers they were using."""

@@ -90,8 +90,12 @@ class TlsConfig(_Strict):
 
 class IngestConfig(_Strict):
     target: str = Field(default="localhost:50051", description="ingest service host:port")
-    tls: TlsConfig | None = Field(default=None, description="TLS to ingest; absent: plaintext (the local stack "
-                                  "serves no TLS yet)")
+    tls: TlsConfig | None = Field(default=None, description="TLS to ingest: the CA and this site's client "
+                                  "certificate (common name site:<site_id>), which ingest requires (mutual TLS); "
+                                  "absent: TLS verified against the system's roots, without a client certificate "
+                                  "(ingest then refuses the connection)")
+    plaintext: bool = Field(default=False, description="no TLS at all (a clear-text benchmark only: ingest "
+                            "serving TLS refuses it)")
     window: int = Field(default=16, ge=1, le=1000, description="unacknowledged frames per camera at most")
     backoff_initial_s: float = Field(default=0.5, gt=0, description="first reconnect delay")
     backoff_max_s: float = Field(default=30.0, gt=0, description="longest reconnect delay")

@@ -54,12 +54,16 @@ _OUTCOMES = {AckOutcome.STORED: "stored", AckOutcome.DUPLICATE: "duplicate", Ack
 
 
 def ingest_channel(config: IngestConfig) -> grpc.aio.Channel:
-    """Plaintext, or TLS (mTLS with a client certificate) when `tls` is set."""
+    """TLS (mutual, with the site's client certificate, when `tls` names one); plain text only when the
+    config says `plaintext: true`."""
     options: list[tuple[str, object]] = [("grpc.max_send_message_length", config.max_message_bytes),
                                          ("grpc.max_receive_message_length", config.max_message_bytes)]
     tls = config.tls
-    if tls is None:
+    if config.plaintext:
+        log.warning("plain text to ingest: frames and camera secrets cross the link in clear")
         return grpc.aio.insecure_channel(config.target, options=options)
+    if tls is None:
+        return grpc.aio.secure_channel(config.target, grpc.ssl_channel_credentials(), options=options)
     credentials = grpc.ssl_channel_credentials(
         root_certificates=tls.ca_file.read_bytes() if tls.ca_file else None,
         private_key=tls.key_file.read_bytes() if tls.key_file else None,

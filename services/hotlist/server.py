@@ -244,7 +244,7 @@ async def make_spec(settings: HotlistSettings) -> ServiceSpec:
     active = ActiveLists(redis, settings.hotlist_key_prefix)
     bus = AlertBus(redis, settings.alert_channel, settings.subscriber_queue)
     audit = AuditClient(settings.audit_address, settings.audit_timeout_s,
-                        service_signer(settings.service_name, settings))
+                        service_signer(settings.service_name, settings), settings)
     raiser = AlertRaiser(store, bus, audit)
     backsearch = BackSearch(db, settings.backsearch_max_alerts, settings.backsearch_timeout_ms)
     sharing = SharingDirectory(db, settings.sharing_refresh_s)

@@ -17,6 +17,7 @@ from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import Any
 
 import grpc
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import Counter
 from redis.exceptions import RedisError
 
@@ -32,6 +33,7 @@ from services.common.auth import (
     load_private_key,
     token_verifier,
 )
+from services.common.data_keys import load_master_key
 from services.common.grpc_server import ServiceSpec, abort, retry_until_done
 from services.common.reads import to_timestamp
 from services.common.rejected import Code, Rejected
@@ -399,15 +401,24 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         return agency_to_proto(doc)
 
 
+def signing_key(settings: IdentitySettings) -> Ed25519PrivateKey:
+    """The newest signing key: the last *.pem by name in the keys folder, else the key file (or dev key)."""
+    if settings.token_signing_keys_dir is not None:
+        newest = sorted(settings.token_signing_keys_dir.glob("*.pem"))
+        if not newest:
+            raise SystemExit(f"no signing key (*.pem) in {settings.token_signing_keys_dir}")
+        return load_private_key(newest[-1], settings, TOKEN_KEY)
+    return load_private_key(settings.token_signing_key_file, settings, TOKEN_KEY)
+
+
 async def make_spec(settings: IdentitySettings) -> ServiceSpec:
     mongo = mongo_client(settings)
     db = mongo_database(mongo, settings)
-    store = IdentityStore(db)
+    store = IdentityStore(db, load_master_key(settings))
     redis = redis_client(settings)
-    issuer = TokenIssuer(load_private_key(settings.token_signing_key_file, settings, TOKEN_KEY),
-                         timedelta(minutes=settings.token_ttl_minutes))
+    issuer = TokenIssuer(signing_key(settings), timedelta(minutes=settings.token_ttl_minutes))
     audit = AuditClient(settings.audit_address, settings.audit_timeout_s,
-                        service_signer(settings.service_name, settings))
+                        service_signer(settings.service_name, settings), settings)
     base = settings.login_backoff_base_s
     throttle = LoginThrottle(redis,
                              Backoff(settings.login_source_free_failures, base, settings.login_source_backoff_max_s),

@@ -5,12 +5,13 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 
-from services.common.auth import KeySettings
+from services.common.data_keys import DataKeySettings
 from services.common.settings import MongoSettings, RedisSettings, ServiceSettings
 
 
-class IdentitySettings(ServiceSettings, MongoSettings, RedisSettings, KeySettings):
-    """Redis: failed-login throttles and token revocations (identity is the only writer of both)."""
+class IdentitySettings(ServiceSettings, MongoSettings, RedisSettings, DataKeySettings):
+    """Redis: failed-login throttles and token revocations (identity is the only writer of both). The data
+    master key seals users' TOTP secrets."""
 
     service_name: str = Field(default="identity", description="Name of this service in its logs, traces and tokens.")
     grpc_port: int = Field(default=50055, ge=1, le=65535, description="Port of the identity service's gRPC server.")
@@ -18,6 +19,9 @@ class IdentitySettings(ServiceSettings, MongoSettings, RedisSettings, KeySetting
         default=None,
         description="PEM Ed25519 private key that signs access tokens (only this service holds it); unset with dev "
                     "keys: <data_dir>/keys/token_ed25519.pem.")
+    token_signing_keys_dir: Path | None = Field(default=None, description=(
+        "Folder of signing keys (*.pem): identity signs with the newest, the last by name (name them by date, "
+        "2026-12-04.pem); verifiers must already hold its public key (SIGHTLINE_TOKEN_PUBLIC_KEYS_DIR)."))
     token_ttl_minutes: int = Field(
         default=15, ge=1, le=60,
         description="Minutes an access token is valid: short-lived, so users log in again after this long.")

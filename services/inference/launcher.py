@@ -73,6 +73,10 @@ class TritonLauncherSettings(BaseSettings):
         description="OTLP/HTTP traces endpoint (http://host:4318/v1/traces); set, Triton traces every request with "
                     "OpenTelemetry and continues the W3C trace context its gRPC callers send (empty: no tracing).")
     trace_service_name: str = Field(default="triton", description="Service name of Triton's traces.")
+    grpc_tls_cert_file: Path | None = Field(
+        default=None, description="Certificate (PEM) of Triton's gRPC endpoint: set, the endpoint serves TLS only "
+                                  "(ingest verifies it against its CA); unset: plain text.")
+    grpc_tls_key_file: Path | None = Field(default=None, description="Private key of that certificate (PEM).")
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,11 @@ def build_command(settings: TritonLauncherSettings) -> tuple[list[str], dict[str
     ]
     if settings.model_control_mode == "poll":
         argv.append(f"--repository-poll-secs={settings.poll_seconds}")
+    if settings.grpc_tls_cert_file is not None:
+        if settings.grpc_tls_key_file is None:
+            raise SystemExit("SIGHTLINE_TRITON_GRPC_TLS_KEY_FILE is required with the certificate file")
+        argv += ["--grpc-use-ssl=true", f"--grpc-server-cert={settings.grpc_tls_cert_file}",
+                 f"--grpc-server-key={settings.grpc_tls_key_file}"]
     if settings.trace_url:
         argv += ["--trace-config=mode=opentelemetry", "--trace-config=rate=1", "--trace-config=level=TIMESTAMPS",
                  f"--trace-config=opentelemetry,url={settings.trace_url}",
@@ -159,8 +168,16 @@ def build_command(settings: TritonLauncherSettings) -> tuple[list[str], dict[str
     return argv, env
 
 
-async def wait_ready(url: str, within_s: float, models: tuple[str, ...] = ()) -> None:
-    """Wait until Triton at gRPC ``url`` (host:port) is ready and has ``models`` loaded."""
+def triton_client(url: str, ca_file: Path | None = None) -> grpcclient.InferenceServerClient:
+    """An aio gRPC client of Triton: TLS verified against ``ca_file`` when given, else plain text."""
+    if ca_file is None:
+        return grpcclient.InferenceServerClient(url)
+    return grpcclient.InferenceServerClient(url, ssl=True, root_certificates=str(ca_file))
+
+
+async def wait_ready(url: str, within_s: float, models: tuple[str, ...] = (), ca_file: Path | None = None) -> None:
+    """Wait until Triton at gRPC ``url`` (host:port) is ready and has ``models`` loaded (over TLS verified
+    against ``ca_file`` when given)."""
 
     async def ready() -> bool:
         try:
@@ -168,7 +185,7 @@ async def wait_ready(url: str, within_s: float, models: tuple[str, ...] = ()) ->
         except InferenceServerException:
             return False  # not listening yet
 
-    client = grpcclient.InferenceServerClient(url)
+    client = triton_client(url, ca_file)
     try:
         async with asyncio.timeout(within_s):
             while True:  # polling: Triton offers no readiness notification

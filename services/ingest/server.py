@@ -31,13 +31,14 @@ from services.common.storage import (
     redis_client,
     redis_dependency,
 )
-from services.ingest.adapters.camera_auth import authenticate_cameras, new_secret, secret_hash
+from services.ingest.adapters.camera_auth import authenticate_cameras, check_site, new_secret, secret_hash
 from services.ingest.adapters.store import FrameStore
 from services.ingest.adapters.stream import ReadPublisher
 from services.ingest.adapters.triton import TritonAlpr
 from services.ingest.domain.frames import (
     FrameLimits,
     validate_camera_id,
+    validate_site_id,
 )
 from services.ingest.service_layer.intake import FRAMES, FrameIntake, reject
 from services.ingest.settings import IngestSettings
@@ -51,10 +52,13 @@ FRAME_SECONDS = Histogram("sightline_ingest_frame_seconds", "Frame received to a
 
 
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
-    def __init__(self, intake: FrameIntake, store: FrameStore, stream_concurrency: int):
+    def __init__(self, intake: FrameIntake, store: FrameStore, stream_concurrency: int, check_site: bool = True):
+        """`check_site`: hold each camera to the site of the connection's client certificate (mutual TLS; off
+        only with TLS off, the clear-text benchmark baseline)."""
         self._intake = intake
         self._store = store
         self._stream_concurrency = stream_concurrency
+        self._check_site = check_site
 
     async def _ack(self, frame: ingest_pb2.Frame, cameras: frozenset[str]) -> ingest_pb2.FrameAck:
         started = asyncio.get_running_loop().time()
@@ -73,8 +77,13 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         return ack
 
     async def _cameras(self, context) -> frozenset[str]:
+        """The cameras the call speaks for: each presented with its secret, and each owned by the site whose
+        client certificate the connection presented (mutual TLS; with TLS off, the secrets alone)."""
         try:
-            return await authenticate_cameras(context, self._store.camera)
+            cameras = await authenticate_cameras(context, self._store.camera)
+            if self._check_site:
+                await check_site(context, cameras, self._store.camera)
+            return cameras
         except Rejected as exc:
             await abort(context, exc)
 
@@ -137,9 +146,10 @@ def _camera_event(action: str, subject: str) -> audit_pb2.AuditEvent:
 class CameraRegistryServicer(ingest_pb2_grpc.CameraRegistryServiceServicer):
     """Agency admins register their own agency's cameras; every change and every refusal is audited."""
 
-    def __init__(self, store: FrameStore, verifier, audit: AuditClient):
+    def __init__(self, store: FrameStore, verifier, audit: AuditClient, default_site: str = ""):
         self._store = store
         self._gate = AccessGate(verifier, audit)
+        self._default_site = default_site
 
     async def _admin(self, context, action: str, subject: str) -> Principal:
         return await self._gate.admit(context, Permission.MANAGE_CAMERAS, event=_camera_event(action, subject))
@@ -160,6 +170,9 @@ class CameraRegistryServicer(ingest_pb2_grpc.CameraRegistryServiceServicer):
         camera.agency_id = admin.agency_id
         try:
             validate_camera_id(camera.camera_id)
+            if not camera.site_id:  # an update keeps the camera's site; a new camera gets the default, if any
+                camera.site_id = await self._store.camera_site(camera.camera_id) or self._default_site
+            validate_site_id(camera.site_id)
         except Rejected as exc:
             await abort(context, exc)
         if await self._store.camera_agency(camera.camera_id) not in (None, admin.agency_id):
@@ -194,7 +207,7 @@ class CameraRegistryServicer(ingest_pb2_grpc.CameraRegistryServiceServicer):
         cameras = []
         for doc in docs:
             cam = ingest_pb2.Camera(camera_id=doc["_id"], agency_id=doc["agency_id"], name=doc.get("name", ""),
-                                    active=doc.get("active", False))
+                                    active=doc.get("active", False), site_id=doc.get("site_id", ""))
             if loc := doc.get("location"):
                 cam.location.longitude, cam.location.latitude = loc["coordinates"]
             if "bearing_degrees" in doc:
@@ -210,16 +223,17 @@ async def make_spec(settings: IngestSettings) -> ServiceSpec:
     redis = redis_client(settings)
     keys = KeyStore(db, load_master_key(settings), settings.data_key_cache_s)
     store = FrameStore(mongo, db, keys, settings.record_cache_s, settings.record_cache_size)
-    alpr = TritonAlpr(settings.triton_url, settings.triton_model, settings.triton_timeout_s)
+    alpr = TritonAlpr(settings.triton_url, settings.triton_model, settings.triton_timeout_s,
+                      settings.ca_path() if settings.triton_tls and settings.tls_enabled else None)
     publisher = ReadPublisher(redis, settings.read_stream, settings.read_stream_maxlen)
     audit = AuditClient(settings.audit_address, settings.audit_timeout_s,
-                        service_signer(settings.service_name, settings))
-    registry = CameraRegistryServicer(store, token_verifier(settings, redis), audit)
+                        service_signer(settings.service_name, settings), settings)
+    registry = CameraRegistryServicer(store, token_verifier(settings, redis), audit, settings.default_camera_site)
     limits = FrameLimits(settings.max_frame_bytes, settings.max_frame_pixels,
                          timedelta(seconds=settings.max_clock_skew_s))
     intake = FrameIntake(store, alpr, publisher, ReadCounters(redis, settings.counter_ttl_days), limits,
                          settings.cap_table(), settings.read_retention_days)
-    ingest = IngestServicer(intake, store, settings.stream_concurrency)
+    ingest = IngestServicer(intake, store, settings.stream_concurrency, check_site=settings.tls_enabled)
 
     async def sweep_outbox() -> None:
         while True:

@@ -9,7 +9,16 @@ from services.common.settings import MongoSettings, RedisSettings, RetentionPoli
 class IngestSettings(ServiceSettings, MongoSettings, RedisSettings, DataKeySettings, RetentionPolicySettings):
     service_name: str = Field(default="ingest", description="Name of this service in its logs, traces and tokens.")
     grpc_port: int = Field(default=50051, ge=1, le=65535, description="Port of the ingest service's gRPC server.")
+    tls_require_client_cert: bool = Field(
+        default=True, description="Camera gateways connect with mutual TLS: their client certificate names their "
+                                  "site (docs/security.md); required on every connection to ingest.")
+    default_camera_site: str = Field(
+        default="", description="Site given to a camera registered without one (the local stack: dev-site, its "
+                                "simulator's); empty, as in production: UpsertCamera requires the site.")
     triton_url: str = Field(default="127.0.0.1:8001", description="Triton's gRPC endpoint (host:port).")
+    triton_tls: bool = Field(
+        default=True, description="Call Triton's gRPC endpoint over TLS, verified against SIGHTLINE_TLS_CA_FILE "
+                                  "(frames cross that hop); false only for a Triton serving plain text.")
     triton_model: str = Field(default="alpr", description="Triton model that runs the per-frame pipeline.")
     triton_timeout_s: float = Field(
         default=10.0, gt=0, le=120, description="Deadline, in seconds, of one frame's call to Triton.")

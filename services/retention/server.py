@@ -174,7 +174,7 @@ async def make_spec(settings: RetentionSettings) -> ServiceSpec:
     db = mongo_database(mongo, settings)
     redis = redis_client(settings)
     audit = AuditClient(
-        settings.audit_address, settings.audit_timeout_s, service_signer(settings.service_name, settings)
+        settings.audit_address, settings.audit_timeout_s, service_signer(settings.service_name, settings), settings
     )
     store = RetentionStore(db)
     keys = KeyStore(db, load_master_key(settings), settings.data_key_cache_s)

@@ -95,7 +95,7 @@ async def make_spec(settings: SearchSettings) -> ServiceSpec:
     mongo = mongo_client(settings)
     db = mongo_database(mongo, settings)
     audit = AuditClient(settings.audit_address, settings.audit_timeout_s,
-                        service_signer(settings.service_name, settings))
+                        service_signer(settings.service_name, settings), settings)
     redis = redis_client(settings)
     key_settings = DataKeySettings()
     keys = KeyStore(db, load_master_key(key_settings), key_settings.data_key_cache_s)

@@ -14,17 +14,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-import grpc
 from pydantic import ValidationError
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from services.common.logging import setup_logging
+from services.common.tls import secure_channel
 from services.gateway.window import AckOutcome
 from sightline.ingest.v1 import ingest_pb2
 
 from .gateway import Gateway
-from .settings import SimulatorSettings
+from .settings import SimulatorSettings, gateway_tls
 from .sources import OutgoingFrame, jpeg_files, make_cameras
 
 HELP = "stream frames from simulated camera gateways to the ingest service"
@@ -121,7 +121,7 @@ async def simulate(settings: SimulatorSettings) -> int:
         ("grpc.max_receive_message_length", settings.max_message_bytes),
     ]
     try:
-        async with grpc.aio.insecure_channel(settings.target, options=options) as channel:
+        async with secure_channel(settings.target, gateway_tls(), options) as channel:
             gateway = Gateway(channel, settings, on_ack)
             await gateway.register(cameras)
             stats = await gateway.run(cameras, run_id, stop)

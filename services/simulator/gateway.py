@@ -98,7 +98,8 @@ class Gateway:
         stored = json.loads(s.credentials_file.read_text()) if s.credentials_file.exists() else {}
         admin = auth_metadata(s.admin_token)
         for camera in cameras:
-            request = ingest_pb2.UpsertCameraRequest(camera=camera.to_proto(s.agency_id, s.send_location))
+            request = ingest_pb2.UpsertCameraRequest(camera=camera.to_proto(s.agency_id, s.send_location,
+                                                                                        s.site_id))
             for attempt in range(1, 1_000_000):
                 try:
                     reply = await self._registry.UpsertCamera(request, metadata=admin, timeout=s.rpc_timeout_s,

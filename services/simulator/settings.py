@@ -9,6 +9,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.auth import LOCAL_DATA_DIR
+from services.common.tls import TlsSettings
 
 
 class SimulatorSettings(BaseSettings):
@@ -18,6 +19,10 @@ class SimulatorSettings(BaseSettings):
         default="localhost:50051",
         description="Ingest service (host:port) the frames are streamed to; it also serves the camera registry.")
     agency_id: str = Field(default="demo-pd", description="Agency the simulated cameras are registered to.")
+    site_id: str = Field(
+        default="dev-site", pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Gateway site the cameras are registered at: the site named by the client certificate the "
+                    "simulator presents (SIGHTLINE_TLS_CLIENT_CERT_FILE; the local stack's gateway-dev-site one).")
     cameras: int = Field(default=1, ge=1, le=10_000, description="Number of simulated cameras.")
     camera_prefix: str = Field(
         default="sim-cam", description="Camera ids are <prefix>-001, <prefix>-002, and so on.")
@@ -75,3 +80,14 @@ class SimulatorSettings(BaseSettings):
     progress: bool = Field(default=True, description="Show a progress bar of acknowledged frames on stderr.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Lowest level of the log records written (DEBUG, INFO, WARNING or ERROR).")
+
+
+def gateway_tls() -> TlsSettings:
+    """TLS to ingest as a camera gateway: SIGHTLINE_TLS_* settings; with dev keys and no client certificate
+    named, the local stack's CA and its dev-site gateway certificate (as tools find the stack's dev keys)."""
+    tls = TlsSettings()
+    if tls.tls_enabled and tls.tls_client_cert_file is None and tls.dev_keys:
+        folder = tls.data_dir / "tls"
+        return tls.model_copy(update={"tls_client_cert_file": folder / "gateway-dev-site.crt",
+                                      "tls_client_key_file": folder / "gateway-dev-site.key"})
+    return tls

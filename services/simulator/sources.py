@@ -29,10 +29,11 @@ class SimCamera:
     longitude: float
     bearing_degrees: float
 
-    def to_proto(self, agency_id: str, with_location: bool) -> ingest_pb2.Camera:
+    def to_proto(self, agency_id: str, with_location: bool, site_id: str = "dev-site") -> ingest_pb2.Camera:
         camera = ingest_pb2.Camera(
             camera_id=self.camera_id,
             agency_id=agency_id,
+            site_id=site_id,
             name=f"Simulated camera {self.index + 1}",
             bearing_degrees=self.bearing_degrees,
             active=True,

@@ -37,7 +37,7 @@ async def ingest(ingest_addr, audit_addr, channel_factory):
 
 
 def new_camera(prefix: str = "auth") -> pb.Camera:
-    return pb.Camera(camera_id=f"{prefix}-{uuid.uuid4().hex[:8]}", name="test", active=True)
+    return pb.Camera(camera_id=f"{prefix}-{uuid.uuid4().hex[:8]}", name="test", active=True, site_id="dev-site")
 
 
 async def test_registry_needs_an_agency_admin_and_audits_refusals(ingest, tokens, accounts, mongo_db) -> None:
@@ -84,7 +84,8 @@ async def test_another_agencys_camera_id_cannot_be_taken_over(ingest, tokens, mo
     camera_id = f"beta-{uuid.uuid4().hex[:8]}"
     mongo_db["cameras"].insert_one({"_id": camera_id, "agency_id": "pd-beta", "active": True, "secret_hash": "x"})
     admin = auth_metadata(await tokens("admin"))
-    for call, request in ((registry.UpsertCamera, pb.UpsertCameraRequest(camera=pb.Camera(camera_id=camera_id))),
+    for call, request in ((registry.UpsertCamera, pb.UpsertCameraRequest(camera=pb.Camera(camera_id=camera_id,
+                                                                                             site_id="dev-site"))),
                           (registry.RotateCameraSecret, pb.RotateCameraSecretRequest(camera_id=camera_id))):
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await call(request, metadata=admin)

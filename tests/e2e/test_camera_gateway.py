@@ -8,16 +8,17 @@ gateway spools while ingest is down and sends everything, once, when it is back.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 import time
 import uuid
 from pathlib import Path
 
-import grpc
 import pytest
 
 from services.common.auth import auth_metadata
+from services.common.tls import secure_channel
 from services.ingest.client import register_camera
 from services.simulator.render import SceneOptions, render_scene
 from services.simulator.video import VideoPass, render_pass_video
@@ -59,14 +60,21 @@ def rtsp_server(video):
     proc.wait(10)
 
 
+def gateway_tls() -> dict[str, str]:
+    """The site config's TLS to ingest: the session's CA and the dev-site gateway certificate (conftest)."""
+    return {"ca_file": os.environ["SIGHTLINE_TLS_CA_FILE"], "cert_file": os.environ["SIGHTLINE_TLS_CLIENT_CERT_FILE"],
+            "key_file": os.environ["SIGHTLINE_TLS_CLIENT_KEY_FILE"]}
+
+
 async def cameras_with_secrets(ingest_addr: str, tokens, folder: Path, *names: str) -> dict[str, Path]:
     """Registers one camera per name (ids made unique) and writes each secret to a 0600 file."""
     out = {}
-    async with grpc.aio.insecure_channel(ingest_addr) as channel:
+    async with secure_channel(ingest_addr) as channel:
         admin = await tokens("admin")
         for name in names:
             camera_id = f"gw-{name}-{uuid.uuid4().hex[:6]}"
-            metadata = await register_camera(channel, ingest_pb2.Camera(camera_id=camera_id, name=name, active=True),
+            metadata = await register_camera(channel, ingest_pb2.Camera(
+                    site_id="dev-site", camera_id=camera_id, name=name, active=True),
                                              admin)
             secret = folder / f"{camera_id}.secret"
             secret.write_text(metadata[0][1].partition(":")[2])
@@ -98,7 +106,7 @@ async def test_rtsp_stills_survive_an_ingest_outage_and_reach_search(
             "reconnect_max_s": 5}
     config = {
         "site_id": "e2e-site", "log_level": "DEBUG",
-        "ingest": {"target": ingest_addr, "backoff_initial_s": 0.5, "backoff_max_s": 2},
+        "ingest": {"target": ingest_addr, "backoff_initial_s": 0.5, "backoff_max_s": 2, "tls": gateway_tls()},
         "spool": {"path": str(tmp_path / "spool" / "spool.db")},
         "cameras": [
             camera(ids["tcp"], tmp_path, {**rtsp, "transport": "tcp"}, pick=pick, latitude=40.7, longitude=-74.0),
@@ -146,7 +154,7 @@ async def test_rtsp_stills_survive_an_ingest_outage_and_reach_search(
                      if line["message"] == "frame acknowledged" and line["camera_id"] == camera_id}
             assert len(stored) == spooled, {fid: out for fid, out in acked.items() if fid not in stored}
         assert gw.value("sightline_gateway_frames_decoded_total", camera_id=udp) > 0  # RTP over UDP too
-        search = search_pb2_grpc.SearchServiceStub(grpc.aio.insecure_channel(search_addr))
+        search = search_pb2_grpc.SearchServiceStub(secure_channel(search_addr))
         officer = auth_metadata(await tokens("officer"))
         found = 0
         for vehicle in video[1]:
@@ -182,7 +190,7 @@ async def test_kill_9_with_a_full_spool_then_restart_sends_each_still_once(
     names = [f"upload-{i:02d}" for i in range(12)]
     for i, name in enumerate(names):
         (drop / f"{name}.jpg").write_bytes(render_scene(100 + i, SceneOptions(width=960, height=540)).jpeg)
-    config = {"site_id": "kill-site", "ingest": {"target": ingest_addr, "window": 4},
+    config = {"site_id": "kill-site", "ingest": {"target": ingest_addr, "window": 4, "tls": gateway_tls()},
               "spool": {"path": str(tmp_path / "spool.db")},
               "cameras": [camera(camera_id, tmp_path, {"type": "folder", "path": str(drop), "settle_s": 0,
                                                        "poll_s": 0.1})]}
@@ -240,7 +248,7 @@ async def test_the_simulator_sends_through_the_shared_link(ingest_addr, tokens, 
                                  fps=0, frames=3, window=2, run_id="link", admin_token=await tokens("admin"),
                                  credentials_file=tmp_path / "credentials.json", progress=False)
     cameras = make_cameras(settings)
-    async with grpc.aio.insecure_channel(ingest_addr) as channel:
+    async with secure_channel(ingest_addr) as channel:
         gateway = Gateway(channel, settings)
         await gateway.register(cameras)
         stats = await gateway.run(cameras, "link", asyncio.Event())

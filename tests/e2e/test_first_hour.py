@@ -17,6 +17,7 @@ import pytest
 from playwright.async_api import expect
 
 from services.common.auth import LOCAL_DATA_DIR, KeySettings
+from services.common.tls import TlsSettings
 from services.devstack.servers import port_open
 from services.devstack.stack import LocalStack
 from tests.e2e.test_browser import log_in, search, shot
@@ -74,6 +75,8 @@ def test_every_tool_finds_the_stacks_state_from_any_directory(tmp_path: Path) ->
     os.chdir(tmp_path)
     try:
         assert KeySettings().data_dir == LOCAL_DATA_DIR == LocalStack(LOCAL_DATA_DIR.parent).data_dir
+        # and the CA they verify the stack's servers against (TLS on every hop, issue #17)
+        assert TlsSettings(tls_ca_file=None).ca_path() == LOCAL_DATA_DIR / "tls" / "ca.crt"
     finally:
         os.chdir(Path(__file__).resolve().parents[2])
     no_tty = subprocess.run([sys.executable, "-m", "services.cli", "identity", "bootstrap-admin", "--agency", "x",

@@ -7,6 +7,7 @@ import grpc
 import pytest
 
 from services.common.auth import auth_metadata
+from services.common.tls import secure_channel
 from services.ingest.client import register_camera
 from services.simulator.render import SceneOptions, render_scene
 from sightline.ingest.v1 import ingest_pb2, ingest_pb2_grpc
@@ -30,8 +31,9 @@ def frame(frame_id: str, jpeg: bytes, camera: str = CAMERA) -> ingest_pb2.Frame:
 @pytest.fixture(scope="module")
 async def registered(ingest_addr: str, tokens) -> tuple[str, tuple[tuple[str, str], ...]]:
     """The ingest address and the camera's gateway credential (call metadata)."""
-    async with grpc.aio.insecure_channel(ingest_addr) as ch:
-        camera = ingest_pb2.Camera(camera_id=CAMERA, agency_id=AGENCY, name="Main St eastbound", active=True)
+    async with secure_channel(ingest_addr) as ch:
+        camera = ingest_pb2.Camera(
+                site_id="dev-site", camera_id=CAMERA, agency_id=AGENCY, name="Main St eastbound", active=True)
         return ingest_addr, await register_camera(ch, camera, await tokens("admin"))
 
 

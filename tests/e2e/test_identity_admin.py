@@ -11,6 +11,8 @@ import pyotp
 import pytest
 
 from services.common.auth import auth_metadata
+from services.common.data_keys import load_master_key
+from services.common.sealing import open_totp
 from services.devstack.stack import LocalStack, Ports
 from sightline.identity.v1 import identity_pb2, identity_pb2_grpc
 from sightline.search.v1 import search_pb2, search_pb2_grpc
@@ -32,7 +34,8 @@ async def _refused(call, code: grpc.StatusCode) -> str:
 
 
 async def test_admin_lists_creates_and_resets_users_of_its_own_agency(identity_addr, search_addr, tokens, accounts,
-                                                                      channel_factory, mongo_db) -> None:
+                                                                      channel_factory, mongo_db,
+                                                                      data_key_settings) -> None:
     identity = identity_pb2_grpc.IdentityServiceStub(channel_factory(identity_addr))
     admin = auth_metadata(await tokens("admin"))
     listed = await identity.ListUsers(identity_pb2.ListUsersRequest(), metadata=admin)
@@ -68,7 +71,9 @@ async def test_admin_lists_creates_and_resets_users_of_its_own_agency(identity_a
         username=username, password=created.generated_password, totp_code=pyotp.TOTP(totp.totp_secret).now())),
         grpc.StatusCode.UNAUTHENTICATED)
     doc = mongo_db["users"].find_one({"_id": user_id})
-    assert doc["totp_secret"] == totp.totp_secret and reset.generated_password not in str(doc)
+    # stored sealed with the master key (issue #17), never in clear
+    assert "totp_secret" not in doc and totp.totp_secret not in str(doc) and reset.generated_password not in str(doc)
+    assert open_totp(load_master_key(data_key_settings), user_id, doc["totp_sealed"]) == totp.totp_secret
 
     audit = mongo_db.client["sightline_audit"]["audit_entries"]
     for action in ("user.create", "user.reset_password", "user.reset_totp"):
@@ -94,8 +99,15 @@ def private_identity(stack: LocalStack, mongo_uri: str, redis_url: str, tmp_path
     own.stop()
 
 
+def totp_of(doc: dict, data_key_settings) -> str:
+    """A user's TOTP secret as stored: sealed (or, for a user stored before sealing, in clear until first read)."""
+    if "totp_sealed" in doc:
+        return open_totp(load_master_key(data_key_settings), doc["_id"], doc["totp_sealed"])
+    return doc["totp_secret"]
+
+
 async def test_resets_fail_closed_when_the_audit_trail_is_down(private_identity: LocalStack, tokens, accounts,
-                                                               channel_factory, mongo_db) -> None:
+                                                               channel_factory, mongo_db, data_key_settings) -> None:
     identity = identity_pb2_grpc.IdentityServiceStub(channel_factory(private_identity.address("identity")))
     admin = auth_metadata(await tokens("admin"))
     officer = accounts["investigator"].user_id
@@ -108,4 +120,5 @@ async def test_resets_fail_closed_when_the_audit_trail_is_down(private_identity:
                      training=_training()), metadata=admin)):
         assert "audit" in await _refused(call, grpc.StatusCode.UNAVAILABLE)
     after = mongo_db["users"].find_one({"_id": officer})
-    assert (after["password_hash"], after["totp_secret"]) == (before["password_hash"], before["totp_secret"])
+    assert after["password_hash"] == before["password_hash"]
+    assert totp_of(after, data_key_settings) == totp_of(before, data_key_settings)  # (sealed since, maybe)

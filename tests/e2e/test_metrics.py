@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.common.metrics import sample_stream_backlog
 from services.common.settings import RedisSettings
 from services.common.storage import redis_client
+from services.common.tls import secure_channel
 from services.devstack.servers import free_port
 from services.devstack.stack import LocalStack
 from services.ingest.client import register_camera
@@ -54,8 +55,8 @@ async def test_ingest_counts_frames_reads_and_inference_time(ingest_metrics: tup
     camera = f"metrics-cam-{uuid.uuid4().hex[:6]}"
     scene = render_scene(7, SceneOptions(difficulty=0.0))
     before = scrape(url)
-    async with grpc.aio.insecure_channel(addr) as channel:
-        credential = await register_camera(channel, ingest_pb2.Camera(
+    async with secure_channel(addr) as channel:
+        credential = await register_camera(channel, ingest_pb2.Camera(site_id="dev-site",
             camera_id=camera, agency_id="pd-alpha", name="metrics", active=True), await tokens("admin"))
         ingest = ingest_pb2_grpc.IngestServiceStub(channel)
         frame = ingest_pb2.Frame(camera_id=camera, frame_id="f1", jpeg=scene.jpeg)

@@ -30,6 +30,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from services.common.auth import auth_metadata
+from services.common.tls import secure_channel
 from services.devstack.servers import free_port
 from services.devstack.stack import LocalStack, Ports
 from services.devstack.tokens import dev_token
@@ -174,13 +175,13 @@ def tree(spans: list[tuple[str, Span]]) -> str:
 async def test_one_trace_follows_a_frame_to_its_alert(traced_stack: LocalStack, collector) -> None:
     spans, endpoint, _ = collector
     scene = render_scene(1, SceneOptions(difficulty=0.0))
-    async with grpc.aio.insecure_channel(traced_stack.address("ingest")) as ingest_ch, \
-            grpc.aio.insecure_channel(traced_stack.address("hotlist")) as hot_ch:
+    async with secure_channel(traced_stack.address("ingest")) as ingest_ch, \
+            secure_channel(traced_stack.address("hotlist")) as hot_ch:
         admin = dev_token(traced_stack.root / "data", "trace-pd", ["agency_admin"])
         # Lists are managed by a supervisor, alerts received by an officer, of the camera's agency.
         supervisor = auth_metadata(dev_token(traced_stack.root / "data", "trace-pd", ["supervisor"]))
         officer = auth_metadata(dev_token(traced_stack.root / "data", "trace-pd", ["officer"]))
-        credential = await register_camera(ingest_ch, ingest_pb2.Camera(
+        credential = await register_camera(ingest_ch, ingest_pb2.Camera(site_id="dev-site",
             camera_id=CAMERA, agency_id="trace-pd", name="traced", active=True), admin)
         hot = hotlist_pb2_grpc.HotlistServiceStub(hot_ch)
         list_id = f"trace-{uuid.uuid4().hex[:8]}"

@@ -24,6 +24,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pymongo import MongoClient
 
 from services.common.auth import auth_metadata
+from services.common.tls import secure_channel
 from services.devstack.servers import wait_for
 from services.devstack.stack import LocalStack, Ports
 from services.devstack.tokens import dev_token
@@ -209,7 +210,7 @@ class HealthWatch:
     seen not SERVING (NOT_SERVING or unreachable)."""
 
     def __init__(self, stack: LocalStack, names: list[str]):
-        self._channels = {n: grpc.aio.insecure_channel(stack.address(n)) for n in names}
+        self._channels = {n: secure_channel(stack.address(n)) for n in names}
         self.not_serving: set[str] = set()
         self.unreachable: set[str] = set()
         self.last_bad: dict[str, float] = {}
@@ -271,8 +272,9 @@ async def register_cameras(stack: LocalStack, prefix: str, n: int) -> tuple[list
     """n cameras of AGENCY; returns their ids and call metadata presenting all their credentials."""
     admin = dev_token(Path(stack.env["SIGHTLINE_DATA_DIR"]), AGENCY, ["agency_admin"])
     ids = [f"{prefix}-{i}" for i in range(n)]
-    async with grpc.aio.insecure_channel(stack.address("ingest")) as channel:
-        mds = [await register_camera(channel, ingest_pb2.Camera(camera_id=c, name=c, active=True), admin)
+    async with secure_channel(stack.address("ingest")) as channel:
+        mds = [await register_camera(channel, ingest_pb2.Camera(
+                site_id="dev-site", camera_id=c, name=c, active=True), admin)
                for c in ids]
     return ids, tuple(md[0] for md in mds)
 
@@ -281,7 +283,7 @@ async def hot_list(stack: LocalStack, plates: list[str]) -> str:
     """A new agency hot list with `plates`: its id."""
     list_id = f"faults-{uuid.uuid4().hex[:8]}"
     md = token(stack, "supervisor")
-    async with grpc.aio.insecure_channel(stack.address("hotlist")) as channel:
+    async with secure_channel(stack.address("hotlist")) as channel:
         hot = hotlist_pb2_grpc.HotlistServiceStub(channel)
         await hot.UpsertList(hotlist_pb2.UpsertListRequest(list=hotlist_pb2.HotList(
             list_id=list_id, name="faults", source=hotlist_pb2.LIST_SOURCE_AGENCY, owner=AGENCY)), metadata=md,

@@ -13,10 +13,10 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import grpc
 import pytest
 from fault_harness import ReadGateway, mongo, record_row, register_cameras, start_fault_stack, token
 
+from services.common.tls import secure_channel
 from services.devstack.servers import wait_for
 from services.devstack.stack import LocalStack
 from sightline.ingest.v1 import ingest_pb2, ingest_pb2_grpc
@@ -48,8 +48,8 @@ async def test_ttl_expiry_keeps_pace_with_ingest_and_holds_survive(retention_sta
     cameras, credentials = await register_cameras(stack, "ttl", 8)
     rng = random.Random(7)
     stop = asyncio.Event()
-    async with grpc.aio.insecure_channel(stack.address("ingest")) as ingest, \
-            grpc.aio.insecure_channel(stack.address("retention")) as retention:
+    async with secure_channel(stack.address("ingest")) as ingest, \
+            secure_channel(stack.address("retention")) as retention:
         # Evidence first: reads expiring in ~20 s, held for a case at once.
         held = ReadGateway(ingest, credentials, cameras, "held", frames_per_batch=HELD_FRAMES,
                            captured_at=expiring_in(20, 20, rng))

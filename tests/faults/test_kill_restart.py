@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import grpc
 import pytest
 from fault_harness import (
     FaultRow,
@@ -30,6 +29,7 @@ from fault_harness import (
     token,
 )
 
+from services.common.tls import secure_channel
 from services.devstack.stack import LocalStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
@@ -73,8 +73,8 @@ async def run_fault(stack: LocalStack, fault: Fault) -> None:
     list_id = await hot_list(stack, plates)
     stop = asyncio.Event()
     watch = HealthWatch(stack, list(fault.watch))
-    async with grpc.aio.insecure_channel(stack.address("ingest")) as ingest, \
-            grpc.aio.insecure_channel(stack.address("search")) as search:
+    async with secure_channel(stack.address("ingest")) as ingest, \
+            secure_channel(stack.address("search")) as search:
         gateway = ReadGateway(ingest, credentials, cameras, run_id, rate=20, frames_per_batch=10,
                               hot_plates=plates, plant_every=150)
         searcher = Searcher(search, token(stack, "investigator"), plates[0])

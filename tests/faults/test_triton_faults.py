@@ -17,7 +17,6 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
-import grpc
 import pytest
 from fault_harness import (
     AGENCY,
@@ -31,6 +30,7 @@ from fault_harness import (
     vm_rss_kib,
 )
 
+from services.common.tls import secure_channel
 from services.devstack.servers import wait_for
 from services.devstack.stack import LocalStack
 from services.devstack.tokens import dev_token
@@ -102,7 +102,7 @@ async def run_frames_fault(stack: LocalStack, name: str, fault: Fault, tmp: Path
     cameras = make_cameras(settings)
     stop = asyncio.Event()
     watch = HealthWatch(stack, ["ingest"])
-    async with grpc.aio.insecure_channel(stack.address("ingest"),
+    async with secure_channel(stack.address("ingest"),
                                          options=[("grpc.max_send_message_length", 16 << 20)]) as channel:
         gateway = Gateway(channel, settings, on_ack)
         await gateway.register(cameras)

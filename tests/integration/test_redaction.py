@@ -79,13 +79,14 @@ def test_in_process_pipeline_blurs_the_face_and_leaves_the_plate(scene_with_face
     assert scene.truth.plate_text in [read.normalized for read in result.plates]
 
 
-async def test_triton_stores_the_face_blurred(scene_with_face, triton_url: str) -> None:
+async def test_triton_stores_the_face_blurred(scene_with_face, triton_url: str, stack) -> None:
     from services.ingest.adapters.triton import TritonAlpr
+    from tests.conftest import triton_ca
 
     scene, frame = scene_with_face
     ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 95])
     assert ok
-    alpr = TritonAlpr(triton_url, "alpr", 120)
+    alpr = TritonAlpr(triton_url, "alpr", 120, triton_ca(stack))  # TLS, as ingest calls it
     try:
         reads, redacted_jpeg = await alpr.recognise(jpeg.tobytes())
     finally:

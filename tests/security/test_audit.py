@@ -30,6 +30,7 @@ from services.audit.domain.chain import entry_hash, verify_chain
 from services.audit.settings import AUDIT_KEY
 from services.common.auth import KeySettings, auth_metadata, load_public_key
 from services.common.service_tokens import service_signer
+from services.common.tls import secure_channel
 from services.devstack.servers import wait_for
 from services.devstack.stack import LocalStack, Ports
 from sightline.audit.v1 import audit_pb2, audit_pb2_grpc
@@ -54,7 +55,7 @@ class PrivateAudit:
         self.db = self.mongo[self.name]
         self.keys = KeySettings(data_dir=Path(stack.env["SIGHTLINE_DATA_DIR"]))
         self.client = AuditClient(self.stack.address("audit"), 5, service_signer("search", self.keys))
-        self.channel = grpc.aio.insecure_channel(self.stack.address("audit"))
+        self.channel = secure_channel(self.stack.address("audit"))
 
     async def append(self, n: int) -> None:
         for i in range(n):

@@ -18,6 +18,7 @@ import pytest
 from services.common.auth import auth_metadata
 from services.common.settings import RedisSettings
 from services.common.storage import redis_client
+from services.common.tls import secure_channel
 from services.hotlist.settings import HotlistSettings
 from services.tracker.adapters.codec import single_read_pass
 from services.tracker.adapters.stream import PassPublisher
@@ -98,7 +99,7 @@ async def review(audit_addr: str, token: str, action: str, channel_factory) -> l
 
 async def set_hotlist_sharing(identity_addr: str, admin_token: str, hotlist_share_with: list[str]) -> None:
     """A's admin sets A's policy (A shares its reads for searches with B throughout, tests/conftest.py)."""
-    async with grpc.aio.insecure_channel(identity_addr) as channel:
+    async with secure_channel(identity_addr) as channel:
         await identity_pb2_grpc.IdentityServiceStub(channel).SetAgencyPolicy(identity_pb2.SetAgencyPolicyRequest(
             share_with=[B], hotlist_share_with=hotlist_share_with), metadata=auth_metadata(admin_token))
 

@@ -331,7 +331,9 @@ async def test_rotating_another_agencys_camera_secret_is_denied_and_audited(
             ["pwd", "otp"],
         )
         await registry.UpsertCamera(
-            ingest_pb2.UpsertCameraRequest(camera=ingest_pb2.Camera(camera_id=camera_id, name="beta cam")),
+            ingest_pb2.UpsertCameraRequest(
+                camera=ingest_pb2.Camera(camera_id=camera_id, name="beta cam", site_id="dev-site")
+            ),
             metadata=auth_metadata(beta_admin),
             timeout=30,
         )

@@ -49,7 +49,7 @@ async def test_unknown_cameras_are_never_cached_and_the_cache_is_bounded(mongo_u
 async def test_decompression_bomb_is_invalid_not_retried(ingest_addr: str, tokens, channel_factory) -> None:
     """Finding 9: a 378-byte JPEG whose header claims 65000x65000 got UNAVAILABLE "retry"."""
     channel = channel_factory(ingest_addr)
-    camera = ingest_pb2.Camera(camera_id=f"sec-{uuid.uuid4().hex[:8]}", name="bomb", active=True)
+    camera = ingest_pb2.Camera(site_id="dev-site", camera_id=f"sec-{uuid.uuid4().hex[:8]}", name="bomb", active=True)
     credential = await register_camera(channel, camera, await tokens("admin"))
     buffer = io.BytesIO()
     Image.fromarray(np.full((1, 1, 3), 128, np.uint8)).save(buffer, "JPEG")

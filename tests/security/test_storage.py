@@ -9,6 +9,7 @@ pass stream, whose entries raise alerts, can be appended to by the tracker's use
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
@@ -52,7 +53,8 @@ def refused(operation) -> OperationFailure:
 def test_an_unauthenticated_mongodb_client_is_refused(mongo_uri: str, accounts) -> None:
     """Finding 7: a client without credentials can no longer read `sightline.users` (nor anything else)."""
     port = urlsplit(mongo_uri).port
-    with MongoClient("127.0.0.1", port, directConnection=True, serverSelectionTimeoutMS=5000) as anonymous:
+    with MongoClient("127.0.0.1", port, directConnection=True, serverSelectionTimeoutMS=5000, tls=True,
+                     tlsCAFile=os.environ["SIGHTLINE_TLS_CA_FILE"]) as anonymous:
         failure = refused(lambda: anonymous["sightline"]["users"].find_one({}))
         assert "requires authentication" in str(failure)
         refused(lambda: anonymous["sightline_audit"]["audit_entries"].delete_many({}))
@@ -64,12 +66,13 @@ def test_an_unauthenticated_mongodb_client_is_refused(mongo_uri: str, accounts) 
 def test_an_unauthenticated_redis_client_is_refused(redis_url: str) -> None:
     """Finding 7: a client without credentials (the default user is off) can neither read nor append."""
     port = urlsplit(redis_url).port
-    with redis.Redis(port=port, protocol=2, socket_timeout=5) as anonymous:
+    tls = {"ssl": True, "ssl_ca_certs": os.environ["SIGHTLINE_TLS_CA_FILE"]}
+    with redis.Redis(port=port, protocol=2, socket_timeout=5, **tls) as anonymous:
         for attempt in (anonymous.ping, lambda: anonymous.xadd(PASS_STREAM, {"pass": b"forged"}),
                         lambda: anonymous.keys("*")):
             with pytest.raises(redis.AuthenticationError):
                 attempt()
-    with redis.Redis(port=port, protocol=2, username="default", password="", socket_timeout=5) as default, \
+    with redis.Redis(port=port, protocol=2, username="default", password="", socket_timeout=5, **tls) as default, \
             pytest.raises(redis.AuthenticationError):
         default.ping()
 
@@ -159,3 +162,20 @@ async def test_a_forged_pass_is_refused_for_every_user_but_the_trackers(stack: L
     await publish_as(stack, "tracker", forged_read(plate))
     await wait_for("the tracker's pass to raise an alert",
                    lambda: mongo_db["alerts"].count_documents({"read.plate_normalized": plate}) == 1, 15)
+
+
+def test_storage_refuses_plain_text(mongo_uri: str, redis_url: str) -> None:
+    """Issue #17: mongod runs with --tlsMode requireTLS and redis-server with its TLS port only; a client that
+    does not speak TLS gets nothing, not even a refusal to authenticate."""
+    from pymongo.errors import ServerSelectionTimeoutError
+
+    assert "tls=true" in mongo_uri and redis_url.startswith("rediss://")
+    plain_mongo = mongo_uri.split("&tls=")[0]
+    with MongoClient(plain_mongo, serverSelectionTimeoutMS=2000, directConnection=True) as plain, \
+            pytest.raises(ServerSelectionTimeoutError):
+        plain.admin.command("ping")
+    plain_redis = "redis://" + redis_url.removeprefix("rediss://").split("?")[0]
+    with redis.Redis.from_url(plain_redis, socket_timeout=3) as plain, pytest.raises(redis.ConnectionError):
+        plain.ping()
+    with MongoClient(mongo_uri, serverSelectionTimeoutMS=5000) as verified:  # the same URI with TLS: answered
+        assert verified.admin.command("ping")["ok"] == 1

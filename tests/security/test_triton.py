@@ -14,10 +14,11 @@ import urllib.error
 import urllib.request
 
 import pytest
-import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from services.devstack.stack import LocalStack
+from services.inference.launcher import triton_client
+from tests.conftest import triton_ca
 
 pytestmark = [pytest.mark.integration, pytest.mark.security]
 
@@ -70,8 +71,8 @@ def test_http_model_load_with_files_is_refused(stack: LocalStack, triton_url: st
         urllib.request.urlopen(unload, timeout=30)
 
 
-async def test_grpc_model_load_is_refused_and_serving_models_stay(triton_url: str) -> None:
-    client = grpcclient.InferenceServerClient(triton_url)
+async def test_grpc_model_load_is_refused_and_serving_models_stay(triton_url: str, stack) -> None:
+    client = triton_client(triton_url, triton_ca(stack))
     try:
         with pytest.raises(InferenceServerException, match="(?i)not allowed"):
             await client.load_model("evil", config=EVIL_CONFIG, files={"file:1/model.py": EVIL_MODEL})
@@ -80,3 +81,20 @@ async def test_grpc_model_load_is_refused_and_serving_models_stay(triton_url: st
         assert await client.is_model_ready("alpr")
     finally:
         await client.close()
+
+
+async def test_tritons_grpc_endpoint_serves_tls_only(triton_url: str, stack) -> None:
+    """Issue #17: frames go from ingest to Triton over TLS; a plain-text client of the gRPC endpoint is refused."""
+    if triton_ca(stack) is None:
+        pytest.skip("an external Triton (SIGHTLINE_TRITON_URL) serving plain text")
+    plain = triton_client(triton_url, None)
+    try:
+        with pytest.raises(InferenceServerException):
+            await plain.is_server_ready(client_timeout=5)
+    finally:
+        await plain.close()
+    verified = triton_client(triton_url, triton_ca(stack))
+    try:
+        assert await verified.is_server_ready()
+    finally:
+        await verified.close()

@@ -102,9 +102,12 @@ def test_probes(manifests: list[Manifest]) -> None:
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             assert probe in c, f"{name} lacks {probe}"
         if name in GRPC_SERVICES:
-            port = c["ports"][0]["containerPort"]
-            assert c["readinessProbe"]["grpc"]["port"] == port, name
-            assert c["livenessProbe"]["grpc"]["port"] == port, name
+            # The serving port is TLS only; the kubelet's gRPC probes (no TLS) ask the plain health-only port.
+            ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+            env = {e["name"]: e.get("value") for e in c["env"]}
+            assert env["SIGHTLINE_HEALTH_PORT"] == str(ports["health"]) and ports["health"] != ports["grpc"], name
+            assert c["readinessProbe"]["grpc"]["port"] == ports["health"], name
+            assert c["livenessProbe"]["grpc"]["port"] == ports["health"], name
         elif name == "triton":
             assert c["startupProbe"]["httpGet"]["path"] == "/v2/health/ready"
             assert c["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
@@ -204,7 +207,7 @@ def service_key(name: str) -> dict[str, str]:
 
 def mounted_files(pod: Manifest, c: Manifest) -> set[str]:
     """Paths of the Secret items the container can read (mounted read-only)."""
-    secrets = {v["name"]: v["secret"] for v in pod["volumes"] if "secret" in v}
+    secrets = {v["name"]: v["secret"] for v in pod["volumes"] if "secret" in v and not v["name"].startswith("tls")}
     files = set()
     for m in c["volumeMounts"]:
         if m["name"] in secrets:
@@ -218,7 +221,7 @@ def test_key_files_reach_only_their_services(manifests: list[Manifest]) -> None:
     data_master = {"SIGHTLINE_DATA_MASTER_KEY_FILE": f"{KEYS}/data/master.key"}
     expected = {
         "identity": {"SIGHTLINE_TOKEN_SIGNING_KEY_FILE": f"{KEYS}/token/token.pem", **TOKEN_PUBLIC,
-                     **service_key("identity")},
+                     **service_key("identity"), **data_master},
         "audit": {**TOKEN_PUBLIC, "SIGHTLINE_AUDIT_SIGNING_KEY_FILE": f"{KEYS}/audit/audit.pem",
                   "SIGHTLINE_AUDIT_PUBLIC_KEY_FILE": f"{KEYS}/audit/audit.pub.pem",
                   "SIGHTLINE_SERVICE_PUBLIC_KEYS_DIR": f"{KEYS}/services"},
@@ -230,7 +233,8 @@ def test_key_files_reach_only_their_services(manifests: list[Manifest]) -> None:
         if name in ("triton", "gateway"):
             assert mounted_files(pod, c) == set()
             continue
-        env = {e["name"]: e.get("value") for e in c["env"] if e["name"].endswith(("_KEY_FILE", "_KEYS_DIR"))}
+        env = {e["name"]: e.get("value") for e in c["env"]
+               if e["name"].endswith(("_KEY_FILE", "_KEYS_DIR")) and not e["name"].startswith("SIGHTLINE_TLS_")}
         assert env == expected.get(name, TOKEN_PUBLIC), name
         # the pod can read exactly the files its variables name: no signing key where it is not used
         files = {path for var, path in env.items() if not var.endswith("_DIR")}
@@ -377,3 +381,34 @@ def test_gateway_in_a_full_release_targets_its_ingest() -> None:
     site = yaml.safe_load(next(m for m in of_kind(manifests, "ConfigMap").values()
                                if component(m) == "gateway")["data"]["site.yaml"])
     assert site["ingest"]["target"] == "sl-sightline-ingest:50051"
+
+
+def test_every_service_serves_tls_from_its_own_secret_mounted_read_only(manifests: list[Manifest]) -> None:
+    """Issue #17: each Python service's certificate, key and CA come from its own Secret, mounted read-only;
+    ingest requires client certificates (camera gateways); the web front ends probe over HTTPS."""
+    for name, pod, c in containers(manifests):
+        if name in ("triton", "gateway"):
+            continue
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        assert env["SIGHTLINE_TLS_CERT_FILE"] == "/etc/sightline/tls/tls.crt", name
+        assert env["SIGHTLINE_TLS_KEY_FILE"] == "/etc/sightline/tls/tls.key", name
+        assert env["SIGHTLINE_TLS_CA_FILE"] == "/etc/sightline/tls/ca.crt", name
+        volume = next(v for v in pod["volumes"] if v["name"] == "tls")
+        assert volume["secret"]["secretName"] == f"sl-sightline-{name}-tls" and volume["secret"]["defaultMode"] == 0o440
+        mount = next(m for m in c["volumeMounts"] if m["name"] == "tls")
+        assert mount["readOnly"] is True and mount["mountPath"] == "/etc/sightline/tls"
+        assert (env.get("SIGHTLINE_TLS_REQUIRE_CLIENT_CERT") == "true") == (name == "ingest"), name
+        if name in ("portal", "console"):
+            assert c["readinessProbe"]["httpGet"]["scheme"] == "HTTPS", name
+    triton = next(c for name, _, c in containers(manifests) if name == "triton")
+    assert "--grpc-use-ssl=true" in triton["args"]  # ingest's frames to Triton: TLS too
+
+
+def test_cert_manager_issues_one_certificate_per_service() -> None:
+    certificates = [m for m in render("--set", "tls.certManager.enabled=true") if m["kind"] == "Certificate"]
+    assert {c["spec"]["secretName"] for c in certificates} == {f"sl-sightline-{n}-tls"
+                                                               for n in [*PYTHON_SERVICES, "triton"]}
+    for cert in certificates:
+        name = cert["metadata"]["name"]
+        assert name in cert["spec"]["dnsNames"] and cert["spec"]["issuerRef"]["kind"] == "ClusterIssuer"
+        assert cert["spec"]["renewBefore"] == "720h" and "server auth" in cert["spec"]["usages"]

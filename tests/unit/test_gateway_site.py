@@ -52,7 +52,7 @@ cameras:
 """)
     config = load_config(path)
     assert config.cameras[0].source.transport == "udp" and config.cameras[1].source.type == "folder"
-    assert config.ingest.tls is None  # plaintext: what the local stack serves today
+    assert config.ingest.tls is None and not config.ingest.plaintext  # TLS, system roots
     bad = [
         ({"pick": {"zone": [0.5, 0, 0.4, 1]}}, "zone"),
         ({"source": {"type": "rtsp", "url": "rtsp://u:pw@10.0.0.5/s"}}, "password"),

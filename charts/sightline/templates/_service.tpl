@@ -10,6 +10,9 @@ Args: dict root, name.
 {{- $ctx := dict "root" $root "name" $name -}}
 {{- $fullname := include "sightline.componentName" $ctx -}}
 {{- $portName := $svc.protocol -}}
+{{- $tls := $root.Values.tls -}}
+{{- $tlsSecret := printf $tls.secretNameFormat $fullname -}}
+{{- $gatewayCA := and $tls.enabled (eq $name "ingest") $tls.gatewayClientCA.existingSecret -}}
 {{- $keyFiles := include "sightline.keyFiles" (dict "root" $root "name" $name "keys" $svc.keys) | fromYamlArray -}}
 {{- $keyVolumes := dict -}}
 {{- range $keyFiles -}}
@@ -100,6 +103,11 @@ spec:
             - name: metrics
               containerPort: {{ $svc.metricsPort }}
               protocol: TCP
+            {{- if and $tls.enabled (eq $svc.protocol "grpc") }}
+            - name: health
+              containerPort: {{ $tls.healthPort }}
+              protocol: TCP
+            {{- end }}
           envFrom:
             - configMapRef:
                 name: {{ include "sightline.fullname" $root }}-settings
@@ -123,6 +131,33 @@ spec:
             - name: OTEL_RESOURCE_ATTRIBUTES
               value: "service.namespace=sightline,deployment.environment={{ $root.Values.global.environment }},k8s.namespace.name=$(POD_NAMESPACE),k8s.pod.name=$(POD_NAME)"
             {{- include "sightline.connectionEnv" (dict "root" $root "svc" $svc "name" $name) | nindent 12 }}
+            {{- if $tls.enabled }}
+            # TLS (services/common/tls.py): its certificate, re-read when the mounted Secret changes, and the CA it
+            # verifies the services it calls against.
+            - name: SIGHTLINE_TLS_CERT_FILE
+              value: {{ $tls.mountPath }}/tls.crt
+            - name: SIGHTLINE_TLS_KEY_FILE
+              value: {{ $tls.mountPath }}/tls.key
+            - name: SIGHTLINE_TLS_CA_FILE
+              value: {{ $tls.mountPath }}/ca.crt
+            {{- if eq $svc.protocol "grpc" }}
+            - name: SIGHTLINE_HEALTH_PORT
+              value: {{ $tls.healthPort | quote }}
+            {{- else }}
+            - name: SIGHTLINE_HTTP_TLS
+              value: {{ $tls.webServesHttps | quote }}
+            {{- end }}
+            {{- if eq $name "ingest" }}
+            # Camera gateways: mutual TLS, client certificates naming their site (docs/security.md).
+            - name: SIGHTLINE_TLS_REQUIRE_CLIENT_CERT
+              value: "true"
+            - name: SIGHTLINE_TLS_CLIENT_CA_FILE
+              value: {{ if $gatewayCA }}{{ $tls.mountPath }}-gateways/ca.crt{{ else }}{{ $tls.mountPath }}/ca.crt{{ end }}
+            {{- end }}
+            {{- else }}
+            - name: SIGHTLINE_TLS_ENABLED
+              value: "false"
+            {{- end }}
             {{- range $file := $keyFiles }}
             {{- if $file.env }}
             - name: {{ $file.env }}
@@ -139,19 +174,20 @@ spec:
               value: {{ $value | quote }}
             {{- end }}
           {{- if eq $svc.protocol "grpc" }}
+          {{- $probePort := ternary $tls.healthPort $svc.port $tls.enabled }}
           startupProbe:
             grpc:
-              port: {{ $svc.port }}
+              port: {{ $probePort }}
             periodSeconds: 2
             failureThreshold: 30
           readinessProbe:
             grpc:
-              port: {{ $svc.port }}
+              port: {{ $probePort }}
             periodSeconds: 5
             failureThreshold: 2
           livenessProbe:
             grpc:
-              port: {{ $svc.port }}
+              port: {{ $probePort }}
               {{- with $svc.livenessService }}
               service: {{ . }}
               {{- end }}
@@ -162,18 +198,21 @@ spec:
             httpGet:
               path: {{ $svc.healthPath }}
               port: {{ $portName }}
+              scheme: {{ ternary "HTTPS" "HTTP" (and $tls.enabled $tls.webServesHttps) }}
             periodSeconds: 2
             failureThreshold: 30
           readinessProbe:
             httpGet:
               path: {{ $svc.healthPath }}
               port: {{ $portName }}
+              scheme: {{ ternary "HTTPS" "HTTP" (and $tls.enabled $tls.webServesHttps) }}
             periodSeconds: 5
             failureThreshold: 2
           livenessProbe:
             httpGet:
               path: {{ $svc.healthPath }}
               port: {{ $portName }}
+              scheme: {{ ternary "HTTPS" "HTTP" (and $tls.enabled $tls.webServesHttps) }}
             periodSeconds: 10
             failureThreshold: 6
           {{- end }}
@@ -184,6 +223,16 @@ spec:
           volumeMounts:
             - name: tmp
               mountPath: /tmp
+            {{- if $tls.enabled }}
+            - name: tls
+              mountPath: {{ $tls.mountPath }}
+              readOnly: true
+            {{- end }}
+            {{- if $gatewayCA }}
+            - name: tls-gateways
+              mountPath: {{ $tls.mountPath }}-gateways
+              readOnly: true
+            {{- end }}
             {{- range $secret, $_ := $keyVolumes }}
             - name: keys-{{ $secret }}
               mountPath: {{ $root.Values.keys.mountPath }}/{{ $secret }}
@@ -193,6 +242,21 @@ spec:
         - name: tmp
           emptyDir:
             sizeLimit: 64Mi
+        {{- if $tls.enabled }}
+        - name: tls
+          secret:
+            secretName: {{ $tlsSecret }}
+            defaultMode: 0440
+        {{- end }}
+        {{- if $gatewayCA }}
+        - name: tls-gateways
+          secret:
+            secretName: {{ $gatewayCA }}
+            defaultMode: 0440
+            items:
+              - key: ca.crt
+                path: ca.crt
+        {{- end }}
         {{- range $secret, $items := $keyVolumes }}
         - name: keys-{{ $secret }}
           secret:
@@ -237,6 +301,38 @@ spec:
     - name: metrics
       port: {{ $svc.metricsPort }}
       targetPort: metrics
+{{- if and $tls.enabled $tls.certManager.enabled }}
+---
+# cert-manager issues and renews the component's certificate into the Secret its pods mount (usages: server, and
+# client for the calls it makes); the servers pick up each renewal without a restart.
+apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata:
+  name: {{ $fullname }}
+  labels:
+    {{- include "sightline.labels" $ctx | nindent 4 }}
+spec:
+  secretName: {{ $tlsSecret }}
+  duration: {{ $tls.certManager.duration }}
+  renewBefore: {{ $tls.certManager.renewBefore }}
+  privateKey:
+    algorithm: ECDSA
+    size: 256
+    rotationPolicy: Always
+  usages:
+    - server auth
+    - client auth
+  commonName: {{ $fullname }}
+  dnsNames:
+    - {{ $fullname }}
+    - {{ $fullname }}.{{ $root.Release.Namespace }}.svc
+    - {{ $fullname }}.{{ $root.Release.Namespace }}.svc.cluster.local
+    {{- with $svc.tlsDnsNames }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  issuerRef:
+    {{- toYaml $tls.certManager.issuerRef | nindent 4 }}
+{{- end }}
 {{ include "sightline.pdb" $ctx }}
 {{ include "sightline.autoscaler" (dict "root" $root "name" $name "autoscaling" $svc.autoscaling "triggers" $triggers) }}
 {{- end -}}

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.grpc_server import Dependency
+from services.common.tls import secure_channel
 from services.console.settings import ConsoleSettings
 from services.ingest.client import CameraRegistry
 from sightline.audit.v1 import audit_pb2_grpc
@@ -21,7 +21,7 @@ class Backends:
     def __init__(self, settings: ConsoleSettings):
         opts = [("grpc.max_receive_message_length", IMAGE_BYTES)]
         self._channels = {
-            name: grpc.aio.insecure_channel(address, options=opts)
+            name: secure_channel(address, settings, opts)
             for name, address in (("identity", settings.identity_address), ("search", settings.search_address),
                                   ("hotlist", settings.hotlist_address), ("audit", settings.audit_address),
                                   ("retention", settings.retention_address),

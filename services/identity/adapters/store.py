@@ -8,13 +8,21 @@ from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.agencies import AGENCIES, HOTLIST_SHARE_WITH
+from services.common.sealing import open_totp, seal_totp
 
 USERS = "users"
+# The stored form of a user's TOTP secret: sealed with the master key (AES-256-GCM, bound to the user id).
+TOTP_SEALED = "totp_sealed"
 
 
 class IdentityStore:
-    def __init__(self, db: AsyncDatabase):
+    """Users' TOTP secrets are sealed with the master key before they are stored and opened when a user is read
+    (`totp_secret` in the returned document only). A user stored before sealing (a clear `totp_secret`) is
+    sealed the first time it is read."""
+
+    def __init__(self, db: AsyncDatabase, master_key: bytes):
         self._db = db
+        self._master = master_key
 
     async def ensure_indexes(self) -> None:
         await self._db[USERS].create_indexes([IndexModel([("username", ASCENDING)], name="username", unique=True),
@@ -46,22 +54,44 @@ class IdentityStore:
         return await self._db[USERS].find_one({"agency_id": agency_id, "roles": "agency_admin"}, {"_id": 1}) is not None
 
     async def user_by_name(self, username: str) -> dict[str, Any] | None:
-        return await self._db[USERS].find_one({"username": username})
+        return await self._opened(await self._db[USERS].find_one({"username": username}))
 
     async def user(self, user_id: str) -> dict[str, Any] | None:
-        return await self._db[USERS].find_one({"_id": user_id})
+        return await self._opened(await self._db[USERS].find_one({"_id": user_id}))
+
+    async def _opened(self, doc: dict[str, Any] | None) -> dict[str, Any] | None:
+        if doc is None:
+            return None
+        if TOTP_SEALED in doc:
+            doc["totp_secret"] = open_totp(self._master, doc["_id"], doc.pop(TOTP_SEALED))
+        elif doc.get("totp_secret"):  # stored in clear before sealing: seal it now
+            await self._db[USERS].update_one(
+                {"_id": doc["_id"], "totp_secret": doc["totp_secret"]},
+                {"$set": {TOTP_SEALED: seal_totp(self._master, doc["_id"], doc["totp_secret"])},
+                 "$unset": {"totp_secret": ""}})
+        return doc
 
     async def users(self, agency_id: str) -> list[dict[str, Any]]:
         """The agency's users by username, without their password hashes and TOTP secrets."""
-        return await (self._db[USERS].find({"agency_id": agency_id}, {"password_hash": 0, "totp_secret": 0})
-                      .sort("username", ASCENDING).to_list(None))
+        hidden = {"password_hash": 0, "totp_secret": 0, TOTP_SEALED: 0}
+        return await self._db[USERS].find({"agency_id": agency_id}, hidden).sort("username", ASCENDING).to_list(None)
 
     async def insert_user(self, doc: dict[str, Any]) -> None:
-        await self._db[USERS].insert_one(doc)
+        stored = {k: v for k, v in doc.items() if k != "totp_secret"}
+        stored[TOTP_SEALED] = seal_totp(self._master, doc["_id"], doc["totp_secret"])
+        await self._db[USERS].insert_one(stored)
 
     async def update_user(self, user_id: str, agency_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:
-        return await self._db[USERS].find_one_and_update({"_id": user_id, "agency_id": agency_id}, {"$set": changes},
-                                                         return_document=ReturnDocument.AFTER)
+        """Apply `changes` to the agency's user; a new `totp_secret` (ResetTotp) is stored sealed."""
+        update: dict[str, Any] = {"$set": dict(changes)}
+        if "totp_secret" in changes:
+            update["$set"][TOTP_SEALED] = seal_totp(self._master, user_id, update["$set"].pop("totp_secret"))
+            update["$unset"] = {"totp_secret": ""}
+        doc = await self._db[USERS].find_one_and_update({"_id": user_id, "agency_id": agency_id}, update,
+                                                        return_document=ReturnDocument.AFTER)
+        if doc is not None:
+            doc.pop(TOTP_SEALED, None)  # the caller has the secret it set, or needs none
+        return doc
 
     async def claim_totp_step(self, user_id: str, totp_step: int, changes: dict[str, Any]) -> bool:
         """Mark TOTP step `totp_step` used (with `changes`); False when that step or a later one was already

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -19,9 +20,16 @@ from typing import Any
 import grpc
 
 from services.common.rejected import Code, Rejected
+from services.common.tls import SITE_PREFIX, peer_site
+
+log = logging.getLogger(__name__)
 
 SCHEME = "camera "
 SECRET_BYTES = 32
+
+# A call whose connection presents no site certificate: what the log and the caller are told.
+NO_SITE = (f"camera frames need mutual TLS: the connection presented no camera gateway certificate naming a "
+           f"site (common name '{SITE_PREFIX}<site_id>')")
 
 CameraLookup = Callable[[str], Awaitable[dict[str, Any] | None]]
 
@@ -60,3 +68,21 @@ async def authenticate_cameras(context: grpc.aio.ServicerContext, lookup: Camera
             raise Rejected(Code.UNAUTHENTICATED,
                             f"camera {camera_id[:128]!r}: unknown or inactive camera, or wrong secret")
     return frozenset(camera_id for camera_id, _ in pairs)
+
+
+async def check_site(context: grpc.aio.ServicerContext, cameras: Iterable[str], lookup: CameraLookup) -> str:
+    """The site of the call's client certificate, when it owns every camera presented; Rejected otherwise
+    (UNAUTHENTICATED without a site certificate, PERMISSION_DENIED for another site's camera)."""
+    site = peer_site(context)
+    if site is None:
+        log.warning("camera call refused: no site certificate", extra={"peer": context.peer()})
+        raise Rejected(Code.UNAUTHENTICATED, NO_SITE)
+    for camera_id in cameras:
+        owner = ((await lookup(camera_id)) or {}).get("site_id")
+        if owner != site:
+            log.warning("camera call refused: camera of another site",
+                        extra={"camera_id": camera_id[:128], "site": site[:128], "peer": context.peer()})
+            raise Rejected(Code.PERMISSION_DENIED,
+                            f"camera {camera_id[:128]!r} does not belong to site {site[:128]!r} (the site named by "
+                            "this gateway's certificate)")
+    return site

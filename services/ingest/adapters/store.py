@@ -165,7 +165,8 @@ class FrameStore:
     async def upsert_camera(self, camera: ingest_pb2.Camera, new_secret_hash: str) -> bool:
         """Create or update the camera of `camera.agency_id`; True when created (its secret hash set then).
         DuplicateKeyError when the id belongs to another agency's camera."""
-        doc: dict[str, Any] = {"agency_id": camera.agency_id, "name": camera.name, "active": camera.active}
+        doc: dict[str, Any] = {"agency_id": camera.agency_id, "name": camera.name, "active": camera.active,
+                               "site_id": camera.site_id}
         unset = {}
         if camera.HasField("location"):
             doc["location"] = {"type": "Point", "coordinates": [camera.location.longitude, camera.location.latitude]}
@@ -182,6 +183,10 @@ class FrameStore:
                                                     update, upsert=True)
         self._cache.pop((CAMERAS, camera.camera_id), None)
         return result.upserted_id is not None
+
+    async def camera_site(self, camera_id: str) -> str | None:
+        doc = await self._db[CAMERAS].find_one({"_id": camera_id}, {"site_id": 1})
+        return None if doc is None else doc.get("site_id")
 
     async def camera_agency(self, camera_id: str) -> str | None:
         doc = await self._db[CAMERAS].find_one({"_id": camera_id}, {"agency_id": 1})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,8 +18,10 @@ tracer = trace.get_tracer(__name__)
 
 
 class TritonAlpr:
-    def __init__(self, url: str, model: str, timeout_s: float):
-        self._client = triton.InferenceServerClient(url)
+    def __init__(self, url: str, model: str, timeout_s: float, ca_file: Path | None = None):
+        """`ca_file`: Triton's gRPC endpoint serves TLS, verified against this CA (None: plain text)."""
+        self._client = (triton.InferenceServerClient(url) if ca_file is None else
+                        triton.InferenceServerClient(url, ssl=True, root_certificates=str(ca_file)))
         self._model = model
         self._timeout_s = timeout_s
 

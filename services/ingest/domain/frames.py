@@ -43,6 +43,14 @@ def validate_camera_id(camera_id: str) -> None:
                             "camera_id must be 1-128 characters of A-Z a-z 0-9 . _ : -")
 
 
+def validate_site_id(site_id: str) -> None:
+    """A camera names the gateway site that owns it (the site in that gateway's client certificate)."""
+    if not valid_id(site_id):
+        raise Rejected(Code.INVALID_ARGUMENT,
+                       "site_id is required: the camera gateway site (named by its client certificate) that "
+                       "owns the camera, 1-128 characters of A-Z a-z 0-9 . _ : -")
+
+
 def _validate_header(frame: ingest_pb2.Frame | ingest_pb2.FrameReads, limits: FrameLimits, now: datetime) -> None:
     invalid = Code.INVALID_ARGUMENT
     validate_camera_id(frame.camera_id)

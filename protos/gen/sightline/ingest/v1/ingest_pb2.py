@@ -26,43 +26,43 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from sightline.common.v1 import read_pb2 as sightline_dot_common_dot_v1_dot_read__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n sightline/ingest/v1/ingest.proto\x12\x13sightline.ingest.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1esightline/common/v1/read.proto\"\xce\x01\n\x05\x46rame\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12\x10\n\x08\x66rame_id\x18\x02 \x01(\t\x12/\n\x0b\x63\x61ptured_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04jpeg\x18\x04 \x01(\x0c\x12/\n\x08location\x18\x05 \x01(\x0b\x32\x1d.sightline.common.v1.GeoPoint\x12\x1c\n\x0fheading_degrees\x18\x06 \x01(\x02H\x00\x88\x01\x01\x42\x12\n\x10_heading_degrees\"\xc8\x01\n\x08\x46rameAck\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12\x10\n\x08\x66rame_id\x18\x02 \x01(\t\x12\x30\n\x06status\x18\x03 \x01(\x0e\x32 .sightline.ingest.v1.FrameStatus\x12\x10\n\x08read_ids\x18\x04 \x03(\t\x12\x12\n\nerror_code\x18\x05 \x01(\x05\x12\x15\n\rerror_message\x18\x06 \x01(\t\x12(\n\x05reads\x18\x07 \x03(\x0b\x32\x19.sightline.common.v1.Read\"\xaf\x01\n\x06\x43\x61mera\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12\x11\n\tagency_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12/\n\x08location\x18\x04 \x01(\x0b\x32\x1d.sightline.common.v1.GeoPoint\x12\x1c\n\x0f\x62\x65\x61ring_degrees\x18\x05 \x01(\x02H\x00\x88\x01\x01\x12\x0e\n\x06\x61\x63tive\x18\x06 \x01(\x08\x42\x12\n\x10_bearing_degrees\"B\n\x13UpsertCameraRequest\x12+\n\x06\x63\x61mera\x18\x01 \x01(\x0b\x32\x1b.sightline.ingest.v1.Camera\"S\n\x14UpsertCameraResponse\x12+\n\x06\x63\x61mera\x18\x01 \x01(\x0b\x32\x1b.sightline.ingest.v1.Camera\x12\x0e\n\x06secret\x18\x02 \x01(\t\".\n\x19RotateCameraSecretRequest\x12\x11\n\tcamera_id\x18\x01 \x01(\t\"?\n\x1aRotateCameraSecretResponse\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12\x0e\n\x06secret\x18\x02 \x01(\t\"\'\n\x12ListCamerasRequest\x12\x11\n\tagency_id\x18\x01 \x01(\t\"C\n\x13ListCamerasResponse\x12,\n\x07\x63\x61meras\x18\x01 \x03(\x0b\x32\x1b.sightline.ingest.v1.Camera\"\xf8\x01\n\tPlateRead\x12\r\n\x05plate\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x02\x12\x37\n\ncandidates\x18\x03 \x03(\x0b\x32#.sightline.common.v1.PlateCandidate\x12+\n\x06region\x18\x04 \x01(\x0b\x32\x1b.sightline.common.v1.Region\x12\x33\n\tplate_box\x18\x05 \x01(\x0b\x32 .sightline.common.v1.BoundingBox\x12-\n\x07vehicle\x18\x06 \x01(\x0b\x32\x1c.sightline.common.v1.Vehicle\"\xf4\x01\n\nFrameReads\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12\x10\n\x08\x66rame_id\x18\x02 \x01(\t\x12/\n\x0b\x63\x61ptured_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x08location\x18\x04 \x01(\x0b\x32\x1d.sightline.common.v1.GeoPoint\x12\x1c\n\x0fheading_degrees\x18\x05 \x01(\x02H\x00\x88\x01\x01\x12-\n\x05reads\x18\x06 \x03(\x0b\x32\x1e.sightline.ingest.v1.PlateReadB\x12\n\x10_heading_degrees\"<\n\tReadBatch\x12/\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x1f.sightline.ingest.v1.FrameReads\";\n\x0cReadBatchAck\x12+\n\x04\x61\x63ks\x18\x01 \x03(\x0b\x32\x1d.sightline.ingest.v1.FrameAck*{\n\x0b\x46rameStatus\x12\x1c\n\x18\x46RAME_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x46RAME_STATUS_STORED\x10\x01\x12\x1a\n\x16\x46RAME_STATUS_DUPLICATE\x10\x02\x12\x19\n\x15\x46RAME_STATUS_REJECTED\x10\x03\x32\xd0\x02\n\rIngestService\x12M\n\x0cStreamFrames\x12\x1a.sightline.ingest.v1.Frame\x1a\x1d.sightline.ingest.v1.FrameAck(\x01\x30\x01\x12H\n\x0bSubmitFrame\x12\x1a.sightline.ingest.v1.Frame\x1a\x1d.sightline.ingest.v1.FrameAck\x12P\n\x0bSubmitReads\x12\x1e.sightline.ingest.v1.ReadBatch\x1a!.sightline.ingest.v1.ReadBatchAck\x12T\n\x0bStreamReads\x12\x1e.sightline.ingest.v1.ReadBatch\x1a!.sightline.ingest.v1.ReadBatchAck(\x01\x30\x01\x32\xd5\x02\n\x15\x43\x61meraRegistryService\x12\x63\n\x0cUpsertCamera\x12(.sightline.ingest.v1.UpsertCameraRequest\x1a).sightline.ingest.v1.UpsertCameraResponse\x12`\n\x0bListCameras\x12\'.sightline.ingest.v1.ListCamerasRequest\x1a(.sightline.ingest.v1.ListCamerasResponse\x12u\n\x12RotateCameraSecret\x12..sightline.ingest.v1.RotateCameraSecretRequest\x1a/.sightline.ingest.v1.RotateCameraSecretResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n sightline/ingest/v1/ingest.proto\x12\x13sightline.ingest.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1esightline/common/v1/read.proto\"\xce\x01\n\x05\x46rame\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12\x10\n\x08\x66rame_id\x18\x02 \x01(\t\x12/\n\x0b\x63\x61ptured_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04jpeg\x18\x04 \x01(\x0c\x12/\n\x08location\x18\x05 \x01(\x0b\x32\x1d.sightline.common.v1.GeoPoint\x12\x1c\n\x0fheading_degrees\x18\x06 \x01(\x02H\x00\x88\x01\x01\x42\x12\n\x10_heading_degrees\"\xc8\x01\n\x08\x46rameAck\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12\x10\n\x08\x66rame_id\x18\x02 \x01(\t\x12\x30\n\x06status\x18\x03 \x01(\x0e\x32 .sightline.ingest.v1.FrameStatus\x12\x10\n\x08read_ids\x18\x04 \x03(\t\x12\x12\n\nerror_code\x18\x05 \x01(\x05\x12\x15\n\rerror_message\x18\x06 \x01(\t\x12(\n\x05reads\x18\x07 \x03(\x0b\x32\x19.sightline.common.v1.Read\"\xc0\x01\n\x06\x43\x61mera\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12\x11\n\tagency_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12/\n\x08location\x18\x04 \x01(\x0b\x32\x1d.sightline.common.v1.GeoPoint\x12\x1c\n\x0f\x62\x65\x61ring_degrees\x18\x05 \x01(\x02H\x00\x88\x01\x01\x12\x0e\n\x06\x61\x63tive\x18\x06 \x01(\x08\x12\x0f\n\x07site_id\x18\x07 \x01(\tB\x12\n\x10_bearing_degrees\"B\n\x13UpsertCameraRequest\x12+\n\x06\x63\x61mera\x18\x01 \x01(\x0b\x32\x1b.sightline.ingest.v1.Camera\"S\n\x14UpsertCameraResponse\x12+\n\x06\x63\x61mera\x18\x01 \x01(\x0b\x32\x1b.sightline.ingest.v1.Camera\x12\x0e\n\x06secret\x18\x02 \x01(\t\".\n\x19RotateCameraSecretRequest\x12\x11\n\tcamera_id\x18\x01 \x01(\t\"?\n\x1aRotateCameraSecretResponse\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12\x0e\n\x06secret\x18\x02 \x01(\t\"\'\n\x12ListCamerasRequest\x12\x11\n\tagency_id\x18\x01 \x01(\t\"C\n\x13ListCamerasResponse\x12,\n\x07\x63\x61meras\x18\x01 \x03(\x0b\x32\x1b.sightline.ingest.v1.Camera\"\xf8\x01\n\tPlateRead\x12\r\n\x05plate\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x02\x12\x37\n\ncandidates\x18\x03 \x03(\x0b\x32#.sightline.common.v1.PlateCandidate\x12+\n\x06region\x18\x04 \x01(\x0b\x32\x1b.sightline.common.v1.Region\x12\x33\n\tplate_box\x18\x05 \x01(\x0b\x32 .sightline.common.v1.BoundingBox\x12-\n\x07vehicle\x18\x06 \x01(\x0b\x32\x1c.sightline.common.v1.Vehicle\"\xf4\x01\n\nFrameReads\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12\x10\n\x08\x66rame_id\x18\x02 \x01(\t\x12/\n\x0b\x63\x61ptured_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x08location\x18\x04 \x01(\x0b\x32\x1d.sightline.common.v1.GeoPoint\x12\x1c\n\x0fheading_degrees\x18\x05 \x01(\x02H\x00\x88\x01\x01\x12-\n\x05reads\x18\x06 \x03(\x0b\x32\x1e.sightline.ingest.v1.PlateReadB\x12\n\x10_heading_degrees\"<\n\tReadBatch\x12/\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x1f.sightline.ingest.v1.FrameReads\";\n\x0cReadBatchAck\x12+\n\x04\x61\x63ks\x18\x01 \x03(\x0b\x32\x1d.sightline.ingest.v1.FrameAck*{\n\x0b\x46rameStatus\x12\x1c\n\x18\x46RAME_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x46RAME_STATUS_STORED\x10\x01\x12\x1a\n\x16\x46RAME_STATUS_DUPLICATE\x10\x02\x12\x19\n\x15\x46RAME_STATUS_REJECTED\x10\x03\x32\xd0\x02\n\rIngestService\x12M\n\x0cStreamFrames\x12\x1a.sightline.ingest.v1.Frame\x1a\x1d.sightline.ingest.v1.FrameAck(\x01\x30\x01\x12H\n\x0bSubmitFrame\x12\x1a.sightline.ingest.v1.Frame\x1a\x1d.sightline.ingest.v1.FrameAck\x12P\n\x0bSubmitReads\x12\x1e.sightline.ingest.v1.ReadBatch\x1a!.sightline.ingest.v1.ReadBatchAck\x12T\n\x0bStreamReads\x12\x1e.sightline.ingest.v1.ReadBatch\x1a!.sightline.ingest.v1.ReadBatchAck(\x01\x30\x01\x32\xd5\x02\n\x15\x43\x61meraRegistryService\x12\x63\n\x0cUpsertCamera\x12(.sightline.ingest.v1.UpsertCameraRequest\x1a).sightline.ingest.v1.UpsertCameraResponse\x12`\n\x0bListCameras\x12\'.sightline.ingest.v1.ListCamerasRequest\x1a(.sightline.ingest.v1.ListCamerasResponse\x12u\n\x12RotateCameraSecret\x12..sightline.ingest.v1.RotateCameraSecretRequest\x1a/.sightline.ingest.v1.RotateCameraSecretResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sightline.ingest.v1.ingest_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FRAMESTATUS']._serialized_start=1709
-  _globals['_FRAMESTATUS']._serialized_end=1832
+  _globals['_FRAMESTATUS']._serialized_start=1726
+  _globals['_FRAMESTATUS']._serialized_end=1849
   _globals['_FRAME']._serialized_start=123
   _globals['_FRAME']._serialized_end=329
   _globals['_FRAMEACK']._serialized_start=332
   _globals['_FRAMEACK']._serialized_end=532
   _globals['_CAMERA']._serialized_start=535
-  _globals['_CAMERA']._serialized_end=710
-  _globals['_UPSERTCAMERAREQUEST']._serialized_start=712
-  _globals['_UPSERTCAMERAREQUEST']._serialized_end=778
-  _globals['_UPSERTCAMERARESPONSE']._serialized_start=780
-  _globals['_UPSERTCAMERARESPONSE']._serialized_end=863
-  _globals['_ROTATECAMERASECRETREQUEST']._serialized_start=865
-  _globals['_ROTATECAMERASECRETREQUEST']._serialized_end=911
-  _globals['_ROTATECAMERASECRETRESPONSE']._serialized_start=913
-  _globals['_ROTATECAMERASECRETRESPONSE']._serialized_end=976
-  _globals['_LISTCAMERASREQUEST']._serialized_start=978
-  _globals['_LISTCAMERASREQUEST']._serialized_end=1017
-  _globals['_LISTCAMERASRESPONSE']._serialized_start=1019
-  _globals['_LISTCAMERASRESPONSE']._serialized_end=1086
-  _globals['_PLATEREAD']._serialized_start=1089
-  _globals['_PLATEREAD']._serialized_end=1337
-  _globals['_FRAMEREADS']._serialized_start=1340
-  _globals['_FRAMEREADS']._serialized_end=1584
-  _globals['_READBATCH']._serialized_start=1586
-  _globals['_READBATCH']._serialized_end=1646
-  _globals['_READBATCHACK']._serialized_start=1648
-  _globals['_READBATCHACK']._serialized_end=1707
-  _globals['_INGESTSERVICE']._serialized_start=1835
-  _globals['_INGESTSERVICE']._serialized_end=2171
-  _globals['_CAMERAREGISTRYSERVICE']._serialized_start=2174
-  _globals['_CAMERAREGISTRYSERVICE']._serialized_end=2515
+  _globals['_CAMERA']._serialized_end=727
+  _globals['_UPSERTCAMERAREQUEST']._serialized_start=729
+  _globals['_UPSERTCAMERAREQUEST']._serialized_end=795
+  _globals['_UPSERTCAMERARESPONSE']._serialized_start=797
+  _globals['_UPSERTCAMERARESPONSE']._serialized_end=880
+  _globals['_ROTATECAMERASECRETREQUEST']._serialized_start=882
+  _globals['_ROTATECAMERASECRETREQUEST']._serialized_end=928
+  _globals['_ROTATECAMERASECRETRESPONSE']._serialized_start=930
+  _globals['_ROTATECAMERASECRETRESPONSE']._serialized_end=993
+  _globals['_LISTCAMERASREQUEST']._serialized_start=995
+  _globals['_LISTCAMERASREQUEST']._serialized_end=1034
+  _globals['_LISTCAMERASRESPONSE']._serialized_start=1036
+  _globals['_LISTCAMERASRESPONSE']._serialized_end=1103
+  _globals['_PLATEREAD']._serialized_start=1106
+  _globals['_PLATEREAD']._serialized_end=1354
+  _globals['_FRAMEREADS']._serialized_start=1357
+  _globals['_FRAMEREADS']._serialized_end=1601
+  _globals['_READBATCH']._serialized_start=1603
+  _globals['_READBATCH']._serialized_end=1663
+  _globals['_READBATCHACK']._serialized_start=1665
+  _globals['_READBATCHACK']._serialized_end=1724
+  _globals['_INGESTSERVICE']._serialized_start=1852
+  _globals['_INGESTSERVICE']._serialized_end=2188
+  _globals['_CAMERAREGISTRYSERVICE']._serialized_start=2191
+  _globals['_CAMERAREGISTRYSERVICE']._serialized_end=2532
 # @@protoc_insertion_point(module_scope)

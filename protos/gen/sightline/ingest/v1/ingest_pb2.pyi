@@ -131,12 +131,17 @@ class Camera(_message.Message):
     LOCATION_FIELD_NUMBER: _builtins.int
     BEARING_DEGREES_FIELD_NUMBER: _builtins.int
     ACTIVE_FIELD_NUMBER: _builtins.int
+    SITE_ID_FIELD_NUMBER: _builtins.int
     camera_id: _builtins.str
     agency_id: _builtins.str
     name: _builtins.str
     bearing_degrees: _builtins.float
     """Bearing of the camera's view in degrees from north."""
     active: _builtins.bool
+    site_id: _builtins.str
+    """The camera gateway site that owns the camera: ingest accepts the camera's frames only over a mutual-TLS
+    connection whose client certificate names this site (common name "site:<site_id>"). Required.
+    """
     @_builtins.property
     def location(self) -> _read_pb2.GeoPoint: ...
     def __init__(
@@ -148,10 +153,11 @@ class Camera(_message.Message):
         location: _read_pb2.GeoPoint | None = ...,
         bearing_degrees: _builtins.float | None = ...,
         active: _builtins.bool = ...,
+        site_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_bearing_degrees", b"_bearing_degrees", "bearing_degrees", b"bearing_degrees", "location", b"location"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_bearing_degrees", b"_bearing_degrees", "active", b"active", "agency_id", b"agency_id", "bearing_degrees", b"bearing_degrees", "camera_id", b"camera_id", "location", b"location", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_bearing_degrees", b"_bearing_degrees", "active", b"active", "agency_id", b"agency_id", "bearing_degrees", b"bearing_degrees", "camera_id", b"camera_id", "location", b"location", "name", b"name", "site_id", b"site_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__bearing_degrees: _TypeAlias = _typing.Literal["bearing_degrees"]  # noqa: Y015
     _WhichOneofArgType__bearing_degrees: _TypeAlias = _typing.Literal["_bearing_degrees", b"_bearing_degrees"]  # noqa: Y015
