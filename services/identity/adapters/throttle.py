@@ -12,10 +12,18 @@ hashes {failures, until}, forgotten `window_s` after the last attempt.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from services.common.rejected import Code, Rejected
+
+log = logging.getLogger(__name__)
 
 KEY_PREFIX = "sightline:login:"
 
@@ -37,6 +45,16 @@ for i, key in ipairs(KEYS) do
 end
 return {1, '0'}
 """
+
+
+@contextmanager
+def _redis_or_unavailable() -> Iterator[None]:
+    """Logins fail closed: a throttle that cannot reach Redis refuses the attempt as UNAVAILABLE."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        log.error("login throttle unavailable", extra={"error": repr(exc)[:200]})
+        raise Rejected(Code.UNAVAILABLE, "login unavailable; try again later") from exc
 
 
 @dataclass(frozen=True)
@@ -69,17 +87,20 @@ class LoginThrottle:
         args: list[object] = [repr(now.timestamp()), self._window_s]
         for backoff in (self._by_source, self._by_account)[:len(keys)]:
             args += [backoff.free, backoff.base_s, backoff.max_s]
-        allowed, _ = await self._redis.eval(_ATTEMPT, len(keys), *keys, *args)
+        with _redis_or_unavailable():
+            allowed, _ = await self._redis.eval(_ATTEMPT, len(keys), *keys, *args)
         return int(allowed) == 1
 
     async def succeeded(self, source: str, username: str) -> None:
         """The attempt just counted was right: the account starts afresh, the source gets its count back."""
         source_key, account_key = self._keys(source, username)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hincrby(source_key, "failures", -1)
-            pipe.delete(account_key)
-            await pipe.execute()
+        with _redis_or_unavailable():
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hincrby(source_key, "failures", -1)
+                pipe.delete(account_key)
+                await pipe.execute()
 
     async def clear_account(self, username: str) -> None:
         """An agency admin vouches for the account (UnlockUser): its backoff ends now."""
-        await self._redis.delete(f"{KEY_PREFIX}account:{username}")
+        with _redis_or_unavailable():
+            await self._redis.delete(f"{KEY_PREFIX}account:{username}")
