@@ -8,9 +8,10 @@ import grpc
 from services.common.grpc_server import ServiceSpec, retry_until_done
 from services.common.metrics import watch_stream_backlog
 from services.common.storage import mongo_client, mongo_database, mongo_dependency, redis_client, redis_dependency
+from services.common.streams import ConsumerGroup
 from services.tracker.adapters.store import PassStore
 from services.tracker.adapters.stream import PassPublisher
-from services.tracker.consumer import PassBuilder
+from services.tracker.service_layer.pass_builder import PassBuilder
 from services.tracker.settings import TrackerSettings
 
 
@@ -19,8 +20,8 @@ async def make_spec(settings: TrackerSettings) -> ServiceSpec:
     db = mongo_database(mongo, settings)
     redis = redis_client(settings)
     store = PassStore(db, settings.camera_cache_s)
-    builder = PassBuilder(redis, settings, store, PassPublisher(redis, settings.pass_stream,
-                                                                settings.pass_stream_maxlen))
+    builder = PassBuilder(ConsumerGroup(redis, settings.read_stream, settings.tracker), settings.tracker_config(),
+                          store, PassPublisher(redis, settings.pass_stream, settings.pass_stream_maxlen))
 
     async def start_up() -> None:
         await retry_until_done("mongodb indexes", store.ensure_indexes)

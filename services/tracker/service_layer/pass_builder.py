@@ -13,7 +13,6 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import redis.asyncio as aioredis
 from opentelemetry import context, trace
 from opentelemetry.context import Context
 from opentelemetry.propagate import extract
@@ -23,8 +22,7 @@ from services.common.streams import ConsumerGroup, Entry, consume, trace_carrier
 from services.tracker.adapters.codec import build_pass, pass_to_document, sighting_of
 from services.tracker.adapters.store import PassStore
 from services.tracker.adapters.stream import PassPublisher
-from services.tracker.domain.passes import PassTracker, Track
-from services.tracker.settings import TrackerSettings
+from services.tracker.domain.passes import PassTracker, Track, TrackerConfig
 from sightline.common.v1 import pass_pb2, read_pb2
 
 log = logging.getLogger(__name__)
@@ -43,13 +41,13 @@ class _Pending:
 
 
 class PassBuilder:
-    def __init__(self, redis: aioredis.Redis, settings: TrackerSettings, store: PassStore, publisher: PassPublisher):
+    def __init__(self, group: ConsumerGroup, config: TrackerConfig, store: PassStore, publisher: PassPublisher):
+        self._group = group
+        self._config = config
         self._store = store
         self._publisher = publisher
-        self._config = settings.tracker_config()
-        self.tracker = PassTracker(self._config)
+        self.tracker = PassTracker(config)
         self._pending: dict[str, _Pending] = {}  # read id -> its stream entry, while its pass is open
-        self._group = ConsumerGroup(redis, settings.read_stream, settings.tracker)
 
     async def process(self, entries: list[Entry]) -> None:
         """Adds each read to its pass, publishing a pass's preview when its first confident read comes in."""
