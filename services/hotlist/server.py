@@ -51,7 +51,7 @@ from services.hotlist.adapters.codec import (
 from services.hotlist.adapters.sharing import SharingDirectory
 from services.hotlist.adapters.store import HotlistStore
 from services.hotlist.domain.matcher import MatchIndex
-from services.hotlist.domain.ncic import WildcardPolicy
+from services.hotlist.domain.ncic import Format, WildcardPolicy
 from services.hotlist.service_layer.alert_desk import AlertDesk
 from services.hotlist.service_layer.alerting import AlertRaiser
 from services.hotlist.service_layer.backsearch import BackSearch
@@ -65,7 +65,7 @@ from sightline.hotlist.v1 import hotlist_pb2, hotlist_pb2_grpc
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 MAX_REJECTIONS_LISTED = 1000
-_FORMATS = {hotlist_pb2.FILE_FORMAT_CSV: "csv", hotlist_pb2.FILE_FORMAT_FIXED_WIDTH: "fixed"}
+_FORMATS: dict[int, Format] = {hotlist_pb2.FILE_FORMAT_CSV: "csv", hotlist_pb2.FILE_FORMAT_FIXED_WIDTH: "fixed"}
 ALERTS_DELIVERED = Counter("sightline_hotlist_alerts_delivered_total",
                            "Alerts sent on SubscribeAlerts streams, one per subscriber", ["mode"])
 

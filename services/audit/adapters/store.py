@@ -40,6 +40,7 @@ from services.audit.domain.chain import (
 )
 from services.audit.domain.review import ALLOWED, SEARCH_ACTIONS, agency_scope
 from services.common.collections import AUDIT_CHECKPOINTS, AUDIT_ENTRIES
+from services.common.storage import Document
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ ENTRY_INDEXES = [
 ]
 
 
-def audit_database(client: AsyncMongoClient, name: str) -> AsyncDatabase:
+def audit_database(client: AsyncMongoClient[Document], name: str) -> AsyncDatabase[Document]:
     return client.get_database(name, write_concern=WriteConcern(w="majority", j=True),
                                read_concern=ReadConcern("majority"))
 
@@ -67,7 +68,8 @@ class ChainTampered(Exception):
 
 
 class AuditStore:
-    def __init__(self, client: AsyncMongoClient, db: AsyncDatabase, key: Ed25519PrivateKey, retention: timedelta):
+    def __init__(self, client: AsyncMongoClient[Document], db: AsyncDatabase[Document], key: Ed25519PrivateKey,
+                 retention: timedelta):
         self._client = client
         self._db = db
         self._key = key
@@ -220,7 +222,7 @@ class AuditStore:
         base = {"$and": [agency_scope(agency_id), {"at": {"$gte": start, "$lt": end}},
                          {"event.action": {"$in": list(SEARCH_ACTIONS)}}, {"event.outcome": ALLOWED}]}
         by_user = {"_id": {"u": "$event.user_id", "n": "$event.username"}, "count": {"$sum": 1}}
-        pipeline = [
+        pipeline: list[dict[str, Any]] = [
             {"$match": base},
             {"$facet": {
                 "volume": [{"$match": {"event.action": {"$in": ["search", "convoy"]}}}, {"$group": by_user}],

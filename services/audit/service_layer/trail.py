@@ -20,9 +20,8 @@ from services.audit.adapters.store import ChainTampered
 from services.audit.domain.chain import canonical
 from services.audit.domain.limits import RateLimiter
 from services.audit.domain.review import Flag, FlagPolicy, no_case_flags, plate_flags, review_filter, volume_flags
-from services.common.auth import Principal
+from services.common.auth import SERVICE_SUBJECT_PREFIX, Principal
 from services.common.rejected import Code, Rejected
-from services.common.service_tokens import SERVICE_SUBJECT_PREFIX
 from sightline.audit.v1 import audit_pb2
 
 log = logging.getLogger(__name__)

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import asdict, dataclass
 
 import redis.asyncio as aioredis
+from redis.typing import EncodableT, FieldT
 
 from services.hotlist.adapters.codec import entry_from_json, entry_to_json
 from services.hotlist.domain.model import Entry, ListConfig
@@ -75,7 +76,7 @@ class ActiveLists:
         """Writes version `version` in full, then makes it the active one in one step."""
         key = self._entries(list_id, version)
         await self._r.delete(key, self._log(list_id, version))
-        batch: dict[str, str] = {}
+        batch: dict[FieldT, EncodableT] = {}
         for entry in entries:
             batch[entry.entry_id] = entry_to_json(entry)
             if len(batch) >= _WRITE_BATCH:
@@ -122,7 +123,8 @@ class ActiveLists:
 
     async def changes(self, list_id: str, version: int, since: int) -> list[tuple[str, str, Entry | None]]:
         """Manual changes from position `since` of the log: (op, entry_id, entry or None when gone since)."""
-        ops = [raw.decode() for raw in await self._r.lrange(self._log(list_id, version), since, -1)]
+        logged = await self._r.lrange(self._log(list_id, version), since, -1)
+        ops = [raw.decode() if isinstance(raw, bytes) else raw for raw in logged]
         if not ops:
             return []
         payloads = await self._r.hmget(self._entries(list_id, version), [op[1:] for op in ops])

@@ -7,11 +7,12 @@ import time
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.agencies import AGENCIES, HOTLIST_SHARE_WITH
+from services.common.storage import Document
 from services.hotlist.domain.model import HotlistSharing
 
 
 class SharingDirectory:
-    def __init__(self, db: AsyncDatabase, refresh_s: float):
+    def __init__(self, db: AsyncDatabase[Document], refresh_s: float):
         self._db = db
         self._refresh_s = refresh_s
         self._cached: HotlistSharing | None = None

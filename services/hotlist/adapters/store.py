@@ -17,6 +17,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from pymongo.read_concern import ReadConcern
 
 from services.common.collections import ALERTS
+from services.common.storage import Document
 from services.hotlist.adapters.codec import entry_to_doc
 from services.hotlist.domain.alerts import Status
 from services.hotlist.domain.model import SHARED_SOURCES, Entry
@@ -31,7 +32,7 @@ class ConcurrentImport(Exception):
 
 
 class HotlistStore:
-    def __init__(self, db: AsyncDatabase):
+    def __init__(self, db: AsyncDatabase[Document]):
         self._db = db
 
     async def ensure_indexes(self) -> None:

@@ -33,7 +33,7 @@ PARTNER_HITS = Counter("sightline_hotlist_partner_hits_total",
 
 def is_partner_hit(doc: dict[str, Any]) -> bool:
     """The alert's list belongs to another agency than the read."""
-    return doc["agency_id"] != doc["read"].get("agency_id", "")
+    return bool(doc["agency_id"] != doc["read"].get("agency_id", ""))
 
 
 def hit_events(doc: dict[str, Any]) -> list[audit_pb2.AuditEvent]:

@@ -15,6 +15,7 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.reads import READS
+from services.common.storage import Document
 from services.hotlist.domain.fuzzy_index import candidate_regex
 from services.hotlist.domain.matcher import ListIndex, Match
 
@@ -35,7 +36,7 @@ class Found:
 
 
 class BackSearch:
-    def __init__(self, db: AsyncDatabase, max_hits: int, timeout_ms: int):
+    def __init__(self, db: AsyncDatabase[Document], max_hits: int, timeout_ms: int):
         self._db = db
         self._max_hits = max_hits
         self._timeout_ms = timeout_ms

@@ -12,6 +12,7 @@ import logging
 
 from services.hotlist.adapters.active_lists import ActiveLists
 from services.hotlist.domain.matcher import ListIndex, MatchIndex
+from services.hotlist.domain.model import ListConfig
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,8 @@ class IndexSync:
             del self.index.lists[list_id]
         for list_id, version in snap.versions.items():
             config = snap.configs.get(list_id)
+            if config is None:  # a list's config is written with its version: missing only while it is removed
+                continue
             current = self.index.lists.get(list_id)
             if current is None or current.version != version or current.config != config:
                 await self._load(list_id, version, config)
@@ -39,7 +42,7 @@ class IndexSync:
         self._epoch = snap.epoch
         return True
 
-    async def _load(self, list_id: str, version: int, config) -> None:
+    async def _load(self, list_id: str, version: int, config: ListConfig) -> None:
         applied = await self._active.log_length(list_id, version)
         entries = [e async for e in self._active.entries(list_id, version)]
         built = await asyncio.to_thread(ListIndex, list_id, version, config, entries)

@@ -26,7 +26,15 @@ from services.hotlist.adapters.store import ConcurrentImport
 from services.hotlist.domain.fuzzy_index import is_pattern
 from services.hotlist.domain.matcher import ListIndex, Match
 from services.hotlist.domain.model import Entry, ListConfig, entry_id_for
-from services.hotlist.domain.ncic import BadFile, InvalidEntry, ParseResult, WildcardPolicy, build_entry, parse
+from services.hotlist.domain.ncic import (
+    BadFile,
+    Format,
+    InvalidEntry,
+    ParseResult,
+    WildcardPolicy,
+    build_entry,
+    parse,
+)
 from services.hotlist.service_layer.backsearch import Found
 from sightline.audit.v1 import audit_pb2
 
@@ -149,7 +157,7 @@ class HotLists:
             await self._active.publish_version(list_id, doc["version"], config_of(doc), [])
         return doc
 
-    async def import_file(self, principal: Principal, doc: dict[str, Any], fmt: str | None, data: bytes,
+    async def import_file(self, principal: Principal, doc: dict[str, Any], fmt: Format | None, data: bytes,
                           event: audit_pb2.AuditEvent, size: int) -> Imported:
         """Replaces the entries of an owned list (`owned_list`) by a hot file's (`size` bytes sent, of which
         `data` was kept), as its next version."""

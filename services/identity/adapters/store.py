@@ -9,6 +9,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.agencies import AGENCIES, HOTLIST_SHARE_WITH
 from services.common.sealing import open_totp, seal_totp
+from services.common.storage import Document
 
 USERS = "users"
 # The stored form of a user's TOTP secret: sealed with the master key (AES-256-GCM, bound to the user id).
@@ -20,7 +21,7 @@ class IdentityStore:
     (`totp_secret` in the returned document only). A user stored before sealing (a clear `totp_secret`) is
     sealed the first time it is read."""
 
-    def __init__(self, db: AsyncDatabase, master_key: bytes):
+    def __init__(self, db: AsyncDatabase[Document], master_key: bytes):
         self._db = db
         self._master = master_key
 

@@ -19,6 +19,7 @@ from services.common.collections import AGENCIES
 from services.common.data_keys import KeyStore
 from services.common.reads import CAMERAS, FRAMES, IMAGES, READS, document_to_read, read_to_document
 from services.common.retention_policy import capture_day
+from services.common.storage import Document
 from sightline.common.v1 import read_pb2
 from sightline.ingest.v1 import ingest_pb2
 
@@ -50,8 +51,8 @@ def _frame_doc(key: str, reads: list[read_pb2.Read], image_ref: str, captured_at
 
 
 class FrameStore:
-    def __init__(self, client: AsyncMongoClient, db: AsyncDatabase, keys: KeyStore, cache_s: float = 10.0,
-                 cache_size: int = 10_000):
+    def __init__(self, client: AsyncMongoClient[Document], db: AsyncDatabase[Document], keys: KeyStore,
+                 cache_s: float = 10.0, cache_size: int = 10_000):
         self._client = client
         self._db = db
         self.keys = keys

@@ -5,6 +5,7 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 from opentelemetry import trace
 from opentelemetry.propagate import inject
+from redis.typing import EncodableT, FieldT
 
 from sightline.common.v1 import read_pb2
 
@@ -26,7 +27,8 @@ class ReadPublisher:
             inject(carrier)
             async with self._client.pipeline(transaction=False) as pipe:
                 for read in reads:
-                    fields = {"read_id": read.read_id, "agency_id": read.agency_id, "camera_id": read.camera_id,
-                              "read": read.SerializeToString(), **carrier}
+                    fields: dict[FieldT, EncodableT] = {"read_id": read.read_id, "agency_id": read.agency_id,
+                                                        "camera_id": read.camera_id, "read": read.SerializeToString()}
+                    fields.update(carrier)
                     pipe.xadd(self._stream, fields, maxlen=self._maxlen, approximate=True)
                 await pipe.execute()

@@ -15,6 +15,7 @@ from services.common.collections import AGENCIES, ALERTS, AUDIT_CHECKPOINTS, AUD
 from services.common.counters import reads_key, vehicles_key
 from services.common.reads import CAMERAS
 from services.common.service_tokens import SERVICE_SUBJECT_PREFIX
+from services.common.storage import Document
 from services.portal.domain.transparency import Camera
 from sightline.audit.v1 import audit_pb2
 
@@ -38,7 +39,7 @@ def _per_day(field: str) -> dict[str, Any]:
 
 
 class Records:
-    def __init__(self, db: AsyncDatabase, audit_db: AsyncDatabase, redis: aioredis.Redis):
+    def __init__(self, db: AsyncDatabase[Document], audit_db: AsyncDatabase[Document], redis: aioredis.Redis):
         self._db = db
         self._audit = audit_db
         self._redis = redis

@@ -10,12 +10,13 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.common.collections import AGENCIES, HOLDS, RETENTION_REPORTS
 from services.common.data_keys import DATA_KEYS
 from services.common.reads import IMAGES, READS
+from services.common.storage import Document
 
 REPORTS = RETENTION_REPORTS
 
 
 class RetentionStore:
-    def __init__(self, db: AsyncDatabase):
+    def __init__(self, db: AsyncDatabase[Document]):
         self.db = db
 
     async def ensure_indexes(self) -> None:
@@ -47,8 +48,11 @@ class RetentionStore:
         return await self.db[HOLDS].find_one({"_id": hold_id, "agency_id": agency_id})
 
     async def update_hold(self, hold_id: str, changes: dict[str, Any]) -> dict[str, Any]:
-        return await self.db[HOLDS].find_one_and_update({"_id": hold_id}, {"$set": changes},
-                                                        return_document=ReturnDocument.AFTER)
+        doc = await self.db[HOLDS].find_one_and_update({"_id": hold_id}, {"$set": changes},
+                                                       return_document=ReturnDocument.AFTER)
+        if doc is None:  # only retention writes holds, and it never deletes one
+            raise LookupError(f"hold {hold_id} is gone")
+        return doc
 
     async def holds(self, agency_id: str, include_released: bool) -> list[dict[str, Any]]:
         flt: dict[str, Any] = {"agency_id": agency_id}

@@ -12,7 +12,7 @@ Callers serialise these operations and the verification job (one lock per proces
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,6 +24,7 @@ from services.common import sealing
 from services.common.data_keys import KeyStore, day_key_id, hold_key_id
 from services.common.reads import IMAGES, READS
 from services.common.retention_policy import capture_day
+from services.common.storage import Document
 from services.retention.adapters.store import RetentionStore
 
 Reseal = Callable[[dict[str, Any], bytes, bytes], bytes]
@@ -130,7 +131,8 @@ class HoldManager:
         return counts
 
 
-async def _batches(coll: AsyncCollection, flt: dict[str, Any], size: int):
+async def _batches(coll: AsyncCollection[Document], flt: dict[str, Any],
+                   size: int) -> AsyncIterator[list[dict[str, Any]]]:
     """The matching documents, `size` at a time (projected to what re-sealing needs)."""
     batch: list[dict[str, Any]] = []
     async for doc in coll.find(flt, _PROJECTION, batch_size=size):

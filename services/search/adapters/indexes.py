@@ -6,6 +6,7 @@ from pymongo import ASCENDING, DESCENDING, GEOSPHERE, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.reads import READS
+from services.common.storage import Document
 
 SEARCH_INDEXES = [
     # Distance from a point: GeoJSON [lon, lat] in `location`, then time.
@@ -18,5 +19,5 @@ SEARCH_INDEXES = [
 ]
 
 
-async def ensure_search_indexes(db: AsyncDatabase) -> None:
+async def ensure_search_indexes(db: AsyncDatabase[Document]) -> None:
     await db[READS].create_indexes(SEARCH_INDEXES)

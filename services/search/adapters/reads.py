@@ -17,6 +17,7 @@ from pymongo.errors import ExecutionTimeout, PyMongoError
 from services.common.data_keys import KeyStore
 from services.common.reads import IMAGES, READS
 from services.common.rejected import Code, Rejected
+from services.common.storage import Document
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -33,7 +34,7 @@ async def _run(query: Callable[[], Awaitable[T]]) -> T:
 
 
 class ReadStore:
-    def __init__(self, db: AsyncDatabase, keys: KeyStore, timeout_ms: int):
+    def __init__(self, db: AsyncDatabase[Document], keys: KeyStore, timeout_ms: int):
         self._db = db
         self.keys = keys
         self._timeout_ms = timeout_ms

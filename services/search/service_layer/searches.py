@@ -18,11 +18,12 @@ from prometheus_client import Histogram
 from services.common.auth import Principal
 from services.common.data_keys import KeyShredded
 from services.common.logging import redact_plate
+from services.common.plates import InvalidQuery
 from services.common.purpose import Access
 from services.common.rejected import Code, Rejected
 from services.search.adapters.reads import ReadStore
 from services.search.domain.convoy import MAX_SIGHTINGS, build_convoy_query, companions_pipeline
-from services.search.domain.query import InvalidQuery, PageToken, build_query, scoped
+from services.search.domain.query import PageToken, build_query, scoped
 from sightline.audit.v1 import audit_pb2
 from sightline.search.v1 import search_pb2
 

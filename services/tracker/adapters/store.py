@@ -9,6 +9,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.reads import CAMERAS
+from services.common.storage import Document
 
 PASSES = "passes"
 PASS_INDEXES = [
@@ -21,7 +22,7 @@ PASS_INDEXES = [
 
 
 class PassStore:
-    def __init__(self, db: AsyncDatabase, camera_cache_s: float):
+    def __init__(self, db: AsyncDatabase[Document], camera_cache_s: float):
         self._db = db
         self._cache_s = camera_cache_s
         self._bearings: dict[str, tuple[float, float | None]] = {}

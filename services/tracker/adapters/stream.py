@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import redis.asyncio as aioredis
 from opentelemetry import context, trace
 from opentelemetry.context import Context
 from opentelemetry.propagate import inject
+from redis.typing import EncodableT, FieldT
 
 from sightline.common.v1 import pass_pb2
 
@@ -18,7 +21,7 @@ class PassPublisher:
         self._stream = stream
         self._maxlen = maxlen
 
-    async def publish(self, passes: list[tuple[pass_pb2.VehiclePass, Context | None]]) -> None:
+    async def publish(self, passes: Sequence[tuple[pass_pb2.VehiclePass, Context | None]]) -> None:
         """One stream entry per pass, in one round trip. Each pass gets a producer span under its own parent
         context (None: the current one), whose trace context its entry carries."""
         current = context.get_current()
@@ -33,8 +36,10 @@ class PassPublisher:
                     carrier: dict[str, str] = {}
                     inject(carrier, context=trace.set_span_in_context(span))
                     stage = pass_pb2.PassStage.Name(p.stage).removeprefix("PASS_STAGE_").lower()
-                    fields = {"pass_id": p.pass_id, "agency_id": p.agency_id, "camera_id": p.camera_id,
-                              "stage": stage, "pass": p.SerializeToString(), **carrier}
+                    fields: dict[FieldT, EncodableT] = {"pass_id": p.pass_id, "agency_id": p.agency_id,
+                                                        "camera_id": p.camera_id, "stage": stage,
+                                                        "pass": p.SerializeToString()}
+                    fields.update(carrier)
                     pipe.xadd(self._stream, fields, maxlen=self._maxlen, approximate=True)
                 await pipe.execute()
         finally:
