@@ -13,7 +13,7 @@ with one code and message, its refusal audited.
 from __future__ import annotations
 
 import logging
-from typing import NoReturn
+from typing import NoReturn, Protocol
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -81,6 +81,16 @@ class AuditClient:
 
     async def close(self) -> None:
         await self._channel.close()
+
+
+class Auditor(Protocol):
+    """What a service layer needs of the audit trail (AccessGate is the real one; unit tests use fakes)."""
+
+    async def record(self, principal: Principal | None, event: audit_pb2.AuditEvent) -> None:
+        """Audit before the change; raises Rejected (UNAVAILABLE) when the trail cannot be written."""
+
+    async def deny(self, principal: Principal | None, event: audit_pb2.AuditEvent, refusal: Rejected) -> NoReturn:
+        """Raise `refusal`, audited first when the caller is known."""
 
 
 class AccessGate:

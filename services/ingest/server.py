@@ -10,11 +10,9 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import NoReturn
 
 import grpc
 from prometheus_client import Histogram
-from pymongo.errors import DuplicateKeyError
 
 from services.audit.client import AccessGate, AuditClient
 from services.common.auth import Permission, Principal, token_verifier
@@ -22,7 +20,7 @@ from services.common.counters import ReadCounters
 from services.common.data_keys import KeyStore, load_master_key
 from services.common.grpc_server import ServiceSpec, abort, retry_until_done
 from services.common.reads import ensure_indexes
-from services.common.rejected import Code, Rejected
+from services.common.rejected import Rejected
 from services.common.service_tokens import service_signer
 from services.common.storage import (
     mongo_client,
@@ -31,18 +29,16 @@ from services.common.storage import (
     redis_client,
     redis_dependency,
 )
-from services.ingest.adapters.camera_auth import authenticate_cameras, check_site, new_secret, secret_hash
+from services.ingest.adapters.camera_auth import authenticate_cameras, check_site
 from services.ingest.adapters.store import FrameStore
 from services.ingest.adapters.stream import ReadPublisher
 from services.ingest.adapters.triton import TritonAlpr
 from services.ingest.domain.frames import (
     FrameLimits,
-    validate_camera_id,
-    validate_site_id,
 )
+from services.ingest.service_layer.cameras import CameraRegistry, camera_event
 from services.ingest.service_layer.intake import FRAMES, FrameIntake, reject
 from services.ingest.settings import IngestSettings
-from sightline.audit.v1 import audit_pb2
 from sightline.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -139,73 +135,31 @@ def _status_by_value(value: int) -> grpc.StatusCode:
     return next(code for code in grpc.StatusCode if code.value[0] == value)
 
 
-def _camera_event(action: str, subject: str) -> audit_pb2.AuditEvent:
-    return audit_pb2.AuditEvent(action=action, subject=subject[:128])
-
-
 class CameraRegistryServicer(ingest_pb2_grpc.CameraRegistryServiceServicer):
-    """Agency admins register their own agency's cameras; every change and every refusal is audited."""
+    """Agency admins register their own agency's cameras (service_layer/cameras.py); every change and every
+    refusal is audited."""
 
-    def __init__(self, store: FrameStore, verifier, audit: AuditClient, default_site: str = ""):
-        self._store = store
-        self._gate = AccessGate(verifier, audit)
-        self._default_site = default_site
+    def __init__(self, gate: AccessGate, registry: CameraRegistry):
+        self._gate = gate
+        self._registry = registry
 
     async def _admin(self, context, action: str, subject: str) -> Principal:
-        return await self._gate.admit(context, Permission.MANAGE_CAMERAS, event=_camera_event(action, subject))
-
-    async def _deny(self, context, principal: Principal, action: str, subject: str, refusal: Rejected) -> NoReturn:
-        await self._gate.deny(principal, _camera_event(action, subject), refusal)
-
-    async def _record(self, context, principal: Principal, action: str, subject: str) -> None:
-        """Audit a change before it is made; UNAVAILABLE (nothing changed) when it cannot be written."""
-        await self._gate.record(principal, _camera_event(action, subject))
+        return await self._gate.admit(context, Permission.MANAGE_CAMERAS, event=camera_event(action, subject))
 
     async def UpsertCamera(self, request, context):  # noqa: N802
-        camera = request.camera
-        admin = await self._admin(context, "camera.upsert", camera.camera_id)
-        if camera.agency_id and camera.agency_id != admin.agency_id:
-            await self._deny(context, admin, "camera.upsert", camera.camera_id, Rejected(Code.PERMISSION_DENIED,
-                             "cameras can be registered for your own agency only"))
-        camera.agency_id = admin.agency_id
-        try:
-            validate_camera_id(camera.camera_id)
-            if not camera.site_id:  # an update keeps the camera's site; a new camera gets the default, if any
-                camera.site_id = await self._store.camera_site(camera.camera_id) or self._default_site
-            validate_site_id(camera.site_id)
-        except Rejected as exc:
-            await abort(context, exc)
-        if await self._store.camera_agency(camera.camera_id) not in (None, admin.agency_id):
-            await self._deny(context, admin, "camera.upsert", camera.camera_id, Rejected(Code.PERMISSION_DENIED,
-                             "this camera id belongs to another agency"))
-        await self._record(context, admin, "camera.upsert", camera.camera_id)
-        secret = new_secret()
-        try:
-            created = await self._store.upsert_camera(camera, secret_hash(secret))
-        except DuplicateKeyError:  # registered by another agency meanwhile
-            await self._deny(context, admin, "camera.upsert", camera.camera_id, Rejected(Code.PERMISSION_DENIED,
-                             "this camera id belongs to another agency"))
-        return ingest_pb2.UpsertCameraResponse(camera=camera, secret=secret if created else "")
+        admin = await self._admin(context, "camera.upsert", request.camera.camera_id)
+        camera, secret = await self._registry.upsert(admin, request.camera)
+        return ingest_pb2.UpsertCameraResponse(camera=camera, secret=secret)
 
     async def RotateCameraSecret(self, request, context):  # noqa: N802
         admin = await self._admin(context, "camera.rotate_secret", request.camera_id)
-        if await self._store.camera_agency(request.camera_id) != admin.agency_id:  # none, or another agency's
-            await self._deny(context, admin, "camera.rotate_secret", request.camera_id, Rejected(Code.NOT_FOUND,
-                             "no such camera in your agency"))
-        await self._record(context, admin, "camera.rotate_secret", request.camera_id)
-        secret = new_secret()
-        if not await self._store.set_camera_secret(request.camera_id, admin.agency_id, secret_hash(secret)):
-            await context.abort(grpc.StatusCode.NOT_FOUND, "no such camera in your agency")
+        secret = await self._registry.rotate_secret(admin, request.camera_id)
         return ingest_pb2.RotateCameraSecretResponse(camera_id=request.camera_id, secret=secret)
 
     async def ListCameras(self, request, context):  # noqa: N802
         admin = await self._admin(context, "camera.list", request.agency_id)
-        if request.agency_id and request.agency_id != admin.agency_id:
-            await self._deny(context, admin, "camera.list", request.agency_id, Rejected(Code.PERMISSION_DENIED,
-                             "only your own agency's cameras can be listed"))
-        docs = await self._store.list_cameras(admin.agency_id)
         cameras = []
-        for doc in docs:
+        for doc in await self._registry.cameras(admin, request.agency_id):
             cam = ingest_pb2.Camera(camera_id=doc["_id"], agency_id=doc["agency_id"], name=doc.get("name", ""),
                                     active=doc.get("active", False), site_id=doc.get("site_id", ""))
             if loc := doc.get("location"):
@@ -214,7 +168,6 @@ class CameraRegistryServicer(ingest_pb2_grpc.CameraRegistryServiceServicer):
                 cam.bearing_degrees = doc["bearing_degrees"]
             cameras.append(cam)
         return ingest_pb2.ListCamerasResponse(cameras=cameras)
-
 
 
 async def make_spec(settings: IngestSettings) -> ServiceSpec:
@@ -228,7 +181,8 @@ async def make_spec(settings: IngestSettings) -> ServiceSpec:
     publisher = ReadPublisher(redis, settings.read_stream, settings.read_stream_maxlen)
     audit = AuditClient(settings.audit_address, settings.audit_timeout_s,
                         service_signer(settings.service_name, settings), settings)
-    registry = CameraRegistryServicer(store, token_verifier(settings, redis), audit, settings.default_camera_site)
+    gate = AccessGate(token_verifier(settings, redis), audit)
+    registry = CameraRegistryServicer(gate, CameraRegistry(store, gate, settings.default_camera_site))
     limits = FrameLimits(settings.max_frame_bytes, settings.max_frame_pixels,
                          timedelta(seconds=settings.max_clock_skew_s))
     intake = FrameIntake(store, alpr, publisher, ReadCounters(redis, settings.counter_ttl_days), limits,

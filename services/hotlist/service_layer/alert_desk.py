@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from services.audit.client import Auditor
 from services.common.auth import Principal
 from services.common.rejected import Code, Rejected
 from services.hotlist.domain.alerts import (
@@ -19,7 +20,6 @@ from services.hotlist.domain.alerts import (
     check_reconfirmation,
     check_verification,
 )
-from services.hotlist.service_layer.lists import Auditor
 from sightline.audit.v1 import audit_pb2
 
 log = logging.getLogger(__name__)

@@ -12,9 +12,9 @@ import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, NoReturn, Protocol
+from typing import Any, Protocol
 
-from services.audit.client import AuditUnavailable
+from services.audit.client import Auditor, AuditUnavailable
 from services.common.auth import Permission, Principal
 from services.common.ids import valid_id
 from services.common.logging import redact_plate
@@ -42,12 +42,6 @@ log = logging.getLogger(__name__)
 # Entries one BackSearch may name (each is listed in its audit event).
 MAX_BACKSEARCH_ENTRIES = 100
 _BAD_ID = "must be 1-128 of A-Z a-z 0-9 . _ : -"
-
-
-class Auditor(Protocol):
-    async def record(self, principal: Principal | None, event: audit_pb2.AuditEvent) -> None: ...
-
-    async def deny(self, principal: Principal | None, event: audit_pb2.AuditEvent, refusal: Rejected) -> NoReturn: ...
 
 
 class ListStore(Protocol):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from services.audit.client import Auditor
 from services.common.agencies import HOTLIST_SHARE_WITH
 from services.common.auth import Principal
 from services.common.rejected import Code, Rejected
@@ -27,7 +28,7 @@ from services.identity.domain.accounts import (
     new_user_document,
     normalize_username,
 )
-from services.identity.service_layer.ports import Auditor, Revoker, Throttle, UserStore
+from services.identity.service_layer.ports import Revoker, Throttle, UserStore
 from sightline.audit.v1 import audit_pb2
 
 # The one answer to an admin action on a user that does not exist or belongs to another agency.

@@ -15,6 +15,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
+from services.audit.client import Auditor
 from services.common.auth import Principal, Role, TokenIssuer
 from services.common.rejected import Code, Rejected
 from services.identity.domain.accounts import (
@@ -26,7 +27,7 @@ from services.identity.domain.accounts import (
     totp_step,
     training_until,
 )
-from services.identity.service_layer.ports import Auditor, Revoker, Throttle, UserStore
+from services.identity.service_layer.ports import Revoker, Throttle, UserStore
 from sightline.audit.v1 import audit_pb2
 
 LOGINS = Counter("sightline_identity_logins_total", "Login attempts by outcome", ["outcome"])

@@ -1,15 +1,11 @@
 """What the identity use cases need from the world: users and agencies, the login throttle, token revocation and
-the audit trail. The adapters (adapters/store.py, adapters/throttle.py, adapters/revoker.py, the audit client's
-AccessGate) implement them; the unit tests use fakes."""
+the audit trail (services.audit.client.Auditor). The adapters (adapters/store.py, adapters/throttle.py,
+adapters/revoker.py, the audit client's AccessGate) implement them; the unit tests use fakes."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, NoReturn, Protocol
-
-from services.common.auth import Principal
-from services.common.rejected import Rejected
-from sightline.audit.v1 import audit_pb2
+from typing import Any, Protocol
 
 
 class UserStore(Protocol):
@@ -48,12 +44,3 @@ class Revoker(Protocol):
     cannot (fail closed)."""
 
     async def revoke(self, user_id: str) -> None: ...
-
-
-class Auditor(Protocol):
-    """Records an event before the change it describes takes effect; raises Rejected (UNAVAILABLE) when the
-    trail cannot be written."""
-
-    async def record(self, principal: Principal | None, event: audit_pb2.AuditEvent) -> None: ...
-
-    async def deny(self, principal: Principal | None, event: audit_pb2.AuditEvent, refusal: Rejected) -> NoReturn: ...

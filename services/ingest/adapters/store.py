@@ -163,9 +163,9 @@ class FrameStore:
             out.append((frame["_id"], [document_to_read(d) for d in docs]))
         return out
 
-    async def upsert_camera(self, camera: ingest_pb2.Camera, new_secret_hash: str) -> bool:
-        """Create or update the camera of `camera.agency_id`; True when created (its secret hash set then).
-        DuplicateKeyError when the id belongs to another agency's camera."""
+    async def upsert_camera(self, camera: ingest_pb2.Camera, new_secret_hash: str) -> bool | None:
+        """Create or update the camera of `camera.agency_id`; True when created (its secret hash set then),
+        None when the id belongs to another agency's camera."""
         doc: dict[str, Any] = {"agency_id": camera.agency_id, "name": camera.name, "active": camera.active,
                                "site_id": camera.site_id}
         unset = {}
@@ -180,8 +180,11 @@ class FrameStore:
         update: dict[str, Any] = {"$set": doc, "$setOnInsert": {"secret_hash": new_secret_hash}}
         if unset:
             update["$unset"] = unset
-        result = await self._db[CAMERAS].update_one({"_id": camera.camera_id, "agency_id": camera.agency_id},
-                                                    update, upsert=True)
+        try:
+            result = await self._db[CAMERAS].update_one({"_id": camera.camera_id, "agency_id": camera.agency_id},
+                                                        update, upsert=True)
+        except DuplicateKeyError:  # the _id exists with another agency_id
+            return None
         self._cache.pop((CAMERAS, camera.camera_id), None)
         return result.upserted_id is not None
 

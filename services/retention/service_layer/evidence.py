@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn, Protocol
+from typing import Any
 
 from prometheus_client import Counter
 
+from services.audit.client import Auditor
 from services.common.auth import Principal
 from services.common.rejected import Code, Rejected
 from services.common.retention_policy import CapTable, PolicyError, check_setting, effective_days
@@ -25,12 +26,6 @@ from sightline.audit.v1 import audit_pb2
 
 log = logging.getLogger(__name__)
 HOLDS = Counter("sightline_retention_holds_total", "Holds placed and released", ["action"])
-
-
-class Auditor(Protocol):
-    async def record(self, principal: Principal | None, event: audit_pb2.AuditEvent) -> None: ...
-
-    async def deny(self, principal: Principal | None, event: audit_pb2.AuditEvent, refusal: Rejected) -> NoReturn: ...
 
 
 class Retention:

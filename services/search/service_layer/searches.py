@@ -11,10 +11,11 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from prometheus_client import Histogram
 
+from services.audit.client import Auditor
 from services.common.auth import Principal
 from services.common.data_keys import KeyShredded
 from services.common.logging import redact_plate
@@ -32,10 +33,6 @@ SEARCH_SECONDS = Histogram("sightline_search_seconds", "SearchReads latency", ["
                            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 AUDIT_SECONDS = Histogram("sightline_search_audit_seconds", "Audit write per search",
                           buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1))
-
-
-class Auditor(Protocol):
-    async def record(self, principal: Principal | None, event: audit_pb2.AuditEvent) -> None: ...
 
 
 @dataclass(frozen=True)
