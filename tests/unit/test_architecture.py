@@ -68,6 +68,18 @@ def test_domain_layers_stay_pure() -> None:
     assert not found, "\n".join(found)
 
 
+def test_every_grpc_service_has_a_service_layer_its_server_only_translates() -> None:
+    """server.py admits, translates protobuf and calls the use cases in service_layer/; it reaches no database
+    and handles no storage error itself."""
+    found = []
+    for server in sorted(SERVICES.glob("*/server.py")):
+        if not (server.parent / "service_layer" / "__init__.py").exists():
+            found.append(f"{where(server)} has no service_layer/")
+        found += [f"{where(server)} imports {module}" for module in imports(server)
+                  if module.startswith(("pymongo.errors", "redis.exceptions"))]
+    assert not found, "\n".join(found)
+
+
 def test_refusals_are_one_exception_type() -> None:
     """Every refusal is services.common.rejected.Rejected; no module defines an exception carrying a status."""
     found = [f"{where(path)}: {node.name}" for path in sorted(SERVICES.rglob("*.py"))
