@@ -38,6 +38,16 @@ TEMPLATE_GLOBALS = {"role_name": forms.role_name, "source_name": forms.source_na
                     "SOURCES": forms.SOURCES}
 
 
+def form_error(exc: FormError | grpc.aio.AioRpcError) -> str:
+    """What to show on the form again: its own check's message, or a refusal the person can correct (any other
+    failure of a backend is raised)."""
+    if isinstance(exc, grpc.aio.AioRpcError):
+        if exc.code() not in _FORM_CODES:
+            raise exc
+        return exc.details() or ""
+    return str(exc)
+
+
 class AdminPages:
     def __init__(self, console: Console):
         self.c = console
@@ -78,12 +88,8 @@ class AdminPages:
                                     [str(r) for r in data.getlist("roles")], str(data.get("course", "")),
                                     str(data.get("expires", "")))
             reply = await self.c.backends.identity.CreateUser(req, metadata=self._md(request), timeout=self._t)
-        except FormError as exc:
-            return await self.users_page(request, str(exc), 400, data)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() not in _FORM_CODES:
-                raise
-            return await self.users_page(request, exc.details() or "", 400, data)
+        except (FormError, grpc.aio.AioRpcError) as exc:
+            return await self.users_page(request, form_error(exc), 400, data)
         return self._secrets_page(request, reply.user, "created", reply.generated_password, reply.totp_secret,
                                   reply.totp_uri)
 
@@ -129,12 +135,8 @@ class AdminPages:
                                           uri=tp.totp_uri)
             else:
                 return self.c.render(request, "error.html", {"status": 404, "message": "no such action"}, 404)
-        except FormError as exc:
-            return await self.user_page(request, error=str(exc), status=400)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() not in _FORM_CODES:
-                raise
-            return await self.user_page(request, error=exc.details() or "", status=400)
+        except (FormError, grpc.aio.AioRpcError) as exc:
+            return await self.user_page(request, error=form_error(exc), status=400)
         return await self.user_page(request, message=message)
 
     # --- cameras ------------------------------------------------------------------------------------------
@@ -161,12 +163,8 @@ class AdminPages:
                                str(data.get("latitude", "")), str(data.get("longitude", "")),
                                str(data.get("bearing", "")), data.get("active", "on") == "on")
             reply = await registry.upsert(self._token(request), cam)
-        except FormError as exc:
-            return await self.cameras_page(request, error=str(exc), status=400)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() not in _FORM_CODES:
-                raise
-            return await self.cameras_page(request, error=exc.details() or "", status=400)
+        except (FormError, grpc.aio.AioRpcError) as exc:
+            return await self.cameras_page(request, error=form_error(exc), status=400)
         if reply.secret:
             return await self.cameras_page(request, message=f"Camera {cam.camera_id} registered.",
                                            secret=reply.secret, secret_for=cam.camera_id)
@@ -220,12 +218,8 @@ class AdminPages:
                 message = f"Reads are now kept {reply.retention_days} days (state cap {reply.cap_days})."
             else:
                 return self.c.render(request, "error.html", {"status": 404, "message": "no such setting"}, 404)
-        except FormError as exc:
-            return await self.agency_page(request, error=str(exc), status=400)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() not in _FORM_CODES:
-                raise
-            return await self.agency_page(request, error=exc.details() or "", status=400)
+        except (FormError, grpc.aio.AioRpcError) as exc:
+            return await self.agency_page(request, error=form_error(exc), status=400)
         return await self.agency_page(request, message=message)
 
     # --- hot lists -----------------------------------------------------------------------------------------
