@@ -264,14 +264,11 @@ async def make_spec(settings: HotlistSettings) -> ServiceSpec:
         hotlist_pb2_grpc.add_HotlistServiceServicer_to_server(hotlists, server)
         hotlist_pb2_grpc.add_AlertServiceServicer_to_server(alerts, server)
 
-    async def close_redis() -> None:
-        await redis.aclose()
-
     return ServiceSpec(
         service_names=[hotlist_pb2.DESCRIPTOR.services_by_name[n].full_name
                        for n in ("HotlistService", "AlertService")],
         register=register,
         dependencies=[mongo_dependency(mongo), redis_dependency(redis)],
         background=[start_up, bus.run, lambda: watch_stream_backlog(redis, settings.pass_stream)],
-        close=[audit.close, close_redis, mongo.close],
+        close=[audit.close, redis.aclose, mongo.close],
     )

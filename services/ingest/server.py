@@ -204,14 +204,11 @@ async def make_spec(settings: IngestSettings) -> ServiceSpec:
         ingest_pb2_grpc.add_IngestServiceServicer_to_server(ingest, server)
         ingest_pb2_grpc.add_CameraRegistryServiceServicer_to_server(registry, server)
 
-    async def close_redis() -> None:
-        await redis.aclose()
-
     return ServiceSpec(
         service_names=[ingest_pb2.DESCRIPTOR.services_by_name[n].full_name
                        for n in ("IngestService", "CameraRegistryService")],
         register=register,
         dependencies=[mongo_dependency(mongo), redis_dependency(redis), alpr.dependency()],
         background=[lambda: retry_until_done("mongodb indexes", lambda: ensure_indexes(db)), sweep_outbox],
-        close=[alpr.close, audit.close, close_redis, mongo.close],
+        close=[alpr.close, audit.close, redis.aclose, mongo.close],
     )

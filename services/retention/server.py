@@ -190,9 +190,6 @@ async def make_spec(settings: RetentionSettings) -> ServiceSpec:
         await store.ensure_indexes()
         await keys.ensure_indexes()
 
-    async def close_redis() -> None:
-        await redis.aclose()
-
     return ServiceSpec(
         service_names=[retention_pb2.DESCRIPTOR.services_by_name["RetentionService"].full_name],
         register=lambda server: retention_pb2_grpc.add_RetentionServiceServicer_to_server(servicer, server),
@@ -201,5 +198,5 @@ async def make_spec(settings: RetentionSettings) -> ServiceSpec:
             lambda: retry_until_done("retention indexes", indexes),
             lambda: run_verifier(verifier, lock, settings.verify_interval_s),
         ],
-        close=[audit.close, close_redis, mongo.close],
+        close=[audit.close, redis.aclose, mongo.close],
     )

@@ -30,13 +30,10 @@ async def make_spec(settings: TrackerSettings) -> ServiceSpec:
     def register(server: grpc.aio.Server) -> None:
         """Health and reflection only (added by the bootstrap)."""
 
-    async def close_redis() -> None:
-        await redis.aclose()
-
     return ServiceSpec(
         service_names=[],
         register=register,
         dependencies=[mongo_dependency(mongo), redis_dependency(redis)],
         background=[start_up, lambda: watch_stream_backlog(redis, settings.read_stream)],
-        close=[close_redis, mongo.close],
+        close=[redis.aclose, mongo.close],
     )

@@ -47,18 +47,19 @@ class Session:
     user: dict[str, Any]
 
 
+@dataclass
 class Logins:
-    def __init__(self, store: UserStore, throttle: Throttle, revoker: Revoker, issuer: TokenIssuer,
-                 credentials: Credentials, auditor: Auditor, min_password_length: int):
-        self._store = store
-        self._throttle = throttle
-        self._revoker = revoker
-        self._issuer = issuer
-        self._credentials = credentials
-        self._auditor = auditor
-        self._min_password_length = min_password_length
+    store: UserStore
+    throttle: Throttle
+    revoker: Revoker
+    issuer: TokenIssuer
+    credentials: Credentials
+    auditor: Auditor
+    min_password_length: int
+
+    def __post_init__(self) -> None:
         # Verified against when the username is unknown, so that both cases take the same time.
-        self._dummy_hash = credentials.hash("not a password of anyone")
+        self._dummy_hash = self.credentials.hash("not a password of anyone")
 
     async def login(self, username: str, password: str, totp_code: str, source: str, now: datetime) -> Session:
         event = audit_pb2.AuditEvent(action="login", username=username[:64])
@@ -66,35 +67,35 @@ class Logins:
             username = normalize_username(username)
         except AccountError:
             username = ""
-        allowed = await self._throttle.attempt(source, username, now)
+        allowed = await self.throttle.attempt(source, username, now)
         found: dict[str, Any] | None = None
         try:
             if not allowed:
                 raise _refused("throttled after repeated failures")
-            found = await self._store.user_by_name(username) if username else None
+            found = await self.store.user_by_name(username) if username else None
             user, step = await self._check_login(found, password, totp_code, now)
-            if not await self._store.claim_totp_step(user["_id"], step, {"last_login_at": now}):
+            if not await self.store.claim_totp_step(user["_id"], step, {"last_login_at": now}):
                 raise _refused("TOTP code reused")
         except Rejected as refused:
             LOGINS.labels("refused").inc()
             if found is not None:
                 event.user_id, event.agency_id = found["_id"], found["agency_id"]
             event.outcome, event.reason = audit_pb2.OUTCOME_DENIED, refused.reason
-            await self._auditor.record(None, event)
+            await self.auditor.record(None, event)
             raise
-        await self._throttle.succeeded(source, username)
-        agency = await self._store.agency(user["agency_id"]) or {}
-        partners = (await self._store.sharing_with(user["agency_id"])
+        await self.throttle.succeeded(source, username)
+        agency = await self.store.agency(user["agency_id"]) or {}
+        partners = (await self.store.sharing_with(user["agency_id"])
                     if Role.PARTNER_AGENCY_USER in user["roles"] else [])
         principal = Principal(user_id=user["_id"], username=user["username"], agency_id=user["agency_id"],
                               roles=frozenset(user["roles"]), second_factor=True,
                               training_until=training_until(user),
                               case_number_required=bool(agency.get("case_number_required", False)),
                               partner_agencies=tuple(partners))
-        token, expires = self._issuer.issue(principal, now, ["pwd", "otp"])
+        token, expires = self.issuer.issue(principal, now, ["pwd", "otp"])
         event.user_id, event.agency_id, event.outcome = user["_id"], user["agency_id"], audit_pb2.OUTCOME_ALLOWED
         event.roles.extend(sorted(user["roles"]))
-        await self._auditor.record(None, event)
+        await self.auditor.record(None, event)
         LOGINS.labels("ok").inc()
         return Session(token, expires, user)
 
@@ -102,9 +103,9 @@ class Logins:
                            now: datetime) -> tuple[dict[str, Any], int]:
         """Both factors are checked, whatever the first gave, before anything but the one answer is said."""
         if user is None:
-            await asyncio.to_thread(self._credentials.verify, self._dummy_hash, password)
+            await asyncio.to_thread(self.credentials.verify, self._dummy_hash, password)
             raise _refused("unknown user")
-        password_ok = await asyncio.to_thread(self._credentials.verify, user["password_hash"], password)
+        password_ok = await asyncio.to_thread(self.credentials.verify, user["password_hash"], password)
         step = totp_step(user["totp_secret"], totp_code, now, user.get("last_totp_step", 0))
         if not password_ok:
             raise _refused("wrong password")
@@ -121,47 +122,47 @@ class Logins:
             when = f" on {until:%Y-%m-%d}" if until else ""
             raise Rejected(Code.PERMISSION_DENIED, f"your required training expired{when}: renew it to regain access",
                            "training expired")
-        if self._credentials.needs_rehash(user["password_hash"]):
-            await self._store.update_user(user["_id"], user["agency_id"],
-                                          {"password_hash": await asyncio.to_thread(self._credentials.hash, password)})
+        if self.credentials.needs_rehash(user["password_hash"]):
+            await self.store.update_user(user["_id"], user["agency_id"],
+                                          {"password_hash": await asyncio.to_thread(self.credentials.hash, password)})
         return user, step
 
     async def change_password(self, principal: Principal, old_password: str, new_password: str, totp_code: str,
                               source: str, now: datetime) -> None:
         """Proven by the old password and a TOTP code not used before; the person's tokens are revoked."""
-        user = await self._store.user(principal.user_id)
+        user = await self.store.user(principal.user_id)
         if user is None:
             raise Rejected(Code.NOT_FOUND, "no such user")
         try:
-            check_new_password(new_password, user["username"], self._min_password_length)
+            check_new_password(new_password, user["username"], self.min_password_length)
         except AccountError as exc:
             raise Rejected(Code.INVALID_ARGUMENT, str(exc)) from exc
         event = audit_pb2.AuditEvent(action="user.password", subject=user["_id"])
         reason = ""
-        if not await self._throttle.attempt(source, user["username"], now):
+        if not await self.throttle.attempt(source, user["username"], now):
             reason = "throttled after repeated failures"
         else:
-            ok = await asyncio.to_thread(self._credentials.verify, user["password_hash"], old_password)
+            ok = await asyncio.to_thread(self.credentials.verify, user["password_hash"], old_password)
             # A code already used (to log in, or for an earlier change) is refused like a wrong one.
             step = totp_step(user["totp_secret"], totp_code, now, user.get("last_totp_step", 0))
             if not ok or step is None:
                 reason = "wrong password or code"
-            elif not await self._store.claim_totp_step(user["_id"], step, {}):
+            elif not await self.store.claim_totp_step(user["_id"], step, {}):
                 reason = "TOTP code reused"
         if reason:
             event.outcome, event.reason = audit_pb2.OUTCOME_DENIED, reason
-            await self._auditor.record(principal, event)
+            await self.auditor.record(principal, event)
             raise Rejected(Code.PERMISSION_DENIED, "old password or code is wrong", reason)
-        await self._throttle.succeeded(source, user["username"])
+        await self.throttle.succeeded(source, user["username"])
         event.outcome = audit_pb2.OUTCOME_ALLOWED
-        await self._auditor.record(principal, event)
-        await self._revoker.revoke(user["_id"])
-        new_hash = await asyncio.to_thread(self._credentials.hash, new_password)
-        await self._store.update_user(user["_id"], user["agency_id"],
+        await self.auditor.record(principal, event)
+        await self.revoker.revoke(user["_id"])
+        new_hash = await asyncio.to_thread(self.credentials.hash, new_password)
+        await self.store.update_user(user["_id"], user["agency_id"],
                                       {"password_hash": new_hash, "password_changed_at": now})
 
     async def logout(self, principal: Principal) -> None:
         # Recorded with the caller's token while it is still valid, then revoked.
-        await self._auditor.record(principal, audit_pb2.AuditEvent(
+        await self.auditor.record(principal, audit_pb2.AuditEvent(
             action="logout", outcome=audit_pb2.OUTCOME_ALLOWED, subject=principal.user_id))
-        await self._revoker.revoke(principal.user_id)
+        await self.revoker.revoke(principal.user_id)
