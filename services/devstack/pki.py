@@ -126,7 +126,11 @@ class DevPki:
                    .serial_number(x509.random_serial_number()).not_valid_before(start)
                    .not_valid_after(start + timedelta(days=days))
                    .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                   .add_extension(x509.ExtendedKeyUsage(usages), critical=False))
+                   .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+                   # Names the CA's key, so that a verifier holding several CAs of one name (old and new while a
+                   # CA is replaced) checks the right one.
+                   .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                                  critical=False))
         if server:
             names: list[x509.GeneralName] = [x509.DNSName("localhost"), *(x509.DNSName(d) for d in dns),
                                              x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
