@@ -7,7 +7,9 @@ scripts/bootstrap.sh installs them):
 
 Each mount streams its MP4 (H.264) in real time, over RTP on TCP or UDP as the client asks; the media is
 shared, so every client sees the same moment of the stream, like a camera's. At the end of the file the
-stream ends. The server prints "ready" once it listens, and runs until killed.
+stream ends. The server prints "ready" once it listens, and runs until killed. Give each client its own mount:
+gst-rtsp-server 1.22 aborts (gst_rtsp_media_get_rates: assertion failed) when two clients set up one shared
+media at the same moment.
 """
 
 import argparse
