@@ -49,6 +49,24 @@ def test_pipeline_finds_and_reads_a_plate_in_a_frame(pipeline: AlprPipeline) -> 
     json.dumps(result.to_dict())
 
 
+@pytest.mark.skipif(not FONT.exists(), reason="DejaVu fonts (fonts-dejavu-core) not installed")
+def test_a_small_plate_shaped_frame_is_read_whole_as_a_plate_crop(pipeline: AlprPipeline) -> None:
+    crop = np.full((100, 300, 3), 90, np.uint8)
+    crop[20:80, 20:280] = _plate()
+    reads = pipeline.read_plates(crop)
+    assert [(read.normalized, read.box) for read in reads] == [(PLATE, (0, 0, 300, 100))]
+
+
+@pytest.mark.skipif(not FONT.exists(), reason="DejaVu fonts (fonts-dejavu-core) not installed")
+def test_a_small_scene_is_not_taken_for_a_plate_crop(pipeline: AlprPipeline) -> None:
+    scene = np.full((360, 480, 3), 128, np.uint8)  # 4:3, the plate covers a tenth of it
+    scene[220:280, 110:370] = _plate()
+    reads = pipeline.read_plates(scene)
+    assert [read.normalized for read in reads] == [PLATE]
+    x, y, w, h = reads[0].box
+    assert abs(x - 110) < 20 and abs(y - 220) < 20 and w < 300
+
+
 def test_reader_returns_empty_text_for_a_blank_crop(pipeline: AlprPipeline) -> None:
     text = pipeline.reader.read(np.full((40, 160, 3), 200, np.uint8))
     assert text.text == "" and text.candidates == ()

@@ -53,6 +53,11 @@ class VisionSettings(BaseSettings):
         description="a frame smaller than the plate detector's input (a plate crop) is enlarged at most this "
         "many times to find plates, the rest padding: the detector misses plates that fill its input",
     )
+    plate_crop_max_side: int = Field(
+        default=480, ge=0, le=1920,
+        description="a frame whose longer side is at most this may be a plate crop (camera frames are VGA or larger; "
+        "AlprPipeline.read_plates says when it is one): it is read whole too; 0 = never",
+    )
     object_detector_side: int = Field(
         default=384, ge=128, le=1024, multiple_of=32,
         description="frames are scaled to this longer side to find vehicles and persons",
