@@ -50,11 +50,11 @@ def predict(beta: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("report", type=Path, help="an eval_accuracy.py JSON report of --split tune")
+    parser.add_argument("reports", type=Path, nargs="+", help="eval_accuracy.py JSON reports of --split tune")
     parser.add_argument("--out", type=Path, default=COEFFICIENTS)
     args = parser.parse_args()
 
-    records = [r for r in json.loads(args.report.read_text())["records"] if r.get("evidence")]
+    records = [r for report in args.reports for r in json.loads(report.read_text())["records"] if r.get("evidence")]
     refused = [r for r in records if r["part"] != "tune" or r["set"] in MEASURE_ONLY]
     if refused:
         parser.error(f"{len(refused)} records are not of a tuning part (e.g. {refused[0]['set']} {refused[0]['part']})")
@@ -83,7 +83,7 @@ def main() -> int:
         "features": list(FEATURES),
         "bias": round(float(beta[0]), 6),
         "weights": [round(float(w), 6) for w in beta[1:]],
-        "fitted_on": f"tuning parts of {', '.join(sets)} ({len(records)} reads, {args.report.name}); "
+        "fitted_on": f"tuning parts of {', '.join(sets)} ({len(records)} reads, {', '.join(report.name for report in args.reports)}); "
         f"L2 {best[1]} chosen by 5-fold cross-validation (log-loss {best[0]:.4f})",
     }
     args.out.write_text(json.dumps(fitted, indent=1) + "\n")

@@ -14,8 +14,13 @@ COEFFICIENTS = Path(__file__).with_name("read_confidence.json")
 # The evidence, in this order: the reader's own confidence (as a logit), the chosen text's share of all
 # candidates' scores (the margin over the rest), whether the plate head and PP-OCR's reading each offered it
 # as a line's best reading, whether it fits one of the family's serial layouts, how plate-like it is
-# (plate_text.plausibility: length, letters and digits mixed) and the crop's height (plate size, in 100 px).
-FEATURES = ("reading_logit", "share", "head_read_it", "pp_ocr_read_it", "fits_layout", "plausibility", "height")
+# (plate_text.plausibility: length, letters and digits mixed), the crop's height (plate size, in 100 px), the
+# least certain character of the surest line that read it (as a logit: one doubtful character is the commonest
+# error, a letter for a digit or a dropped character) and how many lines' best readings were it.
+FEATURES = (
+    "reading_logit", "share", "head_read_it", "pp_ocr_read_it", "fits_layout", "plausibility", "height",
+    "weakest_logit", "agreeing_lines",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -27,18 +32,26 @@ class Evidence:
     fits_layout: bool
     plausibility: float
     height_px: int
+    weakest: float
+    agreeing_lines: int
 
     def vector(self) -> tuple[float, ...]:
-        reading = min(max(self.reading, 1e-4), 1 - 1e-4)
         return (
-            math.log(reading / (1 - reading)),
+            _logit(self.reading),
             self.share,
             float(self.head_read_it),
             float(self.pp_ocr_read_it),
             float(self.fits_layout),
             self.plausibility,
             min(self.height_px, 300) / 100,
+            _logit(self.weakest),
+            float(min(self.agreeing_lines, 4)),
         )
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-4), 1 - 1e-4)
+    return math.log(p / (1 - p))
 
 
 @cache

@@ -108,14 +108,18 @@ class PlateReader:
         top = apply_conventions(chosen, self._family, tuple(text for text, _ in ranked))
         # The confidence: the surest reading (of either reader) that offered the chosen text, weighed with the
         # rest of the evidence by the fitted model (confidence.py) into the probability that the read is right.
+        offered = [reading for reading, _ in opinions if chosen in dict(reading.candidates)]
+        agreeing = [reading for reading in offered if reading.text == chosen]
         evidence = Evidence(
-            reading=max(reading.confidence for reading, _ in opinions if chosen in dict(reading.candidates)),
+            reading=max(reading.confidence for reading in offered),
             share=score / total,
             head_read_it=any(serial.text == chosen for serial in serials),
             pp_ocr_read_it=any(text.text == chosen for text in texts),
             fits_layout=matches_format(top, self._family),
             plausibility=plausibility(top),
             height_px=crop.shape[0],
+            weakest=max((min(reading.char_confidences) for reading in agreeing), default=0.0),
+            agreeing_lines=len(agreeing),
         )
         ranked = [(top, score), *[(t, c) for t, c in ranked[1:] if t != top]]
         return PlateText(top, calibrated(evidence), tuple((t, c / total) for t, c in ranked[:5]), region, evidence)
