@@ -83,7 +83,8 @@ def main() -> int:
         "features": list(FEATURES),
         "bias": round(float(beta[0]), 6),
         "weights": [round(float(w), 6) for w in beta[1:]],
-        "fitted_on": f"tuning parts of {', '.join(sets)} ({len(records)} reads, {', '.join(report.name for report in args.reports)}); "
+        "fitted_on": f"tuning parts of {', '.join(sets)} ({len(records)} reads, "
+        f"{', '.join(report.name for report in args.reports)}); "
         f"L2 {best[1]} chosen by 5-fold cross-validation (log-loss {best[0]:.4f})",
     }
     args.out.write_text(json.dumps(fitted, indent=1) + "\n")

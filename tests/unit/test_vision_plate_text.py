@@ -1,6 +1,12 @@
 import pytest
 
-from services.inference.vision.plate_text import Region, normalize_plate, plausibility, region_from_text
+from services.inference.vision.plate_text import (
+    Region,
+    choose_candidate,
+    normalize_plate,
+    plausibility,
+    region_from_text,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -64,6 +70,14 @@ def test_brazilian_and_argentine_families_put_letters_and_digits_where_their_lay
     # auto knows every layout: the read fits Czechia's DLLDDDD as it is, so nothing is folded.
     assert apply_conventions("0XK3125", "auto") == "0XK3125"
     assert apply_conventions("BRA2E1S", "auto") == "BRA2E15"
+
+
+def test_closed_families_choose_the_likeliest_read_that_fits_a_layout() -> None:
+    ranked = [("KO8673", 0.6), ("IKO8673", 0.3), ("K08673", 0.1)]
+    assert choose_candidate(ranked, "br") == ("IKO8673", 0.3, "IKO8673")
+    assert choose_candidate(ranked, "us") == ("KO8673", 0.6, "K08673")  # vanity plates: nothing is closed
+    assert choose_candidate([("0XK3125", 0.9), ("XK3125", 0.1)], "br") == ("0XK3125", 0.9, "OXK3125")
+    assert choose_candidate([("QTW20", 0.7), ("QTW2", 0.3)], "ar") == ("QTW20", 0.7, "QTW20")  # none fits
 
 
 def test_the_family_setting_takes_only_known_families() -> None:

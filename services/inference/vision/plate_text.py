@@ -96,6 +96,9 @@ AS_LETTER = {"0": "O", "1": "I", "8": "B", "5": "S", "2": "Z", "6": "G"}
 AS_DIGIT = {letter: digit for digit, letter in AS_LETTER.items()}
 # Families whose plates carry only their layouts' serials: a read is spelled to fit one where look-alikes allow.
 STRICT_FAMILIES = frozenset({"eu", "br", "ar", "auto"})
+# Families whose every plate has one of their layouts (Brazil and Argentina issue no vanity serials): the
+# likeliest candidate that fits one is chosen over likelier ones that do not (a dropped or extra character).
+CLOSED_FAMILIES = frozenset({"br", "ar"})
 
 
 def layout_of(text: str) -> str:
@@ -147,6 +150,17 @@ def apply_conventions(text: str, family: str = "us", alternatives: tuple[str, ..
     if not matches_format(text, family):
         return text.replace("O", "0")
     return text
+
+
+def choose_candidate(ranked: list[tuple[str, float]], family: str) -> tuple[str, float, str]:
+    """The read among ``ranked`` (text, score; best first): the text as read, its score and its family spelling
+    (``apply_conventions``). The best-ranked, or in a closed family the best-ranked whose spelling fits one of
+    the family's layouts where any does (``KO8673`` loses to ``IKO8673`` in Brazil)."""
+    alternatives = tuple(text for text, _ in ranked)
+    spelled = [(text, score, apply_conventions(text, family, alternatives)) for text, score in ranked]
+    if family in CLOSED_FAMILIES:
+        return min(spelled, key=lambda item: not matches_format(item[2], family))  # the first that fits
+    return spelled[0]
 
 
 def plausibility(text: str) -> float:

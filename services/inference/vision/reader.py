@@ -9,7 +9,14 @@ import numpy as np
 
 from . import ocr
 from .confidence import Evidence, calibrated
-from .plate_text import Region, apply_conventions, is_state_text, matches_format, plausibility, region_from_text
+from .plate_text import (
+    Region,
+    choose_candidate,
+    is_state_text,
+    matches_format,
+    plausibility,
+    region_from_text,
+)
 from .runner import ModelRunner
 
 TEXT_DETECTOR, RECOGNISER = "plate_text_detector", "plate_reader"
@@ -104,8 +111,7 @@ class PlateReader:
         if not ranked:
             return PlateText("", 0.0, (), region)
         total = sum(score for _, score in ranked)
-        chosen, score = ranked[0]
-        top = apply_conventions(chosen, self._family, tuple(text for text, _ in ranked))
+        chosen, score, top = choose_candidate(ranked, self._family)
         # The confidence: the surest reading (of either reader) that offered the chosen text, weighed with the
         # rest of the evidence by the fitted model (confidence.py) into the probability that the read is right.
         offered = [reading for reading, _ in opinions if chosen in dict(reading.candidates)]
@@ -121,5 +127,5 @@ class PlateReader:
             weakest=max((min(reading.char_confidences) for reading in agreeing), default=0.0),
             agreeing_lines=len(agreeing),
         )
-        ranked = [(top, score), *[(t, c) for t, c in ranked[1:] if t != top]]
+        ranked = [(top, score), *[(t, c) for t, c in ranked if t not in (chosen, top)]]
         return PlateText(top, calibrated(evidence), tuple((t, c / total) for t, c in ranked[:5]), region, evidence)
