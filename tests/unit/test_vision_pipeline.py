@@ -1,10 +1,12 @@
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from services.inference.vision.detectors import Detections
 from services.inference.vision.pipeline import AlprPipeline, FrameResult
 from services.inference.vision.runner import OnnxRunner
 from services.inference.vision.settings import VisionSettings
@@ -65,6 +67,19 @@ def test_a_small_scene_is_not_taken_for_a_plate_crop(pipeline: AlprPipeline) -> 
     assert [read.normalized for read in reads] == [PLATE]
     x, y, w, h = reads[0].box
     assert abs(x - 110) < 20 and abs(y - 220) < 20 and w < 300
+
+
+@pytest.mark.skipif(not FONT.exists(), reason="DejaVu fonts (fonts-dejavu-core) not installed")
+def test_a_far_plate_missed_frame_wide_is_found_on_its_vehicle(pipeline: AlprPipeline) -> None:
+    frame = np.full((1080, 1920, 3), 128, np.uint8)
+    frame[800:960, 1000:1260] = 60  # the vehicle
+    frame[900:918, 1100:1180] = cv2.resize(_plate(), (80, 18), interpolation=cv2.INTER_AREA)
+    vehicle = Detections(np.array([[1000, 800, 1260, 960]], np.float32), np.array([0.9], np.float32), np.array([2]))
+    assert pipeline.read_plates(frame) == []  # 80 px wide: a third of that at the frame-wide pass's scale
+    reads = pipeline.read_plates(frame, vehicle)
+    assert [read.normalized for read in reads] == [PLATE]
+    x, y, w, h = reads[0].box
+    assert abs(x - 1100) < 6 and abs(y - 900) < 6 and abs(w - 80) < 10
 
 
 def test_reader_returns_empty_text_for_a_blank_crop(pipeline: AlprPipeline) -> None:

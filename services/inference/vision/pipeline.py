@@ -47,6 +47,9 @@ Box = tuple[int, int, int, int]  # x, y, width, height
 # wider; scenes are 4:3 or 16:9), or when a plate found in it covers this share of it (in the crops of the
 # tuning parts, 95 % of plates found cover 0.42 or more; in a scene, a few per cent).
 CROP_COVER, CROP_ASPECT = 0.25, 1.8
+# Vehicles narrower than this are not searched again for a plate: a plate is about a fifth of a car's width,
+# and one under about 12 pixels wide cannot be read.
+MIN_VEHICLE_WIDTH = 60
 
 
 @dataclass(frozen=True)
@@ -122,9 +125,9 @@ class AlprPipeline:
 
     # --- detection stages -------------------------------------------------------------------------
 
-    def detect_plates(self, image: np.ndarray) -> detectors.Detections:
+    def detect_plates(self, image: np.ndarray, side: int | None = None) -> detectors.Detections:
         tensor, geometry = detectors.plate_input(
-            image, self.settings.plate_detector_side, self.settings.plate_detector_max_upscale
+            image, side or self.settings.plate_detector_side, self.settings.plate_detector_max_upscale
         )
         output = self._runner.infer(PLATE_DETECTOR, {detectors.PLATE_INPUT: tensor})[detectors.PLATE_OUTPUT]
         return detectors.decode_yolo(
@@ -166,14 +169,15 @@ class AlprPipeline:
 
     # --- the frame --------------------------------------------------------------------------------
 
-    def read_plates(self, image_bgr: np.ndarray) -> list[PlateRead]:
+    def read_plates(self, image_bgr: np.ndarray, vehicles: detectors.Detections | None = None) -> list[PlateRead]:
         """The plates found in the frame and their reads (``vehicle`` left empty): the plate path of ``run``.
 
         A small frame (``plate_crop_max_side``) with a plate's shape, or mostly covered by a plate found in it,
         is a plate crop (cameras with their own plate finder send these): it is read whole, and that read
         stands for the boxes found in it. In a crop it fills, the detector's box is often cut short, not found
         at all (small infrared crops), or found on a dealer's name, while the whole crop reads best
-        (scripts/eval_accuracy.py, tuning parts)."""
+        (scripts/eval_accuracy.py, tuning parts). Each of ``vehicles`` in which the frame-wide pass found no
+        plate is searched again on its own (``plate_vehicle_side``): far plates, too small at the frame's scale."""
         height, width = image_bgr.shape[:2]
         plates = self.detect_plates(image_bgr)
         boxes = [clip_box(box, width, height) for box in plates.boxes]
@@ -186,11 +190,33 @@ class AlprPipeline:
             whole = self._read(image_bgr, frame, frame, max(scores, default=0.0))
             if whole.text:
                 return [whole]
+        if vehicles is not None and self.settings.plate_vehicle_side:
+            for box, score in self._plates_on_vehicles(image_bgr, vehicles, boxes):
+                boxes.append(box)
+                scores.append(score)
         reads = []
         for box, score in zip(boxes, scores, strict=True):
             margin = expand_box(np.array(box), self.settings.plate_margin_x, self.settings.plate_margin_y)
             reads.append(self._read(image_bgr, box, clip_box(margin, width, height), score))
         return reads
+
+    def _plates_on_vehicles(
+        self, image_bgr: np.ndarray, vehicles: detectors.Detections, found: list[Box]
+    ) -> list[tuple[Box, float]]:
+        """Plates found by searching each vehicle (at least ``MIN_VEHICLE_WIDTH`` wide) that holds no plate
+        centre of ``found``, the vehicle scaled to ``plate_vehicle_side``; a plate whose centre is in one
+        already found (two overlapping vehicles) is left out."""
+        height, width = image_bgr.shape[:2]
+        added: list[tuple[Box, float]] = []
+        for x1, y1, x2, y2 in (clip_box(box, width, height) for box in vehicles.boxes):
+            if x2 - x1 < MIN_VEHICLE_WIDTH or any(_holds_centre((x1, y1, x2, y2), box) for box in found):
+                continue
+            plates = self.detect_plates(image_bgr[y1:y2, x1:x2], self.settings.plate_vehicle_side)
+            for box, score in zip(plates.boxes, plates.scores, strict=True):
+                box = clip_box(box + np.array([x1, y1, x1, y1], np.float32), width, height)
+                if not any(_holds_centre(other, box) for other, _ in added):
+                    added.append((box, float(score)))
+        return added
 
     def _read(self, image_bgr: np.ndarray, box: Box, region: Box, detection_confidence: float) -> PlateRead:
         """The read of the plate at ``box`` (``x1, y1, x2, y2``) from the pixels of ``region`` around it."""
@@ -210,8 +236,8 @@ class AlprPipeline:
 
     def run(self, image_bgr: np.ndarray) -> FrameResult:
         height, width = image_bgr.shape[:2]
-        plate_reads = self.read_plates(image_bgr)
         vehicles, persons = self.detect_objects(image_bgr)
+        plate_reads = self.read_plates(image_bgr, vehicles)
         # Small faces are drivers' and passengers' (or people's the person detector missed): the finer pass
         # that finds them runs only when a vehicle or a person is in view. Detected persons are blurred whole.
         faces = self.detect_faces(image_bgr, small=bool(len(vehicles) or len(persons)))
@@ -253,6 +279,12 @@ class AlprPipeline:
 
         private = faces + [clip_box(box, width, height) for box in persons.boxes]
         return FrameResult(reads, observations, blur_regions(image_bgr, private), len(faces), len(persons))
+
+
+def _holds_centre(outer: Box, inner: Box) -> bool:
+    """Whether the centre of ``inner`` lies in ``outer`` (both ``x1, y1, x2, y2``)."""
+    cx, cy = (inner[0] + inner[2]) / 2, (inner[1] + inner[3]) / 2
+    return outer[0] <= cx <= outer[2] and outer[1] <= cy <= outer[3]
 
 
 def _owning_vehicle(plate: Box, vehicles: list[Box]) -> int | None:

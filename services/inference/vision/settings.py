@@ -53,6 +53,11 @@ class VisionSettings(BaseSettings):
         description="a frame smaller than the plate detector's input (a plate crop) is enlarged at most this "
         "many times to find plates, the rest padding: the detector misses plates that fill its input",
     )
+    plate_vehicle_side: int = Field(
+        default=320, ge=0, le=1920, multiple_of=32,
+        description="each vehicle in which the frame-wide pass found no plate is searched again, scaled to this "
+        "longer side (plates too small at the frame's scale); 0 = never",
+    )
     plate_crop_max_side: int = Field(
         default=480, ge=0, le=1920,
         description="a frame whose longer side is at most this may be a plate crop (camera frames are VGA or larger; "
