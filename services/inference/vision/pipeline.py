@@ -47,6 +47,9 @@ Box = tuple[int, int, int, int]  # x, y, width, height
 # wider; scenes are 4:3 or 16:9), or when a plate found in it covers this share of it (in the crops of the
 # tuning parts, 95 % of plates found cover 0.42 or more; in a scene, a few per cent).
 CROP_COVER, CROP_ASPECT = 0.25, 1.8
+# A plate crop is read twice, whole and with this share of its width and height trimmed from each side (a
+# frame, bolts or a sticker at its edge), and the surer read is kept.
+CROP_TRIM = (1 / 24, 1 / 12)
 # Vehicles narrower than this are not searched again for a plate: a plate is about a fifth of a car's width,
 # and one under about 12 pixels wide cannot be read.
 MIN_VEHICLE_WIDTH = 60
@@ -173,11 +176,13 @@ class AlprPipeline:
         """The plates found in the frame and their reads (``vehicle`` left empty): the plate path of ``run``.
 
         A small frame (``plate_crop_max_side``) with a plate's shape, or mostly covered by a plate found in it,
-        is a plate crop (cameras with their own plate finder send these): it is read whole, and that read
-        stands for the boxes found in it. In a crop it fills, the detector's box is often cut short, not found
-        at all (small infrared crops), or found on a dealer's name, while the whole crop reads best
-        (scripts/eval_accuracy.py, tuning parts). Each of ``vehicles`` in which the frame-wide pass found no
-        plate is searched again on its own (``plate_vehicle_side``): far plates, too small at the frame's scale."""
+        is a plate crop (cameras with their own plate finder send these): it is read whole and trimmed
+        (``CROP_TRIM``), and the surer read stands for the boxes found in it. In a crop it fills, the
+        detector's box is often cut short, not found at all (small infrared crops), or found on a dealer's
+        name, while the whole crop reads best (scripts/eval_accuracy.py, tuning parts).
+
+        Each of ``vehicles`` in which the frame-wide pass found no plate is searched again on its own
+        (``plate_vehicle_side``): far plates, too small at the frame's scale."""
         height, width = image_bgr.shape[:2]
         plates = self.detect_plates(image_bgr)
         boxes = [clip_box(box, width, height) for box in plates.boxes]
@@ -187,9 +192,12 @@ class AlprPipeline:
             or any((x2 - x1) * (y2 - y1) >= CROP_COVER * width * height for x1, y1, x2, y2 in boxes)
         ):
             frame = (0, 0, width, height)
-            whole = self._read(image_bgr, frame, frame, max(scores, default=0.0))
-            if whole.text:
-                return [whole]
+            dx, dy = round(width * CROP_TRIM[0]), round(height * CROP_TRIM[1])
+            views = [self._read(image_bgr, frame, region, max(scores, default=0.0))
+                     for region in (frame, (dx, dy, width - dx, height - dy))]  # fmt: skip
+            surest = max(views, key=lambda read: read.confidence)
+            if surest.text:
+                return [surest]
         if vehicles is not None and self.settings.plate_vehicle_side:
             for box, score in self._plates_on_vehicles(image_bgr, vehicles, boxes):
                 boxes.append(box)
