@@ -72,6 +72,33 @@ def test_brazilian_and_argentine_families_put_letters_and_digits_where_their_lay
     assert apply_conventions("BRA2E1S", "auto") == "BRA2E15"
 
 
+def test_a_plate_naming_its_state_is_read_by_that_states_series() -> None:
+    from services.inference.vision.plate_text import choose_candidate, family_for, matches_format
+
+    new_york = Region("US", "NY", 0.9)
+    assert family_for("us", new_york) == "us-ny"
+    assert family_for("us", Region()) == "us"  # no state read: every state's shared series
+    assert family_for("us", Region("US", "WY", 0.9)) == "us"  # a state without series of its own here
+    assert family_for("eu", new_york) == "eu" and family_for("us-ca", new_york) == "us-ca"  # set by deployment
+    # New York's for-hire plates (T + six digits + C) are a New York series, not every state's.
+    assert matches_format("T710974C", "us-ny") and not matches_format("T710974C", "us")
+    assert matches_format("ABC1234", "us-ny") and matches_format("7ABC123", "us-ny")  # and the shared ones
+    assert choose_candidate([("T71O974C", 1.0)], "us-ny") == ("T71O974C", 1.0, "T710974C")
+
+
+def test_a_european_country_is_read_by_its_own_series() -> None:
+    from services.inference.vision.plate_text import LAYOUTS, apply_conventions, matches_format
+
+    assert apply_conventions("AB1Z3CD", "fr") == "AB123CD"  # France AB-123-CD
+    assert apply_conventions("AB1ZCDE", "gb") == "AB12CDE"  # Great Britain AB12 CDE
+    assert matches_format("12XBB3", "nl") and not matches_format("12XBB3", "eu")  # a Dutch sidecode, 99-XXX-9
+    assert matches_format("MAB1234", "de") and matches_format("HHAB123E", "de")  # Germany, an electric car's E
+    assert not matches_format("ABC123456", "de")  # more than eight characters before the E
+    # Germany's district, letters and digits vary in length, so a look-alike is not folded where two fit.
+    assert apply_conventions("MAB1Z34", "de") == "MAB1Z34"
+    assert set(LAYOUTS["auto"]) == {layout for family in ("us", "eu", "br", "ar") for layout in LAYOUTS[family]}
+
+
 def test_closed_families_choose_the_likeliest_read_that_fits_a_layout() -> None:
     ranked = [("KO8673", 0.6), ("IKO8673", 0.3), ("K08673", 0.1)]
     assert choose_candidate(ranked, "br") == ("IKO8673", 0.3, "IKO8673")

@@ -90,15 +90,63 @@ LAYOUTS: dict[str, tuple[str, ...]] = {
     "ar": ("LLLDDD", "LLDDDLL"),
 }
 LAYOUTS["auto"] = tuple(dict.fromkeys(layout for layouts in LAYOUTS.values() for layout in layouts))
+
+
+def _german() -> tuple[str, ...]:
+    """Germany: a district of 1-3 letters, 1-2 letters, 1-4 digits, 8 characters at most; E (electric) or H
+    (historic) may follow."""
+    plain = [("L" * letters) + ("D" * digits) for letters in range(2, 6) for digits in range(1, 5)
+             if letters + digits <= 8]  # fmt: skip
+    return (*plain, *(layout + "L" for layout in plain))
+
+
+# Each European country's layouts, current series first, then earlier series still on the road (national
+# registration rules): a deployment that knows its country sets it (``SIGHTLINE_VISION_PLATE_FAMILY=de``).
+COUNTRY_LAYOUTS: dict[str, tuple[str, ...]] = {
+    "be": ("DLLLDDD", "DDDLLL", "LLLDDD"),  # 1-ABC-123 (2010), 123-ABC (2008), ABC-123 (1973)
+    "cz": ("DLDDDDD", "DLLDDDD"),  # 1A2 3456, 1AB 2345
+    "de": _german(),  # B AB 1234, M X 12, HH AB 123E
+    "dk": ("LLDDDDD",),  # AB 12 345
+    "es": ("DDDDLLL", "LDDDDL", "LDDDDLL", "LLDDDDL", "LLDDDDLL"),  # 1234 ABC (2000), provincial M-1234-AB
+    "fi": ("LLLDDD", "LLDDD"),  # ABC-123, AB-123
+    "fr": ("LLDDDLL", "DDDLLLDD", "DDDDLLDD"),  # AB-123-CD (2009), FNI 123 ABC 75 and 1234 AB 75
+    "gb": ("LLDDLLL", "LDDDLLL", "LDDLLL", "LDLLL"),  # AB12 CDE (2001), prefix A123 BCD, A12 BCD, A1 BCD
+    "hr": ("LLDDDL", "LLDDDLL", "LLDDDDL", "LLDDDDLL"),  # ZG 123-A to ZG 1234-AB
+    "it": ("LLDDDLL",),  # AB 123 CD
+    "nl": ("LLDDDD", "DDDDLL", "DDLLDD", "LLDDLL", "LLLLDD", "DDLLLL", "DDLLLD", "DLLLDD", "LLDDDL", "LDDDLL",
+           "LLLDDL", "LDDLLL", "DLLDDD", "DDDLLD"),  # sidecodes 1-14: 99-XX-99, 9-XXX-99, X-999-XX ...
+    "pl": ("LLDDDDD", "LLDDDDL", "LLDDDLL", "LLLDDDD", "LLLDDDL", "LLLDDLL"),  # WA 12345, KR 1234A, WPR 1234
+    "pt": ("LLDDLL", "DDLLDD", "DDDDLL", "LLDDDD"),  # AA-00-AA (2020), 00-AA-00, 00-00-AA, AA-00-00
+    "se": ("LLLDDD", "LLLDDL"),  # ABC 123, ABC 12A (2019)
+    "sk": ("LLDDDLL",),  # BA 123 AB
+}  # fmt: skip
+# Each US state's standard passenger series beside the layouts every state's older series share (``us``), used
+# where the state is read from the plate or set for a deployment (``us-ny``). New York: ABC-1234 and the
+# Taxi and Limousine Commission's for-hire plates, T + six digits + C.
+STATE_LAYOUTS: dict[str, tuple[str, ...]] = {
+    "AZ": ("LLLDDDD",), "CA": ("DLLLDDD",), "GA": ("LLLDDDD",), "IL": ("LLDDDDD",), "MD": ("DLLDDDD",),
+    "MI": ("LLLDDDD",), "NC": ("LLLDDDD",), "NJ": ("LDDLLL", "LLLDDL"), "NY": ("LLLDDDD", "LDDDDDDL"),
+    "OH": ("LLLDDDD",), "PA": ("LLLDDDD",), "TX": ("LLLDDDD",), "VA": ("LLLDDDD",), "WA": ("LLLDDDD",),
+}  # fmt: skip
+LAYOUTS.update(COUNTRY_LAYOUTS)
+LAYOUTS.update({f"us-{state.lower()}": tuple(dict.fromkeys((*layouts, *LAYOUTS["us"])))
+                for state, layouts in STATE_LAYOUTS.items()})  # fmt: skip
 FAMILIES = tuple(LAYOUTS)
 # Characters printed alike, by the kind a layout expects at their position.
 AS_LETTER = {"0": "O", "1": "I", "8": "B", "5": "S", "2": "Z", "6": "G"}
 AS_DIGIT = {letter: digit for digit, letter in AS_LETTER.items()}
 # Families whose plates carry only their layouts' serials: a read is spelled to fit one where look-alikes allow.
-STRICT_FAMILIES = frozenset({"eu", "br", "ar", "auto"})
+STRICT_FAMILIES = frozenset({"eu", "br", "ar", "auto", *COUNTRY_LAYOUTS})
 # Families whose every plate has one of their layouts (Brazil and Argentina issue no vanity serials): the
 # likeliest candidate that fits one is chosen over likelier ones that do not (a dropped or extra character).
 CLOSED_FAMILIES = frozenset({"br", "ar"})
+
+
+def family_for(family: str, region: Region) -> str:
+    """The family whose layouts a plate is read by: a US state's (``us-ny``) where the deployment's family is
+    ``us`` and the plate names a state with layouts of its own, else the deployment's."""
+    state_family = f"us-{region.state.lower()}"
+    return state_family if family == "us" and region.state and state_family in LAYOUTS else family
 
 
 def layout_of(text: str) -> str:

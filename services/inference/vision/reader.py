@@ -12,6 +12,7 @@ from .confidence import Evidence, calibrated
 from .plate_text import (
     Region,
     choose_candidate,
+    family_for,
     is_state_text,
     matches_format,
     plausibility,
@@ -94,24 +95,25 @@ class PlateReader:
         outputs = self._runner.infer(RECOGNISER, {ocr.REC_INPUT: ocr.rec_input([line.image for line in lines])})
         serials = [ocr.ctc_decode(row) for row in outputs[ocr.PLATE_OUTPUT]]
         texts = [ocr.ctc_decode(row, top_k=SECOND_READER_CANDIDATES) for row in outputs[ocr.TEXT_OUTPUT]]
-        opinions = [(reading, 1.0) for reading in serials]
-        opinions += [(reading, SECOND_READER) for reading in texts if reading.text and not is_state_text(reading.text)]
-        candidates: dict[str, float] = {}
-        for reading, weight in opinions:
-            for text, score in reading.candidates:
-                score *= weight * plausibility(text) * (FORMAT_BONUS if matches_format(text, self._family) else 1.0)
-                candidates[text] = candidates.get(text, 0.0) + score
         others = [
             text.text
             for line, text, serial in zip(lines, texts, serials, strict=True)
             if not line.whole and not serial.text
         ]
         region = region_from_text(others)
+        family = family_for(self._family, region)  # a state's own series, where the plate names the state
+        opinions = [(reading, 1.0) for reading in serials]
+        opinions += [(reading, SECOND_READER) for reading in texts if reading.text and not is_state_text(reading.text)]
+        candidates: dict[str, float] = {}
+        for reading, weight in opinions:
+            for text, score in reading.candidates:
+                score *= weight * plausibility(text) * (FORMAT_BONUS if matches_format(text, family) else 1.0)
+                candidates[text] = candidates.get(text, 0.0) + score
         ranked = sorted(candidates.items(), key=lambda item: item[1], reverse=True)
         if not ranked:
             return PlateText("", 0.0, (), region)
         total = sum(score for _, score in ranked)
-        chosen, score, top = choose_candidate(ranked, self._family)
+        chosen, score, top = choose_candidate(ranked, family)
         # The confidence: the surest reading (of either reader) that offered the chosen text, weighed with the
         # rest of the evidence by the fitted model (confidence.py) into the probability that the read is right.
         offered = [reading for reading, _ in opinions if chosen in dict(reading.candidates)]
@@ -121,7 +123,7 @@ class PlateReader:
             share=score / total,
             head_read_it=any(serial.text == chosen for serial in serials),
             pp_ocr_read_it=any(text.text == chosen for text in texts),
-            fits_layout=matches_format(top, self._family),
+            fits_layout=matches_format(top, family),
             plausibility=plausibility(top),
             height_px=crop.shape[0],
             weakest=max((min(reading.char_confidences) for reading in agreeing), default=0.0),

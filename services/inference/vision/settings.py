@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .plate_text import FAMILIES
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
 
@@ -70,12 +71,21 @@ class VisionSettings(BaseSettings):
     text_detector_side: int = Field(
         default=256, ge=64, le=960, description="plate crops are scaled to this longer side to find their text rows"
     )
-    plate_family: Literal["us", "eu", "br", "ar", "auto"] = Field(
+    plate_family: str = Field(
         default="us",
-        description="serial layouts and spelling conventions of the plates the cameras see: us, eu, br (Brazil, "
-        "LLL-NNNN and Mercosur LLLNLNN), ar (Argentina, LLLNNN and Mercosur LLNNNLL) or auto (all of them)",
+        description="serial layouts and spelling conventions of the plates the cameras see (plate_text.LAYOUTS): "
+        "us (a state's own series where the plate names it), a US state (us-ny), eu (the commonest European "
+        "series), a European country (de, fr, nl, ...), br (Brazil, LLL-NNNN and Mercosur LLLNLNN), ar "
+        "(Argentina, LLLNNN and Mercosur LLNNNLL) or auto (us, eu, br and ar together)",
     )
     int8: bool = Field(default=True, description="in-process runs: INT8 model copies where they exist (CPU)")
+
+    @field_validator("plate_family")
+    @classmethod
+    def _known_family(cls, family: str) -> str:
+        if family not in FAMILIES:
+            raise ValueError(f"unknown plate family {family!r}; known: {', '.join(FAMILIES)}")
+        return family
 
     @field_validator("face_search_side")
     @classmethod
