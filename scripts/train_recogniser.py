@@ -25,9 +25,10 @@ converted to torch with onnx2torch, with two classifiers on its 120-wide sequenc
   (``train_plate_head.trim_classifier``), kept reading as the original does (state names) by distillation:
   the KL divergence to the unchanged model's ``text_probs`` on the same batch.
 
-Training lines (``pack``): plates rendered by ``services/simulator/plate_variants.py`` (US, European and
-South American layouts, several fonts, dealer frames, stickers, stacked characters, glare, night), mounted
-and degraded as a camera would (``train_plate_head.augment``: low resolution, blur, light, noise, JPEG), and
+Training lines (``pack``): plates rendered by ``services/simulator/plate_variants.py`` (US with New York's
+for-hire plates, European and South American layouts, several fonts, dealer frames, stickers, stacked
+characters, glare, night), mounted and degraded as a camera would (``train_plate_head.augment``: low
+resolution, blur, light, noise, JPEG), and
 negatives (dealer-frame and slogan lines); and the real crops of the sets whose licence allows training
 (``TRAINABLE``), only from their ``trained`` and ``tune`` parts (``scripts/eval_accuracy.py: part_of``),
 never a ``final`` part and never ``reported-us-crops``. Each crop gives its lines as the reader makes them

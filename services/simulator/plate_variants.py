@@ -1,8 +1,8 @@
 """Plate faces for training the recogniser (``scripts/train_recogniser.py``): the renderer's US and European
-plates in more fonts, South American layouts (Brazil's grey ``LLL-NNNN`` and Mercosur ``LLLNLNN``,
-Argentina's black ``LLLNNN`` and Mercosur ``LLNNNLL``), decorated with what real plates carry beside the
-serial (dealer frames, registration stickers, small stacked characters, glare), and negatives: lines of
-dealer frames and slogans, which the plate reader must read as nothing.
+plates in more fonts, New York's for-hire plates (``T`` + six digits + ``C``), South American layouts (Brazil's
+grey ``LLL-NNNN`` and Mercosur ``LLLNLNN``, Argentina's black ``LLLNNN`` and Mercosur ``LLNNNLL``), decorated
+with what real plates carry beside the serial (dealer frames, registration stickers, small stacked characters,
+glare), and negatives: lines of dealer frames and slogans, which the plate reader must read as nothing.
 
 Every function draws from the ``numpy`` generator it is given, so a seed gives the same plate.
 """
@@ -96,6 +96,31 @@ def south_american(rng: np.random.Generator, font: Path) -> PlateFace:
     _centred(draw, (pw * 0.05, top + ph * 0.06, pw * 0.95, ph * 0.92), display, font, ink)
     draw.rectangle((2, 2, pw - 3, ph - 3), outline=ink, width=int(rng.integers(3, 10)))
     return PlateFace(np.asarray(img), normalize_plate(display))
+
+
+# New York's designs (background, serial ink, band, band ink, band text), RGB: Empire Gold (2010) and
+# Excelsior (2020).
+NEW_YORK_DESIGNS = (
+    ((236, 184, 46), (22, 40, 96), (22, 40, 96), (250, 250, 250), "EMPIRE STATE"),
+    ((246, 246, 242), (24, 42, 110), (226, 170, 40), (24, 42, 110), "EXCELSIOR"),
+)
+
+
+def for_hire(rng: np.random.Generator, font: Path) -> PlateFace:
+    """A New York for-hire (Taxi and Limousine Commission) plate, 600x300: ``T`` + six digits + ``C``, eight
+    characters across the plate, ``NEW YORK`` above, ``T&LC`` small at the left and the design's band below."""
+    background, ink, band, band_ink, motto = NEW_YORK_DESIGNS[int(rng.integers(len(NEW_YORK_DESIGNS)))]
+    serial = fill(rng, "TDDDDDDC")
+    pw, ph = 600, 300
+    img = Image.new("RGB", (pw, ph), background)
+    draw = ImageDraw.Draw(img)
+    bold = render.FONT_DIR / "DejaVuSans-Bold.ttf"
+    _centred(draw, (pw * 0.3, ph * 0.04, pw * 0.7, ph * 0.2), "NEW YORK", bold, ink)
+    draw.rectangle((0, ph * 0.84, pw, ph), fill=band)
+    _centred(draw, (pw * 0.25, ph * 0.855, pw * 0.75, ph * 0.985), motto, bold, band_ink)
+    _centred(draw, (pw * 0.02, ph * 0.3, pw * 0.09, ph * 0.72), "T&LC", bold, ink)
+    _centred(draw, (pw * 0.1, ph * 0.24, pw * 0.97, ph * 0.8), serial, font, ink)
+    return PlateFace(np.asarray(img), serial)
 
 
 def us_or_eu(rng: np.random.Generator, font: Path) -> PlateFace:
@@ -204,11 +229,12 @@ def night(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
 
 
 def plate_face(rng: np.random.Generator) -> PlateFace:
-    """A plate face with its serial: US, European or South American, in any of the fonts, with a dealer
-    frame, a sticker, stacked characters and glare each on some of them."""
+    """A plate face with its serial: US (a tenth of all New York for-hire), European or South American, in any
+    of the fonts, with a dealer frame, a sticker, stacked characters and glare each on some of them."""
     choices = fonts()
     font = choices[int(rng.integers(len(choices)))]
-    plate = south_american(rng, font) if rng.random() < 0.3 else us_or_eu(rng, font)
+    pick = rng.random()
+    plate = south_american(rng, font) if pick < 0.3 else for_hire(rng, font) if pick < 0.4 else us_or_eu(rng, font)
     face = plate.image
     if rng.random() < 0.2:
         face = stacked(rng, face)

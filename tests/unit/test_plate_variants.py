@@ -36,6 +36,14 @@ def test_south_american_serials_follow_their_layouts() -> None:
         assert "".join("L" if c.isalpha() else "D" for c in serial) in layouts
 
 
+def test_for_hire_plates_read_t_six_digits_c() -> None:
+    rng = np.random.default_rng(4)
+    for font in plate_variants.fonts():
+        face = plate_variants.for_hire(rng, font)
+        assert re.fullmatch(r"T\d{6}C", face.serial), face.serial
+        assert face.image.shape == (300, 600, 3) and face.image.std() > 10
+
+
 def test_decorations_change_pixels_and_frames_grow_the_plate() -> None:
     rng = np.random.default_rng(2)
     face = plate_variants.us_or_eu(rng, plate_variants.fonts()[0]).image
