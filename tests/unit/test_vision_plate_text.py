@@ -93,7 +93,7 @@ def test_a_european_country_is_read_by_its_own_series() -> None:
     assert apply_conventions("AB1ZCDE", "gb") == "AB12CDE"  # Great Britain AB12 CDE
     assert matches_format("12XBB3", "nl") and not matches_format("12XBB3", "eu")  # a Dutch sidecode, 99-XXX-9
     assert matches_format("MAB1234", "de") and matches_format("HHAB123E", "de")  # Germany, an electric car's E
-    assert not matches_format("ABC123456", "de")  # more than eight characters before the E
+    assert not matches_format("ABC123456", "de")  # nine characters, more than a German serial holds
     # Germany's district, letters and digits vary in length, so a look-alike is not folded where two fit.
     assert apply_conventions("MAB1Z34", "de") == "MAB1Z34"
     assert set(LAYOUTS["auto"]) == {layout for family in ("us", "eu", "br", "ar") for layout in LAYOUTS[family]}
